@@ -1,0 +1,90 @@
+//! The chat room protocol: the Django Channels chat tutorial's wire format,
+//! plus an opt-in stream of typed events.
+//!
+//! This crate holds what every party shares: the JSON frames ([`frame`]),
+//! the room-name and display-name rules ([`RoomName`], [`UserName`]), the
+//! URLs of a server ([`ServerUrl`]), the close codes and reconnect advice
+//! ([`close`]), and, behind the `client` feature, an async client
+//! ([`Client`]) for bots, scripts and the terminal client.
+//!
+//! # The protocol
+//!
+//! A client opens `ws://HOST:PORT/ws/chat/<room>/` (trailing slash optional).
+//! Optional query parameters: `name=<display name>`, `since=<last id seen>`
+//! (recovery after a reconnect), `v=2` (typed events, for clients that
+//! cannot offer a subprotocol).
+//!
+//! | direction | when | frame |
+//! |---|---|---|
+//! | client → server | always | `{"message": "text"}`; unknown fields are ignored |
+//! | client → server | typed clients | `{"type": "me", "message": "waves"}`, `{"type": "nick", "name": "bob"}` |
+//! | server → client | plain (default) | `{"message": "text"}`, for chat messages only, the sender's own included |
+//! | server → client | typed (`chat.v2` subprotocol or `?v=2`) | `{"type": "welcome", "message", "room", "user", "members": [..], "history": [chat..], "last_id", "missed", "ts"}` first |
+//! | | | `{"type": "chat", "message", "user", "room", "id", "ts"}` (`"emote": true` for actions) |
+//! | | | `{"type": "join" \| "leave", "message", "user", "room", "ts"}` |
+//! | | | `{"type": "nick", "message", "user", "old", "room", "ts"}` |
+//! | | | `{"type": "error", "message", "code", "ts"}` |
+//!
+//! * Message text is relayed unchanged: no trimming, no escaping; `""` is a
+//!   valid message. Displays make text safe, the wire does not.
+//! * `user` is stamped by the server; a `user` field in a client frame is ignored.
+//! * `id` is a per-room sequence, strictly increasing, the same on every
+//!   server instance; `ts` is server time in unix milliseconds.
+//! * Recovery: a client that reconnects with `?since=ID` gets, in the
+//!   welcome's `history`, every message after `ID` that the server still
+//!   holds, before any live message; `missed` counts those it no longer holds.
+//! * Bad input: see the server's README for what each malformed frame gets
+//!   (an `error` event for typed clients; for plain clients, which have no
+//!   error channel, a close with the code in [`close`]).
+//!
+//! # Example: a small bot
+//!
+//! With the `client` feature:
+//!
+//! ```no_run
+//! # #[cfg(feature = "client")]
+//! # async fn bot() -> Result<(), Box<dyn std::error::Error>> {
+//! use chat_protocol::{Client, ConnectOptions, ServerEvent};
+//!
+//! let server = "ws://127.0.0.1:8000".parse()?;
+//! let options = ConnectOptions::new().name("shout-bot".parse()?);
+//! let mut client = Client::connect(&server, &"lobby".parse()?, &options).await?;
+//! while let Some(event) = client.next().await {
+//!     match event? {
+//!         ServerEvent::Chat(chat) if chat.user != "shout-bot" => {
+//!             client.say(&chat.message.to_uppercase()).await?;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/echo_bot.rs` is the same bot as a program:
+//! `cargo run -p chat-protocol --features client --example echo_bot`.
+
+#![warn(missing_docs)]
+
+pub mod close;
+pub mod frame;
+mod room;
+mod url;
+mod user;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use crate::url::{ServerUrl, UrlError};
+pub use frame::{
+    ChatEvent, ClientMessage, ErrorCode, ErrorEvent, FrameError, NickChange, PlainMessage,
+    Presence, QUERY_OPT_IN, RoomList, RoomSummary, SUBPROTOCOL_V2, ServerEvent, Welcome,
+    unix_millis,
+};
+pub use room::{ROOM_NAME_MAX_LEN, ROOM_NAME_RULE, RoomName, RoomNameError, validate_room_name};
+pub use user::{USER_NAME_MAX_LEN, USER_NAME_RULE, UserName, UserNameError, validate_user_name};
+
+#[cfg(feature = "client")]
+pub use client::{
+    Client, ClientError, ClientEvents, ClientSender, ConnectOptions, Mode, Origin, TlsOptions,
+    fetch_rooms,
+};
