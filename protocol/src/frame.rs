@@ -29,6 +29,46 @@ pub struct PlainMessage {
     pub message: String,
 }
 
+impl PlainMessage {
+    /// Encodes `{"message": text}` byte for byte as a Django Channels
+    /// consumer sends it (Python's `json.dumps` defaults: `": "` after the
+    /// key, and every character outside ASCII escaped as `\uXXXX`, as
+    /// surrogate pairs beyond the BMP), so that a test comparing raw frames
+    /// with Channels' output sees no difference.
+    ///
+    /// ```
+    /// use chat_protocol::PlainMessage;
+    ///
+    /// assert_eq!(PlainMessage::encode("hé 🦀\n"), r#"{"message": "h\u00e9 \ud83e\udd80\n"}"#);
+    /// ```
+    pub fn encode(message: &str) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(message.len() + 16);
+        out.push_str("{\"message\": \"");
+        for c in message.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                ' '..='~' => out.push(c),
+                _ => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        // Writing to a String cannot fail.
+                        let _ = write!(out, "\\u{unit:04x}");
+                    }
+                }
+            }
+        }
+        out.push_str("\"}");
+        out
+    }
+}
+
 /// What a client sends to the server.
 ///
 /// | JSON                                   | meaning                          |
@@ -491,6 +531,31 @@ mod tests {
             assert_eq!(ClientMessage::from_json(&msg.to_json()), Ok(msg));
         }
         assert_eq!(ClientMessage::chat("hi").to_json(), r#"{"message":"hi"}"#);
+    }
+
+    #[test]
+    fn plain_frames_match_python_json_dumps() {
+        // Expected values are what `json.dumps({"message": m})` prints in CPython 3.
+        let cases = [
+            ("hello", r#"{"message": "hello"}"#),
+            ("", r#"{"message": ""}"#),
+            ("a\"b\\c/d", r#"{"message": "a\"b\\c/d"}"#),
+            (
+                "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+                r#"{"message": "\n\r\t\b\f\u0000\u001f\u007f"}"#,
+            ),
+            (
+                "é日本😀",
+                r#"{"message": "\u00e9\u65e5\u672c\ud83d\ude00"}"#,
+            ),
+            ("<script>&", r#"{"message": "<script>&"}"#),
+        ];
+        for (message, expected) in cases {
+            let encoded = PlainMessage::encode(message);
+            assert_eq!(encoded, expected, "{message:?}");
+            let decoded: PlainMessage = serde_json::from_str(&encoded).unwrap();
+            assert_eq!(decoded.message, message);
+        }
     }
 
     #[test]

@@ -1,0 +1,102 @@
+//! The `chat-server` binary: flags and environment -> config, logging,
+//! the listening socket, and the shutdown signal; everything else is in
+//! the library.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!(%err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
+    raise_file_limit();
+    let listener = tokio::net::TcpListener::bind(cli.addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? pick another with --addr",
+                cli.addr
+            )
+        })?;
+    info!(
+        "chat server on http://{addr}/chat/ (WebSocket ws://{addr}/ws/chat/<room>/)",
+        addr = listener
+            .local_addr()
+            .context("reading the listening address")?
+    );
+    chat_server::run(listener, cli.config(), shutdown_signal())
+        .await
+        .context("serving")
+}
+
+/// Every connection is a file descriptor: raise the soft limit to the hard
+/// limit so the server holds as many as the system allows.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(
+            limit,
+            "open-file limit raised to the hard limit (one per connection)"
+        ),
+        Err(err) => warn!(%err, "could not raise the open-file limit"),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("Ctrl-C: shutting down"),
+        () = terminate => info!("SIGTERM: shutting down"),
+    }
+}

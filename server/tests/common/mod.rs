@@ -1,0 +1,272 @@
+//! Helpers shared by the integration tests: a real server on 127.0.0.1:0,
+//! clients of both kinds, raw HTTP, and receives that cannot hang.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat_protocol::{
+    ChatEvent, Client, ConnectOptions, RoomName, ServerEvent, ServerUrl, UserName,
+};
+use chat_server::{Config, ServerHandle};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take.
+pub const WITHIN: Duration = Duration::from_secs(10);
+
+/// How long to listen when asserting that nothing arrives.
+pub const SILENCE: Duration = Duration::from_millis(300);
+
+/// A plain (tutorial) client: a bare WebSocket, no subprotocol.
+pub type PlainSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A server on a free loopback port, stopped when dropped.
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    addr: SocketAddr,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        init_tracing();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let handle = chat_server::spawn(listener, config)
+            .await
+            .expect("spawn the server");
+        let addr = handle.local_addr();
+        Self {
+            handle: Some(handle),
+            addr,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("server running")
+    }
+
+    pub fn url(&self) -> ServerUrl {
+        ServerUrl::parse(&format!("ws://{}", self.addr)).expect("valid url")
+    }
+
+    /// A typed-events client named `name` in `room`.
+    pub async fn client(&self, room: &str, name: &str) -> Client {
+        let options = ConnectOptions::new().name(UserName::new(name).expect("valid name"));
+        within(Client::connect(
+            &self.url(),
+            &RoomName::new(room).expect("valid room"),
+            &options,
+        ))
+        .await
+        .expect("connect")
+    }
+
+    /// A typed client that has read its welcome (returned).
+    pub async fn joined(&self, room: &str, name: &str) -> (Client, chat_protocol::Welcome) {
+        let mut client = self.client(room, name).await;
+        match next_event(&mut client).await {
+            ServerEvent::Welcome(welcome) => (client, welcome),
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// A client written for the Channels tutorial: no subprotocol, no name.
+    pub async fn plain(&self, room: &str) -> PlainSocket {
+        let url = format!("ws://{}/ws/chat/{room}/", self.addr);
+        let (socket, _) = within(Box::pin(tokio_tungstenite::connect_async(url)))
+            .await
+            .expect("connect plain");
+        socket
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Dropping the handle cancels the server.
+        self.handle.take();
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Awaits `future`, failing the test if it takes longer than [`WITHIN`].
+pub async fn within<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(WITHIN, future)
+        .await
+        .expect("timed out")
+}
+
+/// The next typed event.
+pub async fn next_event(client: &mut Client) -> ServerEvent {
+    within(client.next())
+        .await
+        .expect("stream ended")
+        .expect("event")
+}
+
+/// The next chat event, skipping presence and other notices.
+pub async fn next_chat(client: &mut Client) -> ChatEvent {
+    loop {
+        match next_event(client).await {
+            ServerEvent::Chat(chat) => return chat,
+            ServerEvent::Error(error) => panic!("unexpected error event: {error:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Asserts that no chat message reaches `client` for a short while.
+pub async fn assert_no_chat(client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + SILENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, client.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(ServerEvent::Chat(chat)))) => panic!("unexpected chat: {chat:?}"),
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// The next text frame of a plain socket, as raw text.
+pub async fn next_text(socket: &mut PlainSocket) -> String {
+    loop {
+        match within(socket.next())
+            .await
+            .expect("plain stream ended")
+            .expect("frame")
+        {
+            Message::Text(text) => return text.as_str().to_owned(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Sends a raw text frame on a plain socket.
+pub async fn send_text(socket: &mut PlainSocket, text: &str) {
+    within(socket.send(Message::text(text)))
+        .await
+        .expect("send");
+}
+
+/// Reads a plain socket until the server's close frame; returns its code and reason.
+pub async fn close_code(socket: &mut PlainSocket) -> (u16, String) {
+    loop {
+        match within(socket.next()).await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.as_str().to_owned());
+            }
+            Some(Ok(Message::Close(None))) => panic!("close frame without a code"),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => panic!("connection failed before a close frame: {err}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request_head` (without the final blank line) and reads the
+/// response up to the end of the connection.
+pub async fn raw_http(addr: SocketAddr, request_head: &str) -> RawResponse {
+    let mut stream = within(TcpStream::connect(addr)).await.expect("connect");
+    let request = format!("{request_head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    within(stream.read_to_end(&mut raw))
+        .await
+        .expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// `GET path` over HTTP.
+pub async fn get(addr: SocketAddr, path: &str) -> RawResponse {
+    raw_http(addr, &format!("GET {path} HTTP/1.1")).await
+}
+
+/// A WebSocket upgrade request for exactly `path`, sent raw so that the
+/// path reaches the server as written.
+pub async fn upgrade(addr: SocketAddr, path: &str) -> RawResponse {
+    raw_http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        ),
+    )
+    .await
+}
+
+/// Resident memory of this process in KiB, from /proc.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
