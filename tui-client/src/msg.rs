@@ -1,0 +1,95 @@
+//! What goes into [`crate::app::App::update`] ([`Msg`]) and what comes out
+//! ([`Effect`]).
+
+use std::time::Duration;
+
+use chat_protocol::{ClientMessage, Mode, RoomName, RoomSummary, ServerEvent, UserName};
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+
+/// An input to the app: from the terminal or from the network.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// A key press (only presses reach `update`; releases are dropped).
+    Key(KeyEvent),
+    /// A bracketed paste.
+    Paste(String),
+    /// A mouse event.
+    Mouse(MouseEvent),
+    /// The terminal's new size.
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+    /// Something happened to a room's connection.
+    Net(RoomName, NetEvent),
+    /// The room list for the picker arrived (or could not be fetched).
+    Rooms(Result<Vec<RoomSummary>, String>),
+}
+
+/// What a room's connection task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    /// An attempt to connect has started (1 for the first).
+    Connecting {
+        /// The attempt number since the last successful connection.
+        attempt: u32,
+    },
+    /// Connected; in [`Mode::Events`] a welcome follows.
+    Connected {
+        /// Which stream the server agreed to send.
+        mode: Mode,
+    },
+    /// An event from the server.
+    Server(ServerEvent),
+    /// The connection is gone, or could not be made; the task retries.
+    Disconnected {
+        /// Why, for the user.
+        reason: String,
+        /// The close code, when the server sent one.
+        close_code: Option<u16>,
+        /// When the next attempt starts.
+        retry_in: Duration,
+        /// How many attempts have failed in a row.
+        attempt: u32,
+    },
+    /// The server refused in a way that will repeat: the task will not
+    /// reconnect by itself.
+    Stopped {
+        /// Why, for the user.
+        reason: String,
+    },
+    /// A message handed to the task could not be written; the app queues it
+    /// again.
+    NotSent {
+        /// The app's id for the message.
+        local_id: u64,
+    },
+}
+
+/// An effect for the runtime to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Start a connection task for a room.
+    Join(RoomName),
+    /// Close a room's connection and end its task.
+    Leave(RoomName),
+    /// Send a message in a room.
+    Send {
+        /// The room.
+        room: RoomName,
+        /// The app's id for it (0: not tracked, e.g. a name change).
+        local_id: u64,
+        /// The frame.
+        message: ClientMessage,
+    },
+    /// Use this display name for every future connection.
+    SetName(UserName),
+    /// Fetch the room list for the picker.
+    FetchRooms,
+    /// Clear and redraw the whole screen.
+    Redraw,
+    /// Leave every room and exit.
+    Quit,
+}

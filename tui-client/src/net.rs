@@ -1,0 +1,274 @@
+//! One task per joined room owns that room's connection.
+//!
+//! The task connects with the protocol crate's [`Client`], forwards every
+//! event to the runtime, writes what the app sends, and when the connection
+//! goes it follows the server's advice ([`ClientError::advice`]): stop (a
+//! refusal that would repeat, shown to the user) or reconnect after a delay
+//! from [`Backoff::for_clients`] (exponential, jittered, capped at 30 s).
+//! Reconnects resume with `since` = the last message id seen, so the
+//! welcome's history holds exactly what was missed.
+//!
+//! The UI never waits on this task: it talks to it over channels.
+
+use std::time::{Duration, Instant};
+
+use chat_protocol::close::{Advice, Backoff};
+use chat_protocol::{
+    Client, ClientError, ClientMessage, ConnectOptions, Mode, RoomName, ServerEvent, ServerUrl,
+    UserName,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::msg::{Msg, NetEvent};
+
+/// A connection that lasted this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// What the runtime tells a room task.
+#[derive(Debug)]
+pub enum RoomCommand {
+    /// Send a message (reported back as [`NetEvent::NotSent`] on failure).
+    Send {
+        /// The app's id for it.
+        local_id: u64,
+        /// The frame.
+        message: ClientMessage,
+    },
+    /// Use this name for the next connections.
+    Rename(UserName),
+    /// Close the connection and end the task.
+    Leave,
+}
+
+/// The runtime's handle on a room task.
+#[derive(Debug)]
+pub struct RoomHandle {
+    /// Commands to the task.
+    pub commands: mpsc::UnboundedSender<RoomCommand>,
+    /// The task.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the task for `room`. Its reports arrive on `out` as [`Msg::Net`].
+pub fn spawn(
+    server: ServerUrl,
+    room: RoomName,
+    options: ConnectOptions,
+    out: mpsc::Sender<Msg>,
+) -> RoomHandle {
+    // Unbounded on purpose: the app sends what the user typed, which is
+    // small and human-paced, and `update` must never wait.
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(server, room, options, inbox, out));
+    RoomHandle { commands, task }
+}
+
+/// Why a connection ended.
+enum End {
+    Lost(ClientError),
+    Leave,
+}
+
+struct Room {
+    server: ServerUrl,
+    name: RoomName,
+    options: ConnectOptions,
+    inbox: mpsc::UnboundedReceiver<RoomCommand>,
+    out: mpsc::Sender<Msg>,
+    since: Option<u64>,
+}
+
+impl Room {
+    async fn emit(&self, event: NetEvent) -> bool {
+        self.out
+            .send(Msg::Net(self.name.clone(), event))
+            .await
+            .is_ok()
+    }
+
+    /// A command while there is no connection. Returns false on Leave.
+    async fn offline_command(&mut self, command: Option<RoomCommand>) -> bool {
+        match command {
+            None | Some(RoomCommand::Leave) => false,
+            Some(RoomCommand::Send { local_id, .. }) => {
+                self.emit(NetEvent::NotSent { local_id }).await;
+                true
+            }
+            Some(RoomCommand::Rename(name)) => {
+                self.options = self.options.clone().name(name);
+                true
+            }
+        }
+    }
+
+    fn track(&mut self, event: &ServerEvent) {
+        let seen = match event {
+            ServerEvent::Welcome(w) => Some(
+                w.history
+                    .iter()
+                    .map(|c| c.id)
+                    .fold(w.last_id, u64::max),
+            ),
+            ServerEvent::Chat(c) if c.id > 0 => Some(c.id),
+            _ => None,
+        };
+        if let Some(id) = seen {
+            self.since = Some(self.since.map_or(id, |s| s.max(id)));
+        }
+    }
+
+    /// Connects once; `Err` carries why it failed, or `Ok(None)` on Leave.
+    async fn connect(&mut self) -> Result<Option<Client>, ClientError> {
+        let options = self.options.clone().since(self.since);
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let connect = Client::connect(&server, &name, &options);
+        tokio::pin!(connect);
+        loop {
+            tokio::select! {
+                result = &mut connect => return result.map(Some),
+                command = self.inbox.recv() => {
+                    if !self.offline_command(command).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one connection until it ends.
+    async fn session(&mut self, client: Client) -> End {
+        let mode = client.mode();
+        if !self.emit(NetEvent::Connected { mode }).await {
+            return End::Leave;
+        }
+        let (sender, mut events) = client.split();
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        if mode == Mode::Events {
+                            self.track(&event);
+                        }
+                        if !self.emit(NetEvent::Server(event)).await {
+                            return End::Leave;
+                        }
+                    }
+                    Some(Err(err)) => return End::Lost(err),
+                    None => {
+                        return End::Lost(ClientError::Disconnected(
+                            "the server closed the connection".to_owned(),
+                        ));
+                    }
+                },
+                command = self.inbox.recv() => match command {
+                    None | Some(RoomCommand::Leave) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sender.close()).await;
+                        return End::Leave;
+                    }
+                    Some(RoomCommand::Rename(name)) => {
+                        self.options = self.options.clone().name(name);
+                    }
+                    Some(RoomCommand::Send { local_id, message }) => {
+                        if let Err(err) = sender.send(&message).await {
+                            tracing::debug!(room = %self.name, %err, "send failed");
+                            if local_id != 0 {
+                                self.emit(NetEvent::NotSent { local_id }).await;
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Waits `delay`, still answering commands. Returns false on Leave.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return true,
+                command = self.inbox.recv() => {
+                    if !self.offline_command(command).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    server: ServerUrl,
+    name: RoomName,
+    options: ConnectOptions,
+    inbox: mpsc::UnboundedReceiver<RoomCommand>,
+    out: mpsc::Sender<Msg>,
+) {
+    let mut room = Room {
+        server,
+        name,
+        options,
+        inbox,
+        out,
+        since: None,
+    };
+    let mut backoff = Backoff::for_clients();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        if !room.emit(NetEvent::Connecting { attempt }).await {
+            return;
+        }
+        let err = match room.connect().await {
+            Ok(None) => return,
+            Ok(Some(client)) => {
+                let started = Instant::now();
+                match room.session(client).await {
+                    End::Leave => return,
+                    End::Lost(err) => {
+                        if started.elapsed() >= STABLE_AFTER {
+                            backoff.reset();
+                        }
+                        attempt = 0;
+                        err
+                    }
+                }
+            }
+            Err(err) => err,
+        };
+        let close_code = match &err {
+            ClientError::Closed { code, .. } => *code,
+            _ => None,
+        };
+        tracing::info!(room = %room.name, %err, "connection ended");
+        match err.advice() {
+            Advice::Stop => {
+                room.emit(NetEvent::Stopped {
+                    reason: err.to_string(),
+                })
+                .await;
+                // Stay for the app's Leave; answer sends with NotSent.
+                while let Some(command) = room.inbox.recv().await {
+                    if !room.offline_command(Some(command)).await {
+                        return;
+                    }
+                }
+                return;
+            }
+            Advice::Reconnect { min_delay } => {
+                let delay = backoff.next_delay(min_delay);
+                let event = NetEvent::Disconnected {
+                    reason: err.to_string(),
+                    close_code,
+                    retry_in: delay,
+                    attempt: attempt.max(1),
+                };
+                if !room.emit(event).await || !room.wait(delay).await {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The one loop of the terminal UI.
+//!
+//! `select!` over terminal input (crossterm's `EventStream`), the room
+//! tasks' reports, and the signals; each becomes a [`Msg`] for
+//! [`App::update`], whose [`Effect`]s are carried out here. After one
+//! message it drains whatever else is already queued, then draws once, and
+//! only if something changed. Nothing here blocks on the network: the room
+//! tasks in [`crate::net`] do that.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chat_protocol::{ConnectOptions, RoomName, ServerUrl};
+use futures_util::{FutureExt, StreamExt};
+use ratatui::DefaultTerminal;
+use ratatui::crossterm::event::{Event, EventStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::app::App;
+use crate::msg::{Effect, Msg, NetEvent};
+use crate::net::{self, RoomCommand, RoomHandle};
+use crate::ui;
+
+/// How many queued inputs are handled before a frame is drawn anyway.
+const MAX_BATCH: usize = 512;
+
+/// What the runtime needs besides the app.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The server.
+    pub server: ServerUrl,
+    /// Connection options (name, timeout, ...).
+    pub options: ConnectOptions,
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The user quit.
+    Quit,
+    /// A signal: its number.
+    Signal(u8),
+}
+
+struct Runner {
+    ctx: Context,
+    rooms: HashMap<RoomName, RoomHandle>,
+    leaving: Vec<tokio::task::JoinHandle<()>>,
+    tx: mpsc::Sender<Msg>,
+    /// Messages produced here (e.g. a send that could not be queued).
+    local: VecDeque<Msg>,
+}
+
+impl Runner {
+    /// Carries out effects; returns true on Quit.
+    fn apply(&mut self, effects: Vec<Effect>, terminal: &mut DefaultTerminal) -> bool {
+        for effect in effects {
+            match effect {
+                Effect::Join(room) => {
+                    let handle = net::spawn(
+                        self.ctx.server.clone(),
+                        room.clone(),
+                        self.ctx.options.clone(),
+                        self.tx.clone(),
+                    );
+                    if let Some(old) = self.rooms.insert(room, handle) {
+                        let _ = old.commands.send(RoomCommand::Leave);
+                        self.leaving.push(old.task);
+                    }
+                }
+                Effect::Leave(room) => {
+                    if let Some(handle) = self.rooms.remove(&room) {
+                        let _ = handle.commands.send(RoomCommand::Leave);
+                        self.leaving.push(handle.task);
+                    }
+                }
+                Effect::Send {
+                    room,
+                    local_id,
+                    message,
+                } => {
+                    let sent = self.rooms.get(&room).is_some_and(|h| {
+                        h.commands
+                            .send(RoomCommand::Send { local_id, message })
+                            .is_ok()
+                    });
+                    if !sent && local_id != 0 {
+                        self.local
+                            .push_back(Msg::Net(room, NetEvent::NotSent { local_id }));
+                    }
+                }
+                Effect::SetName(name) => {
+                    self.ctx.options = self.ctx.options.clone().name(name.clone());
+                    for handle in self.rooms.values() {
+                        let _ = handle.commands.send(RoomCommand::Rename(name.clone()));
+                    }
+                }
+                Effect::FetchRooms => {
+                    let server = self.ctx.server.clone();
+                    let tls = self.ctx.options.tls_options().clone();
+                    let timeout = self.ctx.options.connect_timeout();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let result = chat_protocol::fetch_rooms(&server, &tls, timeout)
+                            .await
+                            .map(|list| list.rooms)
+                            .map_err(|err| err.to_string());
+                        let _ = tx.send(Msg::Rooms(result)).await;
+                    });
+                }
+                Effect::Redraw => {
+                    let _ = terminal.clear();
+                }
+                Effect::Quit => return true,
+            }
+        }
+        false
+    }
+
+    /// Closes every connection, waiting a little for the close frames.
+    async fn shutdown(mut self) {
+        for (_, handle) in self.rooms.drain() {
+            let _ = handle.commands.send(RoomCommand::Leave);
+            self.leaving.push(handle.task);
+        }
+        let all = futures_util::future::join_all(self.leaving);
+        let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+    }
+}
+
+fn to_msg(event: Event) -> Option<Msg> {
+    match event {
+        Event::Key(key) => Some(Msg::Key(key)),
+        Event::Paste(text) => Some(Msg::Paste(text)),
+        Event::Mouse(mouse) => Some(Msg::Mouse(mouse)),
+        Event::Resize(width, height) => Some(Msg::Resize { width, height }),
+        Event::FocusGained | Event::FocusLost => None,
+    }
+}
+
+/// Runs the UI until the user quits or a signal arrives.
+///
+/// # Errors
+///
+/// When the terminal cannot be read or drawn.
+pub async fn run(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    ctx: Context,
+    rooms: &[RoomName],
+) -> anyhow::Result<Exit> {
+    let (tx, mut rx) = mpsc::channel::<Msg>(1024);
+    let mut runner = Runner {
+        ctx,
+        rooms: HashMap::new(),
+        leaving: Vec::new(),
+        tx,
+        local: VecDeque::new(),
+    };
+    let mut events = EventStream::new();
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+
+    let size = terminal.size().context("reading the terminal size")?;
+    app.update(Msg::Resize {
+        width: size.width,
+        height: size.height,
+    });
+    let effects = app.start(rooms);
+    let mut exit = None;
+    if runner.apply(effects, terminal) {
+        exit = Some(Exit::Quit);
+    }
+    terminal.draw(|frame| ui::view(&app, frame))?;
+
+    while exit.is_none() {
+        let first = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => to_msg(event),
+                Some(Err(err)) => return Err(err).context("reading the terminal"),
+                None => { exit = Some(Exit::Quit); None }
+            },
+            Some(msg) = rx.recv() => Some(msg),
+            _ = sigterm.recv() => { exit = Some(Exit::Signal(15)); None }
+            _ = sighup.recv() => { exit = Some(Exit::Signal(1)); None }
+            _ = sigint.recv() => { exit = Some(Exit::Signal(2)); None }
+        };
+        runner.local.extend(first);
+        // Drain what is already queued, then draw once.
+        for _ in 0..MAX_BATCH {
+            if exit.is_some() {
+                break;
+            }
+            let msg = if let Some(msg) = runner.local.pop_front() {
+                msg
+            } else if let Ok(msg) = rx.try_recv() {
+                msg
+            } else if let Some(Some(Ok(event))) = events.next().now_or_never() {
+                match to_msg(event) {
+                    Some(msg) => msg,
+                    None => continue,
+                }
+            } else {
+                break;
+            };
+            let effects = app.update(msg);
+            if runner.apply(effects, terminal) {
+                exit = Some(Exit::Quit);
+            }
+        }
+        if app.dirty && exit.is_none() {
+            terminal.draw(|frame| ui::view(&app, frame))?;
+            app.dirty = false;
+        }
+    }
+    runner.shutdown().await;
+    Ok(exit.unwrap_or(Exit::Quit))
+}

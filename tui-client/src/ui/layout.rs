@@ -1,0 +1,93 @@
+//! Where each pane goes. Computed from the terminal size and the state
+//! alone, so that `update` (mouse clicks, page size) and the view agree.
+//!
+//! ```text
+//! rooms │ messages (time nick │ text)              │ members
+//!       │                                            │
+//! status bar                                         (1 row)
+//! input line                                         (1 row)
+//! ```
+//! Narrow terminals lose the member list first (under
+//! [`MEMBERS_MIN_WIDTH`] columns), then the rooms pane (under
+//! [`ROOMS_MIN_WIDTH`]); the status bar shows the room then.
+
+use chat_protocol::Mode;
+use ratatui::layout::Rect;
+
+use crate::app::App;
+use crate::wrap;
+
+/// Below this width there is no rooms pane.
+pub const ROOMS_MIN_WIDTH: u16 = 60;
+/// Below this width there is no member list.
+pub const MEMBERS_MIN_WIDTH: u16 = 90;
+
+/// The panes of the chat screen. A pane that does not fit has zero size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// The joined rooms, one per row, with a border on the right.
+    pub rooms: Rect,
+    /// The messages of the active room.
+    pub messages: Rect,
+    /// The member list, with a border on the left.
+    pub members: Rect,
+    /// The status bar.
+    pub status: Rect,
+    /// The input line.
+    pub input: Rect,
+}
+
+/// Splits `area` into the chat screen's panes.
+pub fn areas(area: Rect, app: &App) -> Areas {
+    let h = area.height;
+    let input = Rect::new(area.x, area.y + h.saturating_sub(1), area.width, h.min(1));
+    let status = if h >= 2 {
+        Rect::new(area.x, area.y + h - 2, area.width, 1)
+    } else {
+        Rect::new(area.x, area.y, area.width, 0)
+    };
+    let main_h = h.saturating_sub(2);
+    let rooms_w = if area.width >= ROOMS_MIN_WIDTH && !app.rooms.is_empty() {
+        rooms_width(app)
+    } else {
+        0
+    };
+    let members_w = match app.active_room() {
+        Some(room) if area.width >= MEMBERS_MIN_WIDTH && room.mode != Some(Mode::Plain) => {
+            let longest = room
+                .members
+                .iter()
+                .map(|m| wrap::width(m))
+                .max()
+                .unwrap_or(0);
+            u16::try_from(longest + 2).unwrap_or(u16::MAX).clamp(10, 18)
+        }
+        _ => 0,
+    };
+    let rooms = Rect::new(area.x, area.y, rooms_w, main_h);
+    let members = Rect::new(
+        area.x + area.width.saturating_sub(members_w),
+        area.y,
+        members_w,
+        main_h,
+    );
+    let messages = Rect::new(
+        area.x + rooms_w,
+        area.y,
+        area.width.saturating_sub(rooms_w + members_w),
+        main_h,
+    );
+    Areas {
+        rooms,
+        messages,
+        members,
+        status,
+        input,
+    }
+}
+
+fn rooms_width(app: &App) -> u16 {
+    // "NN.name (999!)" plus the border.
+    let longest = app.rooms.iter().map(|r| r.name.as_str().len()).max().unwrap_or(0);
+    u16::try_from(longest + 10).unwrap_or(u16::MAX).clamp(14, 24)
+}
