@@ -1,0 +1,398 @@
+//! The command line: clap definitions and their conversion into the run
+//! configurations of [`crate::fanout`] and [`crate::conns`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::conns::{self, ConnsConfig};
+use crate::fanout::{self, FanoutConfig};
+use crate::report::Report;
+use crate::testserver::TestServer;
+use crate::wire::Target;
+
+/// Load generator for servers of the chat room protocol
+/// (ws://HOST:PORT/ws/chat/<room>/, {"message": text}).
+///
+/// Measures any server of the protocol with the same code: our chat-server,
+/// Node ws, Python websockets, Django Channels. Traffic stays on loopback;
+/// every run is bounded in count and time. A progress line goes to stderr,
+/// the report to stdout (a table, or JSON with --json).
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", version, max_term_width = 100)]
+pub struct Cli {
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress line on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fan-out: R rooms × M members, S senders, N messages in all, as fast as
+    /// the in-flight window allows or at a fixed rate. Reports deliveries per
+    /// second, latency percentiles, lost / duplicated / out-of-order
+    /// deliveries, errors, and with --server-pid the server's CPU time per
+    /// delivery and RSS.
+    Fanout(FanoutArgs),
+    /// Idle connections: open C, hold them, then prove each still receives.
+    /// Reports the open rate and with --server-pid the server's RSS before and
+    /// after (per connection).
+    Conns(ConnsArgs),
+    /// Print the comparison table (Markdown) from a folder of --json reports
+    /// laid out as DIR/<server>/<workload>-<run>.json (what compare.sh writes).
+    Table(TableArgs),
+    /// Run chat-bench's own reference broadcast server (for trying the tool).
+    Serve(ServeArgs),
+    /// Internal: one worker process of `conns`.
+    #[command(hide = true)]
+    ConnsWorker {
+        /// The worker's spec, as JSON.
+        spec: String,
+    },
+}
+
+/// The server under test.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The server's base URL; must be a loopback address.
+    #[arg(long, env = "CHAT_BENCH_URL", default_value = "ws://127.0.0.1:8000")]
+    pub url: String,
+
+    /// Origin header to send (Django Channels refuses a handshake without a
+    /// matching one). Default: http://HOST:PORT of --url. "none" sends none.
+    #[arg(long, env = "CHAT_BENCH_ORIGIN")]
+    pub origin: Option<String>,
+
+    /// PID of the server process: its CPU time (utime+stime) and RSS are
+    /// read from /proc/PID and reported.
+    #[arg(long, env = "CHAT_BENCH_SERVER_PID")]
+    pub server_pid: Option<u32>,
+
+    /// Seconds allowed for one handshake and for the warm-up.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub setup_timeout: f64,
+}
+
+/// `fanout` options.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Rooms (R).
+    #[arg(long, short = 'r', default_value_t = 1)]
+    pub rooms: u32,
+
+    /// Members per room (M), senders included.
+    #[arg(long, short = 'm', default_value_t = 1000)]
+    pub members: u32,
+
+    /// Senders (S), spread round-robin over the rooms; each is also a member.
+    /// Default: one per room.
+    #[arg(long, short = 's')]
+    pub senders: Option<u32>,
+
+    /// Messages in all (N), split evenly over the senders.
+    #[arg(long, short = 'n', default_value_t = 10_000)]
+    pub messages: u64,
+
+    /// Send at this many messages per second in all (e.g. 10000), instead of
+    /// as fast as the window allows.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
+
+    /// Messages a sender may have in flight (sent, own copy not back yet).
+    #[arg(long, short = 'w', default_value_t = 16)]
+    pub window: u32,
+
+    /// Message text length in bytes (the sender id, sequence number and
+    /// timestamp, padded).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// Load-generator threads (each a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+
+    /// Spread connections over this many source addresses 127.0.0.1,
+    /// 127.0.0.2, …; 0 lets the kernel choose.
+    #[arg(long, default_value_t = 0)]
+    pub sources: u8,
+
+    /// Longest time the timed phase may last, seconds.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub max_time: f64,
+
+    /// After the last send, stop when nothing arrived for this long, seconds
+    /// (what is missing then is counted lost).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub drain: f64,
+}
+
+/// `conns` options.
+#[derive(Debug, Args)]
+pub struct ConnsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Connections to open (C).
+    #[arg(long, short = 'c', default_value_t = 1000)]
+    pub connections: u64,
+
+    /// Connections per room.
+    #[arg(long, default_value_t = 100)]
+    pub room_size: u32,
+
+    /// Most connections one worker process holds; more connections use more
+    /// worker processes (each under the file-descriptor limit, which
+    /// chat-bench raises to the hard limit).
+    #[arg(long, default_value_t = 10_000)]
+    pub per_worker: u64,
+
+    /// Spread connections over this many source addresses 127.0.0.1,
+    /// 127.0.0.2, … (each offers ~28,000 ephemeral ports).
+    #[arg(long, default_value_t = 4)]
+    pub sources: u8,
+
+    /// Seconds to hold the connections idle before the probe.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub hold: f64,
+
+    /// Seconds allowed for every connection to receive the probe.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub probe_timeout: f64,
+
+    /// Handshakes in progress at once, per worker.
+    #[arg(long, default_value_t = 128)]
+    pub connect_concurrency: usize,
+
+    /// Run a single worker as a thread of this process instead of a worker
+    /// process (only when the connections fit in one worker).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+/// `table` options.
+#[derive(Debug, Args)]
+pub struct TableArgs {
+    /// Folder of reports: DIR/<server>/<workload>-<run>.json.
+    pub dir: PathBuf,
+
+    /// Column order, ours first; ratios are the first against each other.
+    #[arg(long, value_delimiter = ',', default_value = "chat-server")]
+    pub servers: Vec<String>,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// Runs the command; returns what to print on stdout.
+///
+/// # Errors
+///
+/// Bad arguments, a server that cannot be reached, or a failed run.
+pub fn run(cli: Cli) -> anyhow::Result<Option<String>> {
+    let progress = !cli.quiet;
+    let report = match cli.command {
+        Command::Fanout(args) => Report::Fanout(fanout::run(&fanout_config(&args, progress)?)?),
+        Command::Conns(args) => Report::Conns(conns::run(&conns_config(&args, progress)?)?),
+        Command::Table(args) => return crate::summary::table(&args.dir, &args.servers).map(Some),
+        Command::Serve(args) => {
+            if !args.addr.ip().is_loopback() {
+                bail!("serve listens on loopback only");
+            }
+            let server = TestServer::start_on(args.addr, Vec::new(), args.threads)?;
+            tracing::info!(addr = %server.addr(), "reference server listening");
+            eprintln!("chat-bench reference server on ws://{}", server.addr());
+            server.wait();
+            return Ok(None);
+        }
+        Command::ConnsWorker { spec } => {
+            conns::worker_main(&spec)?;
+            return Ok(None);
+        }
+    };
+    let output = if cli.json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        text
+    } else {
+        report.to_table()
+    };
+    Ok(Some(output))
+}
+
+/// The server's address, `Host` header and default `Origin` from `--url`,
+/// refusing anything but loopback.
+fn target(args: &TargetArgs) -> anyhow::Result<Target> {
+    let url = url::Url::parse(&args.url).with_context(|| format!("bad --url {}", args.url))?;
+    if url.scheme() != "ws" {
+        bail!("--url must be ws://HOST:PORT (got {})", url.scheme());
+    }
+    let host = url.host_str().context("--url has no host")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addr = (host.trim_matches(|c| c == '[' || c == ']'), port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    if !addr.ip().is_loopback() {
+        bail!("load stays on loopback: {addr} is not a loopback address");
+    }
+    let host_header = format!("{host}:{port}");
+    let origin = match args.origin.as_deref() {
+        Some("none") => None,
+        Some(origin) => Some(origin.to_owned()),
+        None => Some(format!("http://{host_header}")),
+    };
+    Ok(Target {
+        addr,
+        host: host_header,
+        origin,
+    })
+}
+
+fn sources(count: u8) -> Vec<IpAddr> {
+    (1..=count)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
+}
+
+/// A fresh room-name prefix, so that runs never see each other's messages.
+fn nonce() -> String {
+    let mut s = String::from("b");
+    for _ in 0..6 {
+        s.push(fastrand::alphanumeric().to_ascii_lowercase());
+    }
+    s
+}
+
+fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{flag} must be a non-negative number of seconds"))
+}
+
+/// The fan-out configuration of `args`.
+///
+/// # Errors
+///
+/// A bad URL or duration.
+pub fn fanout_config(args: &FanoutArgs, progress: bool) -> anyhow::Result<FanoutConfig> {
+    let target = target(&args.target)?;
+    if args.sources > 0 && !target.addr.is_ipv4() {
+        bail!("--sources needs an IPv4 server address");
+    }
+    Ok(FanoutConfig {
+        target,
+        url: args.target.url.clone(),
+        room_prefix: format!("{}r", nonce()),
+        rooms: args.rooms,
+        members: args.members,
+        senders: args.senders.unwrap_or(args.rooms),
+        messages: args.messages,
+        rate: args.rate,
+        window: args.window,
+        size: args.size,
+        threads: args.threads,
+        connect_concurrency: args.connect_concurrency,
+        sources: sources(args.sources),
+        server_pid: args.target.server_pid,
+        max_time: secs(args.max_time, "--max-time")?,
+        drain: secs(args.drain, "--drain")?,
+        setup_timeout: secs(args.target.setup_timeout, "--setup-timeout")?,
+        progress,
+    })
+}
+
+/// The `conns` configuration of `args`.
+///
+/// # Errors
+///
+/// A bad URL or duration, or no way to find this executable for workers.
+pub fn conns_config(args: &ConnsArgs, progress: bool) -> anyhow::Result<ConnsConfig> {
+    let target = target(&args.target)?;
+    if args.sources > 0 && !target.addr.is_ipv4() {
+        bail!("--sources needs an IPv4 server address");
+    }
+    let worker_exe = if args.in_process {
+        None
+    } else {
+        Some(std::env::current_exe().context("finding the chat-bench executable for workers")?)
+    };
+    Ok(ConnsConfig {
+        target,
+        url: args.target.url.clone(),
+        room_prefix: nonce(),
+        connections: args.connections,
+        room_size: args.room_size,
+        per_worker: args.per_worker,
+        sources: sources(args.sources),
+        hold: secs(args.hold, "--hold")?,
+        probe_timeout: secs(args.probe_timeout, "--probe-timeout")?,
+        setup_timeout: secs(args.target.setup_timeout, "--setup-timeout")?,
+        connect_concurrency: args.connect_concurrency,
+        server_pid: args.target.server_pid,
+        worker_exe,
+        progress,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn refuses_non_loopback_targets() {
+        let args = TargetArgs {
+            url: "ws://10.0.0.1:8000".into(),
+            origin: None,
+            server_pid: None,
+            setup_timeout: 1.0,
+        };
+        assert!(target(&args).is_err());
+    }
+
+    #[test]
+    fn default_origin_matches_the_host() {
+        let args = TargetArgs {
+            url: "ws://127.0.0.1:9001".into(),
+            origin: None,
+            server_pid: None,
+            setup_timeout: 1.0,
+        };
+        let t = target(&args).unwrap();
+        assert_eq!(t.host, "127.0.0.1:9001");
+        assert_eq!(t.origin.as_deref(), Some("http://127.0.0.1:9001"));
+    }
+}

@@ -1,0 +1,344 @@
+//! One worker of a `conns` run: opens its share of idle connections, holds
+//! them, and on command proves that each still receives.
+//!
+//! A worker is either a thread of the `conns` process (when one process's
+//! file-descriptor limit is enough) or a separate process
+//! (`chat-bench conns-worker SPEC`) that talks to the parent in JSON lines:
+//! commands on stdin, [`Event`]s on stdout. Either way it runs [`run`].
+//!
+//! While held, a connection answers pings (Python's `websockets` and
+//! Daphne ping every 20 s and drop a client that does not answer), so a
+//! long hold measures idle connections, not dead ones.
+
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::payload::{self, Payload};
+use crate::wire::{self, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Target};
+
+/// What a worker must do, as the parent hands it over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// Worker number (names its rooms).
+    pub worker: usize,
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// `Host` header.
+    pub host: String,
+    /// `Origin` header.
+    pub origin: Option<String>,
+    /// Room-name prefix of the run.
+    pub room_prefix: String,
+    /// Connections to open.
+    pub count: u64,
+    /// Members per room.
+    pub room_size: u32,
+    /// Index of this worker's first connection in the run (spreads the
+    /// sources evenly across workers).
+    pub first_index: u64,
+    /// Source addresses.
+    pub sources: Vec<IpAddr>,
+    /// Handshakes in progress at once.
+    pub concurrency: usize,
+    /// Limit for one handshake, milliseconds.
+    pub setup_timeout_ms: u64,
+    /// Limit for the probe, milliseconds.
+    pub probe_timeout_ms: u64,
+}
+
+/// A command from the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    /// Send one probe per room and count who receives it.
+    Probe,
+    /// Close everything and exit.
+    Close,
+}
+
+/// A report to the parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// Progress while opening.
+    Opening {
+        /// Opened so far.
+        opened: u64,
+    },
+    /// Every connection was attempted.
+    Opened {
+        /// Opened.
+        opened: u64,
+        /// Failed.
+        failed: u64,
+        /// First failure, if any.
+        first_error: Option<String>,
+        /// Seconds from start to the last attempt's end.
+        secs: f64,
+    },
+    /// The probe finished.
+    Probed {
+        /// Connections that received their room's probe.
+        received: u64,
+        /// Connections that did not.
+        missing: u64,
+        /// Seconds from the probes' send to the last arrival (or timeout).
+        secs: f64,
+    },
+}
+
+/// The phases a worker's connections go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Hold,
+    Probe,
+    Close,
+}
+
+/// Counters shared by the worker's tasks (one thread, so `Cell`s).
+#[derive(Debug, Default)]
+struct Tally {
+    opened: Cell<u64>,
+    failed: Cell<u64>,
+    received: Cell<u64>,
+    /// Connections that ended before or during the probe.
+    dead: Cell<u64>,
+    first_error: RefCell<Option<String>>,
+    /// Has room `r` had its probe sent?
+    probed: RefCell<Vec<bool>>,
+    /// Read buffer shared by every connection of the worker.
+    buf: RefCell<Vec<u8>>,
+}
+
+/// Runs one worker to the end.
+///
+/// # Errors
+///
+/// The runtime could not be built.
+pub fn run(
+    spec: &WorkerSpec,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut emit: impl FnMut(Event),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let rooms = usize::try_from(spec.count.div_ceil(u64::from(spec.room_size.max(1)))).unwrap_or(0);
+    let tally = Rc::new(Tally {
+        probed: RefCell::new(vec![false; rooms]),
+        buf: RefCell::new(vec![0; 64 * 1024]),
+        ..Tally::default()
+    });
+    let target = Target {
+        addr: spec.addr,
+        host: spec.host.clone(),
+        origin: spec.origin.clone(),
+    };
+    local.block_on(&runtime, async {
+        let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+        let gate = Rc::new(Semaphore::new(spec.concurrency.max(1)));
+        let start = Instant::now();
+        let setup_timeout = Duration::from_millis(spec.setup_timeout_ms);
+        for i in 0..spec.count {
+            let room = i / u64::from(spec.room_size.max(1));
+            let path = format!("/ws/chat/{}w{}r{room}/", spec.room_prefix, spec.worker);
+            let source = (!spec.sources.is_empty()).then(|| {
+                let global = usize::try_from(spec.first_index + i).unwrap_or(0);
+                spec.sources[global % spec.sources.len()]
+            });
+            let (tally, gate, target, phase_rx, done_tx) = (
+                tally.clone(),
+                gate.clone(),
+                target.clone(),
+                phase_rx.clone(),
+                done_tx.clone(),
+            );
+            tokio::task::spawn_local(async move {
+                let connected = {
+                    let _permit = gate.acquire().await;
+                    wire::connect(&target, &path, source, setup_timeout).await
+                };
+                match connected {
+                    Ok((stream, leftover)) => {
+                        tally.opened.set(tally.opened.get() + 1);
+                        let _ = done_tx.send(());
+                        let room = usize::try_from(room).unwrap_or(usize::MAX);
+                        hold(stream, leftover, room, &tally, phase_rx).await;
+                    }
+                    Err(error) => {
+                        tally.failed.set(tally.failed.get() + 1);
+                        tally
+                            .first_error
+                            .borrow_mut()
+                            .get_or_insert_with(|| error.to_string());
+                        let _ = done_tx.send(());
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        // Opening.
+        let mut attempted = 0;
+        let mut last_report = Instant::now();
+        while attempted < spec.count {
+            if done_rx.recv().await.is_none() {
+                break;
+            }
+            attempted += 1;
+            if last_report.elapsed() >= Duration::from_millis(500) {
+                last_report = Instant::now();
+                emit(Event::Opening {
+                    opened: tally.opened.get(),
+                });
+            }
+        }
+        emit(Event::Opened {
+            opened: tally.opened.get(),
+            failed: tally.failed.get(),
+            first_error: tally.first_error.borrow().clone(),
+            secs: start.elapsed().as_secs_f64(),
+        });
+
+        // Holding, until told to probe or close.
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Probe => {
+                    let probe_start = Instant::now();
+                    let deadline = probe_start + Duration::from_millis(spec.probe_timeout_ms);
+                    let _ = phase_tx.send(Phase::Probe);
+                    let opened = tally.opened.get();
+                    while tally.received.get() + tally.dead.get() < opened
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    let received = tally.received.get();
+                    emit(Event::Probed {
+                        received,
+                        missing: opened - received.min(opened),
+                        secs: probe_start.elapsed().as_secs_f64(),
+                    });
+                }
+                Command::Close => break,
+            }
+        }
+        let _ = phase_tx.send(Phase::Close);
+        // Let the tasks see the close and drop their sockets.
+        tokio::task::yield_now().await;
+    });
+    Ok(())
+}
+
+/// Holds one connection: answers pings, and in the probe phase sends its
+/// room's probe (if no one of the room has) and waits for it to arrive.
+async fn hold(
+    stream: TcpStream,
+    mut pending: Vec<u8>,
+    room: usize,
+    tally: &Tally,
+    mut phase_rx: watch::Receiver<Phase>,
+) {
+    let mut phase = *phase_rx.borrow_and_update();
+    let mut received = false;
+    let mut out = Vec::new();
+    loop {
+        if phase == Phase::Close {
+            return;
+        }
+        if phase == Phase::Probe {
+            let mut probed = tally.probed.borrow_mut();
+            if let Some(slot) = probed.get_mut(room) {
+                if !*slot {
+                    *slot = true;
+                    let mut text = Vec::new();
+                    payload::write_control(&mut text, b'p', &room.to_string());
+                    wire::push_frame(&mut out, OP_TEXT, &text, wire::mask_key());
+                }
+            }
+        }
+        if !out.is_empty() {
+            // A few bytes on an idle socket: the send buffer takes them.
+            match stream.try_write(&out) {
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        tokio::select! {
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    break;
+                }
+                match read_frames(&stream, &mut pending, &mut out, tally) {
+                    Ok(probe) => {
+                        if probe && !received && phase == Phase::Probe {
+                            received = true;
+                            tally.received.set(tally.received.get() + 1);
+                        }
+                    }
+                    Err(()) => break,
+                }
+            }
+            changed = phase_rx.changed() => {
+                phase = if changed.is_ok() { *phase_rx.borrow_and_update() } else { Phase::Close };
+            }
+        }
+    }
+    // The socket ended before the close phase.
+    if !received {
+        tally.dead.set(tally.dead.get() + 1);
+    }
+}
+
+/// Reads what the socket holds; returns whether a probe arrived.
+/// `Err` when the socket ended (EOF, error, close frame).
+fn read_frames(
+    stream: &TcpStream,
+    pending: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    tally: &Tally,
+) -> Result<bool, ()> {
+    let mut buf = tally.buf.borrow_mut();
+    let mut probe = false;
+    loop {
+        let keep = pending.len();
+        if buf.len() < keep + 4096 {
+            buf.resize(keep + 4096, 0);
+        }
+        buf[..keep].copy_from_slice(pending);
+        let n = match stream.try_read(&mut buf[keep..]) {
+            Ok(0) => return Err(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(probe),
+            Err(_) => return Err(()),
+        };
+        let bytes = &buf[..keep + n];
+        let mut used = 0;
+        while let Some((frame, len)) = wire::parse_frame(&bytes[used..]).map_err(|_| ())? {
+            used += len;
+            match frame.opcode {
+                OP_TEXT | OP_CONTINUATION
+                    if payload::parse(frame.payload) == Ok(Payload::Probe) =>
+                {
+                    probe = true;
+                }
+                OP_PING => wire::push_frame(out, OP_PONG, frame.payload, wire::mask_key()),
+                OP_CLOSE => return Err(()),
+                _ => {}
+            }
+        }
+        pending.clear();
+        pending.extend_from_slice(&bytes[used..]);
+    }
+}

@@ -1,0 +1,435 @@
+//! The `fanout` workload: R rooms × M members, S senders, N messages.
+//!
+//! The run has four phases, driven by this module's controller (the
+//! calling thread) and seen by every member through a `watch` channel:
+//!
+//! 1. **Connect**: every member opens its socket (a bounded number of
+//!    handshakes at a time). Any failure ends the run with an error.
+//! 2. **Warm-up**: member 0 of each room sends one message; the phase ends
+//!    when every member has received its room's, which proves the server
+//!    has subscribed everyone before anything is timed.
+//! 3. **Run**: the senders send their share of the N messages, as fast as
+//!    their in-flight window allows or on a fixed-rate schedule. The phase
+//!    ends when every message has reached every member of its room, when
+//!    nothing more arrived for the drain time after the last send, or at
+//!    the time limit.
+//! 4. **Stop**: members fold their counts (loss is decided here, against
+//!    what each sender really sent) and close.
+//!
+//! Threads: `threads` current-thread runtimes ([`shard`]), each owning a
+//! share of the members; one is enough up to millions of deliveries per
+//! second, and the report says when the load generator itself was busy.
+
+mod member;
+mod shard;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::sync::watch;
+
+use crate::procstat;
+use crate::progress::Progress;
+use crate::report::{FanoutReport, LoadGenUsage, ServerUsage, latency_summary};
+use crate::wire::Target;
+
+pub use member::MemberCounts;
+
+/// Everything a fan-out run needs.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// The server.
+    pub target: Target,
+    /// The URL shown in reports (`ws://127.0.0.1:8000`).
+    pub url: String,
+    /// Prefix of the room names, unique per run so that runs never mix.
+    pub room_prefix: String,
+    /// Number of rooms (R).
+    pub rooms: u32,
+    /// Members per room (M).
+    pub members: u32,
+    /// Senders (S), spread over the rooms: sender `g` is member `g / R` of
+    /// room `g % R`.
+    pub senders: u32,
+    /// Messages in all (N), split evenly over the senders.
+    pub messages: u64,
+    /// Target send rate in messages per second over all senders; `None`
+    /// sends as fast as the window allows.
+    pub rate: Option<f64>,
+    /// Messages a sender may have in flight (sent, own copy not yet back).
+    pub window: u32,
+    /// Length of each message's text in bytes.
+    pub size: usize,
+    /// Load-generator threads.
+    pub threads: usize,
+    /// Handshakes in progress at once.
+    pub connect_concurrency: usize,
+    /// Source addresses to spread the connections over (empty: the
+    /// kernel's choice).
+    pub sources: Vec<IpAddr>,
+    /// PID of the server, for its CPU time and memory.
+    pub server_pid: Option<u32>,
+    /// Longest time the timed phase may take.
+    pub max_time: Duration,
+    /// How long to wait for stragglers after the last send.
+    pub drain: Duration,
+    /// Limit for one handshake and for the warm-up.
+    pub setup_timeout: Duration,
+    /// Show a progress line on stderr.
+    pub progress: bool,
+}
+
+impl FanoutConfig {
+    /// Messages sender `id` sends: N / S, the first N % S senders one more.
+    pub fn quota(&self, id: u32) -> u64 {
+        let senders = u64::from(self.senders.max(1));
+        self.messages / senders + u64::from(u64::from(id) < self.messages % senders)
+    }
+
+    /// Senders in room `room`.
+    pub fn senders_in_room(&self, room: u32) -> u32 {
+        if room >= self.senders {
+            0
+        } else {
+            (self.senders - room).div_ceil(self.rooms)
+        }
+    }
+
+    /// The WebSocket path of room `room`.
+    pub fn path(&self, room: u32) -> String {
+        format!("/ws/chat/{}{room}/", self.room_prefix)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.rooms == 0 || self.members == 0 {
+            bail!("--rooms and --members must be at least 1");
+        }
+        let total = u64::from(self.rooms) * u64::from(self.members);
+        if self.senders == 0 || u64::from(self.senders) > total {
+            bail!("--senders must be between 1 and rooms × members ({total})");
+        }
+        if self.window == 0 {
+            bail!("--window must be at least 1");
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            bail!("--rate must be a positive number of messages per second");
+        }
+        if self.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Where a run is; members act on each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Opening sockets.
+    Connect,
+    /// Proving every member is subscribed.
+    Warmup,
+    /// The timed phase.
+    Run,
+    /// Fold counts and close.
+    Stop,
+}
+
+/// State shared by the controller and every thread: the configuration and
+/// relaxed counters (each is read for progress and stop decisions only; the
+/// exact figures come from the members' own counts at the end).
+#[derive(Debug)]
+pub struct Shared {
+    config: FanoutConfig,
+    /// The clock every timestamp counts from.
+    origin: Instant,
+    connected: AtomicU64,
+    failed: AtomicU64,
+    warm: AtomicU64,
+    sent_total: AtomicU64,
+    distinct_total: AtomicU64,
+    senders_done: AtomicU64,
+    /// Messages sent by each sender, final once the run stops.
+    sent_by: Vec<AtomicU64>,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Nanoseconds since the run's origin.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn connect_failed(&self, error: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| error.to_owned());
+        }
+    }
+}
+
+/// Runs one fan-out workload and reports it.
+///
+/// # Errors
+///
+/// Bad configuration, a connection that could not be opened, a room whose
+/// members did not all receive the warm-up message, or a thread that could
+/// not start.
+pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
+    config.validate()?;
+    let total_members = u64::from(config.rooms) * u64::from(config.members);
+    let (tx, rx) = watch::channel(Phase::Connect);
+    let shared = Arc::new(Shared {
+        sent_by: (0..config.senders).map(|_| AtomicU64::new(0)).collect(),
+        config: config.clone(),
+        origin: Instant::now(),
+        connected: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        warm: AtomicU64::new(0),
+        sent_total: AtomicU64::new(0),
+        distinct_total: AtomicU64::new(0),
+        senders_done: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    });
+
+    let mut assignments: Vec<Vec<(u32, u32)>> = vec![Vec::new(); config.threads];
+    let mut next = 0usize;
+    for room in 0..config.rooms {
+        for index in 0..config.members {
+            assignments[next % config.threads].push((room, index));
+            next += 1;
+        }
+    }
+    let per_thread_concurrency = config.connect_concurrency.div_ceil(config.threads);
+    let mut threads = Vec::with_capacity(config.threads);
+    for (i, members) in assignments.into_iter().enumerate() {
+        let (shared, rx) = (shared.clone(), rx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("fanout-{i}"))
+                .spawn(move || shard::run(&shared, members, &rx, per_thread_concurrency))
+                .context("cannot start a load-generator thread")?,
+        );
+    }
+    drop(rx);
+
+    let mut progress = Progress::new(config.progress);
+    let outcome = drive(&shared, &tx, total_members, &mut progress);
+    progress.finish();
+    // Whatever happened, stop every member and collect the threads.
+    let _ = tx.send(Phase::Stop);
+    let mut results = Vec::with_capacity(threads.len());
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(error)) => return Err(error).context("load-generator thread failed"),
+            Err(_) => bail!("a load-generator thread panicked"),
+        }
+    }
+    let timed = outcome?;
+
+    let mut hist = shard::new_histogram();
+    let mut counts = MemberCounts::default();
+    let mut last_delivery_ns = 0;
+    for result in &results {
+        // Same bounds everywhere, so adding cannot fail.
+        hist.add(&result.hist)
+            .context("merging latency histograms")?;
+        counts.add(&result.counts);
+        last_delivery_ns = last_delivery_ns.max(result.last_delivery_ns);
+    }
+    let window = timed.end.duration_since(timed.start);
+    let active = if last_delivery_ns > timed.start_ns {
+        Duration::from_nanos(last_delivery_ns - timed.start_ns)
+    } else {
+        window
+    };
+    let sent = shared.sent_total.load(Ordering::Relaxed);
+    let secs = active.as_secs_f64().max(1e-9);
+    let server = match (config.server_pid, timed.server_before, timed.server_after) {
+        (Some(pid), Some(before), Some(after)) => Some(ServerUsage::new(
+            pid,
+            before,
+            after,
+            window,
+            counts.distinct,
+        )),
+        _ => None,
+    };
+    let self_cpu = timed.self_after.cpu.saturating_sub(timed.self_before.cpu);
+    let self_cores = self_cpu.as_secs_f64() / window.as_secs_f64().max(1e-9);
+    #[allow(clippy::cast_precision_loss)]
+    let report = FanoutReport {
+        url: config.url.clone(),
+        rooms: config.rooms,
+        members: config.members,
+        senders: config.senders,
+        messages: config.messages,
+        rate: config.rate,
+        window: config.window,
+        size: config.size,
+        sent,
+        expected_deliveries: sent * u64::from(config.members),
+        deliveries: counts.deliveries,
+        distinct: counts.distinct,
+        lost: counts.lost,
+        duplicated: counts.duplicated,
+        out_of_order: counts.out_of_order,
+        errors: counts.errors,
+        foreign: counts.foreign,
+        stopped_by: timed.stopped_by.to_owned(),
+        duration_s: secs,
+        send_rate: timed
+            .all_sent_ns
+            .filter(|&ns| ns > timed.start_ns)
+            .map_or(0.0, |ns| sent as f64 / ((ns - timed.start_ns) as f64 / 1e9)),
+        deliveries_per_sec: counts.distinct as f64 / secs,
+        latency: latency_summary(&hist),
+        server,
+        loadgen: LoadGenUsage {
+            threads: config.threads,
+            cpu_s: self_cpu.as_secs_f64(),
+            cpu_cores: self_cores,
+            // The controller thread adds a little; 90 % of every runtime
+            // thread busy means the figures may be the load generator's.
+            saturated: self_cores >= 0.9 * config.threads as f64,
+        },
+    };
+    Ok(report)
+}
+
+/// What the controller measured around the timed phase.
+struct Timed {
+    start: Instant,
+    start_ns: u64,
+    end: Instant,
+    all_sent_ns: Option<u64>,
+    stopped_by: &'static str,
+    server_before: Option<procstat::Sample>,
+    server_after: Option<procstat::Sample>,
+    self_before: procstat::Sample,
+    self_after: procstat::Sample,
+}
+
+/// Takes the run through its phases; returns the timed phase's figures.
+fn drive(
+    shared: &Shared,
+    tx: &watch::Sender<Phase>,
+    total_members: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<Timed> {
+    const POLL: Duration = Duration::from_millis(2);
+    let cfg = &shared.config;
+
+    // Connect.
+    loop {
+        let connected = shared.connected.load(Ordering::Relaxed);
+        let failed = shared.failed.load(Ordering::Relaxed);
+        progress.update(|| format!("fanout: connecting {connected}/{total_members}"));
+        if connected + failed >= total_members {
+            if failed > 0 {
+                let first = shared
+                    .first_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_default();
+                bail!("{failed} of {total_members} connections failed (first error: {first})");
+            }
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+
+    // Warm-up.
+    let _ = tx.send(Phase::Warmup);
+    let warm_deadline = Instant::now() + cfg.setup_timeout;
+    loop {
+        let warm = shared.warm.load(Ordering::Relaxed);
+        progress.update(|| format!("fanout: warm-up {warm}/{total_members}"));
+        if warm >= total_members {
+            break;
+        }
+        if Instant::now() > warm_deadline {
+            bail!(
+                "only {warm} of {total_members} members received their room's warm-up message \
+                 within {:?}: does the server broadcast to every member of a room?",
+                cfg.setup_timeout
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+
+    // Run.
+    let server_before = cfg
+        .server_pid
+        .map(|pid| procstat::sample(Some(pid)))
+        .transpose()
+        .context("reading the server's /proc entry")?;
+    let self_before = procstat::sample(None).context("reading /proc/self")?;
+    let start = Instant::now();
+    let start_ns = shared.now_ns();
+    let _ = tx.send(Phase::Run);
+    let senders = u64::from(cfg.senders);
+    let members = u64::from(cfg.members);
+    let mut all_sent_ns = None;
+    let mut last_distinct = 0;
+    let mut last_change = start;
+    let stopped_by = loop {
+        std::thread::sleep(POLL);
+        let now = Instant::now();
+        let sent = shared.sent_total.load(Ordering::Relaxed);
+        let distinct = shared.distinct_total.load(Ordering::Relaxed);
+        let done = shared.senders_done.load(Ordering::Relaxed) >= senders;
+        if done && all_sent_ns.is_none() {
+            all_sent_ns = Some(shared.now_ns());
+            last_change = now;
+        }
+        if distinct != last_distinct {
+            last_distinct = distinct;
+            last_change = now;
+        }
+        let elapsed = now.duration_since(start);
+        progress.update(|| {
+            #[allow(clippy::cast_precision_loss)]
+            let rate = distinct as f64 / elapsed.as_secs_f64().max(1e-9);
+            format!(
+                "fanout: {:>5.1}s sent {sent}/{} delivered {distinct}/{} ({:.0}/s)",
+                elapsed.as_secs_f64(),
+                cfg.messages,
+                sent * members,
+                rate
+            )
+        });
+        if done && distinct >= sent * members {
+            break "complete";
+        }
+        if done && now.duration_since(last_change) >= cfg.drain {
+            break "drain";
+        }
+        if elapsed >= cfg.max_time {
+            break "max-time";
+        }
+    };
+    let end = Instant::now();
+    let server_after = cfg
+        .server_pid
+        .map(|pid| procstat::sample(Some(pid)))
+        .transpose()
+        .context("reading the server's /proc entry")?;
+    let self_after = procstat::sample(None).context("reading /proc/self")?;
+    Ok(Timed {
+        start,
+        start_ns,
+        end,
+        all_sent_ns,
+        stopped_by,
+        server_before,
+        server_after,
+        self_before,
+        self_after,
+    })
+}

@@ -1,0 +1,510 @@
+//! One member connection of a fan-out run: it receives, checks and times
+//! every delivery of its room, and, if it is one of the senders, sends.
+//!
+//! One task owns the socket, so there is no split and no channel: the loop
+//! waits for readiness, drains the socket into its thread's shared buffer
+//! ([`Shard::buf`]), walks the frames in place, and writes whatever it has to
+//! send (messages, pongs) with `try_write`. Nothing is allocated per message.
+//!
+//! A sender keeps at most `window` of its own messages in flight: a message
+//! is in flight from its send until the sender's own copy comes back (every
+//! member, the sender included, receives each message of its room). In rate
+//! mode it also follows a schedule: message `k` is due `k / (rate / S)`
+//! seconds after the start.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::shard::Shard;
+use super::{Phase, Shared};
+use crate::payload::{self, Payload};
+use crate::tracker::{Arrival, SeqTracker};
+use crate::wire::{self, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+
+/// The sending side of a member that is a sender.
+#[derive(Debug)]
+struct Sender {
+    /// Global sender id (room = id % rooms, member index = id / rooms).
+    id: u32,
+    /// Messages this sender must send in the run.
+    quota: u64,
+    /// Messages sent so far.
+    sent: u64,
+    /// Own messages received back.
+    echoed: u64,
+    /// Rate mode: time between two of this sender's messages.
+    interval: Option<Duration>,
+    /// When the run started (rate schedule), set on entering `Run`.
+    start: Option<Instant>,
+}
+
+/// Per-connection counters, folded into the local at the end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemberCounts {
+    /// Data frames received, copies included.
+    pub deliveries: u64,
+    /// Distinct data messages received.
+    pub distinct: u64,
+    /// Extra copies.
+    pub duplicated: u64,
+    /// First copies that came after a later message of the same sender.
+    pub out_of_order: u64,
+    /// Messages sent to this member's room and never received.
+    pub lost: u64,
+    /// Broken frames, unexpected closes, binary frames, I/O errors.
+    pub errors: u64,
+    /// `{"message": ...}` frames that chat-bench did not send, or a data
+    /// message from a sender of another room.
+    pub foreign: u64,
+}
+
+impl MemberCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Self) {
+        self.deliveries += other.deliveries;
+        self.distinct += other.distinct;
+        self.duplicated += other.duplicated;
+        self.out_of_order += other.out_of_order;
+        self.lost += other.lost;
+        self.errors += other.errors;
+        self.foreign += other.foreign;
+    }
+}
+
+/// One member's state.
+#[derive(Debug)]
+pub struct Member {
+    /// Room index.
+    room: u32,
+    /// Index of this member in its room.
+    index: u32,
+    /// Present if this member sends.
+    sender: Option<Sender>,
+    /// One tracker per sender of this room, indexed by `sender_id / rooms`.
+    streams: Vec<SeqTracker>,
+    /// Has the warm-up message of the room arrived?
+    warm: bool,
+    /// Has this member sent its room's warm-up message (member 0 only)?
+    warmup_sent: bool,
+    /// Bytes of a frame cut by the end of the last read.
+    pending: Vec<u8>,
+    /// A fragmented text message being reassembled (rare: servers send
+    /// small messages in one frame).
+    fragment: Option<Vec<u8>>,
+    /// Bytes to write; `out[out_pos..]` is still unsent.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Reused buffer for building one message.
+    scratch: Vec<u8>,
+    /// The socket is finished (closed by the peer or failed).
+    closed: bool,
+    counts: MemberCounts,
+}
+
+/// What woke the member's loop.
+enum Wake {
+    Ready(std::io::Result<tokio::io::Ready>),
+    Phase(Phase, watch::Receiver<Phase>),
+    Timer,
+}
+
+type PhaseFuture = Pin<Box<dyn Future<Output = (Phase, watch::Receiver<Phase>)>>>;
+
+/// Waits for the next phase change; owns the receiver so that the future
+/// can live across loop iterations (recreated only when a phase changes).
+fn next_phase(mut rx: watch::Receiver<Phase>) -> PhaseFuture {
+    Box::pin(async move {
+        let phase = match rx.changed().await {
+            Ok(()) => *rx.borrow_and_update(),
+            // The controller is gone: nothing more will happen.
+            Err(_) => Phase::Stop,
+        };
+        (phase, rx)
+    })
+}
+
+impl Member {
+    /// A member of `room` at `index`; it sends if `index * rooms + room`
+    /// is below the number of senders.
+    pub fn new(shared: &Shared, room: u32, index: u32, leftover: Vec<u8>) -> Self {
+        let cfg = &shared.config;
+        let rooms = cfg.rooms;
+        let sender_id = u64::from(index) * u64::from(rooms) + u64::from(room);
+        let sender = (sender_id < u64::from(cfg.senders)).then(|| {
+            // Checked just above: below the number of senders, a u32.
+            let id = u32::try_from(sender_id).unwrap_or(u32::MAX);
+            Sender {
+                id,
+                quota: cfg.quota(id),
+                sent: 0,
+                echoed: 0,
+                interval: cfg.rate.map(|rate| {
+                    Duration::from_secs_f64(f64::from(cfg.senders) / rate.max(f64::MIN_POSITIVE))
+                }),
+                start: None,
+            }
+        });
+        let streams = vec![SeqTracker::default(); cfg.senders_in_room(room) as usize];
+        Self {
+            room,
+            index,
+            sender,
+            streams,
+            warm: false,
+            warmup_sent: false,
+            pending: leftover,
+            fragment: None,
+            out: Vec::with_capacity(4096),
+            out_pos: 0,
+            scratch: Vec::with_capacity(cfg.size + 64),
+            closed: false,
+            counts: MemberCounts::default(),
+        }
+    }
+
+    /// Runs the member until the `Stop` phase, then returns its counts.
+    pub async fn run(
+        mut self,
+        stream: TcpStream,
+        local: &std::cell::RefCell<Shard>,
+        shared: Arc<Shared>,
+        rx: watch::Receiver<Phase>,
+    ) -> MemberCounts {
+        let mut phase = *rx.borrow();
+        let mut phase_fut = next_phase(rx);
+        // Bytes that arrived with the handshake response.
+        if !self.pending.is_empty() {
+            let mut local = local.borrow_mut();
+            let pending = std::mem::take(&mut self.pending);
+            let (used, end) = self.consume(&pending, &mut local, &shared);
+            self.pending.extend_from_slice(&pending[used..]);
+            drop(local);
+            if let Some(reason) = end {
+                self.fail(phase, &reason, &shared);
+            }
+        }
+        while phase != Phase::Stop {
+            if !self.closed {
+                self.queue_sends(phase, &shared);
+                if let Err(error) = self.flush(&stream) {
+                    self.fail(phase, &error, &shared);
+                }
+            }
+            let interest = if self.out_pos < self.out.len() {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let timer = if self.closed {
+                None
+            } else {
+                self.next_due(phase)
+            };
+            let wake = if self.closed {
+                let (p, rx) = (&mut phase_fut).await;
+                Wake::Phase(p, rx)
+            } else {
+                tokio::select! {
+                    ready = stream.ready(interest) => Wake::Ready(ready),
+                    (p, rx) = &mut phase_fut => Wake::Phase(p, rx),
+                    () = sleep_until_opt(timer), if timer.is_some() => Wake::Timer,
+                }
+            };
+            match wake {
+                Wake::Ready(Ok(ready)) => {
+                    if ready.is_readable() || ready.is_read_closed() {
+                        let mut local = local.borrow_mut();
+                        if let Err(error) = self.read_all(&stream, &mut local, &shared) {
+                            drop(local);
+                            self.fail(phase, &error, &shared);
+                        }
+                    }
+                }
+                Wake::Ready(Err(error)) => self.fail(phase, &error, &shared),
+                Wake::Phase(p, rx) => {
+                    phase = p;
+                    phase_fut = next_phase(rx);
+                    if phase == Phase::Run {
+                        if let Some(sender) = &mut self.sender {
+                            sender.start = Some(Instant::now());
+                        }
+                    }
+                }
+                Wake::Timer => {}
+            }
+        }
+        self.finish(&shared)
+    }
+
+    /// Records the end of the socket: during the run it is an error, after
+    /// it a normal end. A sender that cannot send any more is done, so
+    /// that the run does not wait for it.
+    fn fail(&mut self, phase: Phase, error: &dyn std::fmt::Display, shared: &Shared) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if phase != Phase::Stop {
+            tracing::debug!(room = self.room, index = self.index, %error, "connection failed");
+            self.counts.errors += 1;
+        }
+        if let Some(sender) = &mut self.sender {
+            if sender.sent < sender.quota {
+                sender.quota = sender.sent;
+                shared.senders_done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The time the next scheduled message is due, if this member waits
+    /// on its rate schedule rather than on its window.
+    fn next_due(&self, phase: Phase) -> Option<Instant> {
+        let sender = self.sender.as_ref()?;
+        if phase != Phase::Run || sender.sent >= sender.quota {
+            return None;
+        }
+        let interval = sender.interval?;
+        let start = sender.start?;
+        let scheduled = u32::try_from(sender.sent).ok()?;
+        Some(start + interval.saturating_mul(scheduled))
+    }
+
+    /// Appends to `out` whatever this member may send now.
+    fn queue_sends(&mut self, phase: Phase, shared: &Shared) {
+        if phase >= Phase::Warmup && self.index == 0 && !self.warmup_sent {
+            self.warmup_sent = true;
+            self.scratch.clear();
+            payload::write_control(&mut self.scratch, b'w', &self.room.to_string());
+            wire::push_frame(&mut self.out, OP_TEXT, &self.scratch, wire::mask_key());
+        }
+        if phase != Phase::Run {
+            return;
+        }
+        let Some(sender) = &mut self.sender else {
+            return;
+        };
+        let cfg = &shared.config;
+        let in_flight = sender.sent - sender.echoed.min(sender.sent);
+        let mut allowed = (u64::from(cfg.window).saturating_sub(in_flight))
+            .min(sender.quota - sender.sent.min(sender.quota));
+        if let (Some(interval), Some(start)) = (sender.interval, sender.start) {
+            let elapsed = start.elapsed().as_secs_f64();
+            // Truncation is the intent: the number of whole intervals elapsed.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let due_total = (elapsed / interval.as_secs_f64()) as u64 + 1;
+            allowed = allowed.min(due_total.saturating_sub(sender.sent));
+        }
+        if allowed == 0 {
+            return;
+        }
+        let now_ns = shared.now_ns();
+        for _ in 0..allowed {
+            self.scratch.clear();
+            payload::write_data(&mut self.scratch, sender.id, sender.sent, now_ns, cfg.size);
+            wire::push_frame(&mut self.out, OP_TEXT, &self.scratch, wire::mask_key());
+            sender.sent += 1;
+        }
+        shared.sent_by[sender.id as usize].store(sender.sent, Ordering::Relaxed);
+        shared.sent_total.fetch_add(allowed, Ordering::Relaxed);
+        if sender.sent == sender.quota {
+            shared.senders_done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes.
+    fn flush(&mut self, stream: &TcpStream) -> std::io::Result<()> {
+        while self.out_pos < self.out.len() {
+            match stream.try_write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+
+    /// Reads everything the socket holds and handles each whole frame.
+    fn read_all(
+        &mut self,
+        stream: &TcpStream,
+        local: &mut Shard,
+        shared: &Shared,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        loop {
+            let keep = self.pending.len();
+            if local.buf.len() < keep + 64 * 1024 {
+                local.buf.resize(keep + 64 * 1024, 0);
+            }
+            local.buf[..keep].copy_from_slice(&self.pending);
+            let room_left = local.buf.len() - keep;
+            let n = match stream.try_read(&mut local.buf[keep..]) {
+                Ok(0) => return Err("connection closed by the server".into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let buf = std::mem::take(&mut local.buf);
+            let (used, end) = self.consume(&buf[..keep + n], local, shared);
+            self.pending.clear();
+            self.pending.extend_from_slice(&buf[used..keep + n]);
+            local.buf = buf;
+            if let Some(reason) = end {
+                return Err(reason.into());
+            }
+            if n < room_left {
+                // The socket is drained; the next readiness says when more comes.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles every whole frame at the start of `bytes`; returns how many
+    /// bytes it used, and why the stream ends if it does (a close frame or
+    /// a broken frame).
+    fn consume(
+        &mut self,
+        bytes: &[u8],
+        local: &mut Shard,
+        shared: &Shared,
+    ) -> (usize, Option<&'static str>) {
+        let recv_ns = shared.now_ns();
+        let was_warm = self.warm;
+        let mut used = 0;
+        let mut distinct = 0;
+        let mut end = None;
+        while used < bytes.len() {
+            let (frame, len) = match wire::parse_frame(&bytes[used..]) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "bad frame from server");
+                    end = Some("broken frame from the server");
+                    used = bytes.len();
+                    break;
+                }
+            };
+            used += len;
+            match (frame.opcode, frame.fin) {
+                (OP_TEXT, true) => distinct += self.on_message(frame.payload, recv_ns, local),
+                (OP_TEXT, false) => self.fragment = Some(frame.payload.to_vec()),
+                (OP_CONTINUATION, fin) => {
+                    let Some(mut message) = self.fragment.take() else {
+                        self.counts.errors += 1;
+                        continue;
+                    };
+                    message.extend_from_slice(frame.payload);
+                    if fin {
+                        distinct += self.on_message(&message, recv_ns, local);
+                    } else {
+                        self.fragment = Some(message);
+                    }
+                }
+                (OP_PING, _) => {
+                    wire::push_frame(&mut self.out, OP_PONG, frame.payload, wire::mask_key());
+                }
+                (OP_PONG, _) => {}
+                (OP_CLOSE, _) => {
+                    end = Some("close frame from the server");
+                    used = bytes.len();
+                    break;
+                }
+                // Binary frames and anything else: not a chat message.
+                _ => self.counts.errors += 1,
+            }
+        }
+        if distinct > 0 {
+            shared.distinct_total.fetch_add(distinct, Ordering::Relaxed);
+            local.last_delivery_ns = local.last_delivery_ns.max(recv_ns);
+        }
+        if self.warm && !was_warm {
+            shared.warm.fetch_add(1, Ordering::Relaxed);
+        }
+        (used, end)
+    }
+
+    /// Handles one text message; returns 1 if it was a first copy of a
+    /// data message.
+    #[inline]
+    fn on_message(&mut self, text: &[u8], recv_ns: u64, local: &mut Shard) -> u64 {
+        match payload::parse(text) {
+            Ok(Payload::Data {
+                sender,
+                seq,
+                sent_ns,
+            }) => {
+                let rooms = local.rooms;
+                if sender % rooms != self.room {
+                    self.counts.foreign += 1;
+                    return 0;
+                }
+                let Some(stream) = self.streams.get_mut((sender / rooms) as usize) else {
+                    self.counts.foreign += 1;
+                    return 0;
+                };
+                self.counts.deliveries += 1;
+                match stream.record(seq) {
+                    Arrival::Duplicate => {
+                        self.counts.duplicated += 1;
+                        0
+                    }
+                    arrival => {
+                        if arrival == Arrival::OutOfOrder {
+                            self.counts.out_of_order += 1;
+                        }
+                        self.counts.distinct += 1;
+                        local.record_latency(recv_ns.saturating_sub(sent_ns));
+                        if let Some(own) = &mut self.sender {
+                            if own.id == sender {
+                                own.echoed += 1;
+                            }
+                        }
+                        1
+                    }
+                }
+            }
+            Ok(Payload::Warmup) => {
+                self.warm = true;
+                0
+            }
+            Ok(Payload::Probe) => 0,
+            Ok(Payload::Foreign) => {
+                self.counts.foreign += 1;
+                0
+            }
+            Err(_) => {
+                self.counts.errors += 1;
+                0
+            }
+        }
+    }
+
+    /// Final counts: the loss of each stream against what its sender sent.
+    fn finish(mut self, shared: &Shared) -> MemberCounts {
+        let rooms = shared.config.rooms;
+        for (i, stream) in self.streams.iter().enumerate() {
+            let sender = u32::try_from(i).unwrap_or(u32::MAX) * rooms + self.room;
+            let sent = shared
+                .sent_by
+                .get(sender as usize)
+                .map_or(0, |s| s.load(Ordering::Relaxed));
+            self.counts.lost += stream.lost(sent);
+        }
+        self.counts
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}

@@ -1,0 +1,44 @@
+//! chat-bench: a load generator for any server of the chat room protocol
+//! (`ws://HOST:PORT/ws/chat/<room>/`, `{"message": text}` both ways), so
+//! that our `chat-server` and the servers people would pick instead are
+//! measured by the same code.
+//!
+//! Two workloads:
+//!
+//! * [`fanout`]: R rooms × M members, S senders, N messages; deliveries per
+//!   second, latency percentiles, exact loss, duplication and reordering,
+//!   the server's CPU time per delivery and memory, and the load
+//!   generator's own CPU so that a saturated load generator shows.
+//! * [`conns`]: C idle connections over several source addresses and
+//!   worker processes; open rate, proof that each still receives, and the
+//!   server's memory per connection.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | [`cli`] | the command line (clap) and its conversion to run configurations |
+//! | [`wire`] | the WebSocket client: handshake, frame parsing in place, masked frames |
+//! | [`payload`] | chat-bench's text inside a message: sender, sequence, timestamp |
+//! | [`tracker`] | exact loss / duplicate / out-of-order accounting per stream |
+//! | [`fanout`] | the fan-out workload (controller, per-thread shards, members) |
+//! | [`conns`] | the idle-connections workload (parent and workers) |
+//! | [`procstat`] | CPU time and RSS from `/proc` |
+//! | [`limits`] | raising the file-descriptor limit |
+//! | [`report`] | report types, JSON and tables |
+//! | [`summary`] | the comparison table over many reports (`chat-bench table`) |
+//! | [`progress`] | the progress line on stderr |
+//! | [`testserver`] | a broadcast server with fault injection, for tests and `serve` |
+
+pub mod cli;
+pub mod conns;
+pub mod fanout;
+pub mod limits;
+pub mod payload;
+pub mod procstat;
+pub mod progress;
+pub mod report;
+pub mod summary;
+pub mod testserver;
+pub mod tracker;
+pub mod wire;

@@ -1,0 +1,367 @@
+//! The figures a run reports, as JSON (`--json`) or as a readable table.
+//!
+//! Every report serialises to one JSON object with a `workload` tag, so
+//! that `compare.sh` can store runs as files and `chat-bench table` can
+//! read them back.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::procstat::Sample;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    /// Deliveries measured.
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Median.
+    pub p50_us: f64,
+    /// 90th percentile.
+    pub p90_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Largest.
+    pub max_us: f64,
+}
+
+/// Percentiles of a histogram of nanoseconds.
+#[allow(clippy::cast_precision_loss)]
+pub fn latency_summary(hist: &Histogram<u64>) -> Latency {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    if hist.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: hist.len(),
+        mean_us: hist.mean() / 1000.0,
+        p50_us: us(hist.value_at_quantile(0.50)),
+        p90_us: us(hist.value_at_quantile(0.90)),
+        p99_us: us(hist.value_at_quantile(0.99)),
+        p999_us: us(hist.value_at_quantile(0.999)),
+        max_us: us(hist.max()),
+    }
+}
+
+/// What the server used over the timed phase (from `/proc/PID`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerUsage {
+    /// The server's PID.
+    pub pid: u32,
+    /// CPU time (user + system) over the timed phase, seconds.
+    pub cpu_s: f64,
+    /// CPU time per distinct delivery, microseconds.
+    pub cpu_us_per_delivery: f64,
+    /// Average cores busy over the timed phase.
+    pub cpu_cores: f64,
+    /// Resident memory before the timed phase, bytes.
+    pub rss_before_bytes: u64,
+    /// Resident memory after it, bytes.
+    pub rss_after_bytes: u64,
+}
+
+impl ServerUsage {
+    /// Figures from two samples around a window in which the server made
+    /// `deliveries` deliveries.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn new(pid: u32, before: Sample, after: Sample, window: Duration, deliveries: u64) -> Self {
+        let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+        Self {
+            pid,
+            cpu_s: cpu,
+            cpu_us_per_delivery: if deliveries == 0 {
+                0.0
+            } else {
+                cpu * 1e6 / deliveries as f64
+            },
+            cpu_cores: cpu / window.as_secs_f64().max(1e-9),
+            rss_before_bytes: before.rss_bytes,
+            rss_after_bytes: after.rss_bytes,
+        }
+    }
+}
+
+/// What the load generator itself used over the timed phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadGenUsage {
+    /// Runtime threads.
+    pub threads: usize,
+    /// CPU time over the timed phase, seconds.
+    pub cpu_s: f64,
+    /// Average cores busy.
+    pub cpu_cores: f64,
+    /// Were its threads (nearly) saturated? If so, the server may have had
+    /// capacity left and the throughput is the load generator's.
+    pub saturated: bool,
+}
+
+/// The result of one `fanout` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FanoutReport {
+    /// The server's URL.
+    pub url: String,
+    /// Rooms (R).
+    pub rooms: u32,
+    /// Members per room (M).
+    pub members: u32,
+    /// Senders (S).
+    pub senders: u32,
+    /// Messages planned (N).
+    pub messages: u64,
+    /// Target rate, messages per second (absent: as fast as the window allows).
+    pub rate: Option<f64>,
+    /// In-flight window per sender.
+    pub window: u32,
+    /// Message text size, bytes.
+    pub size: usize,
+    /// Messages actually sent.
+    pub sent: u64,
+    /// `sent × members`: deliveries a correct server makes.
+    pub expected_deliveries: u64,
+    /// Data frames received, copies included.
+    pub deliveries: u64,
+    /// Distinct deliveries (each message once per member).
+    pub distinct: u64,
+    /// Deliveries that never arrived.
+    pub lost: u64,
+    /// Extra copies received.
+    pub duplicated: u64,
+    /// First copies received after a later message of the same sender.
+    pub out_of_order: u64,
+    /// Broken frames, unexpected closes, binary frames, socket errors.
+    pub errors: u64,
+    /// Messages that were not chat-bench's, or reached the wrong room.
+    pub foreign: u64,
+    /// Why the timed phase ended: `complete`, `drain` or `max-time`.
+    pub stopped_by: String,
+    /// From the first send to the last delivery, seconds.
+    pub duration_s: f64,
+    /// Messages sent per second, from the start until the last send.
+    pub send_rate: f64,
+    /// Distinct deliveries per second over `duration_s`.
+    pub deliveries_per_sec: f64,
+    /// Latency from send to receipt, every first copy.
+    pub latency: Latency,
+    /// The server's CPU and memory, when its PID was given.
+    pub server: Option<ServerUsage>,
+    /// The load generator's CPU.
+    pub loadgen: LoadGenUsage,
+}
+
+/// The result of one `conns` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnsReport {
+    /// The server's URL.
+    pub url: String,
+    /// Connections asked for.
+    pub connections: u64,
+    /// Connections opened.
+    pub opened: u64,
+    /// Connections that could not be opened.
+    pub failed: u64,
+    /// First error seen while opening, if any.
+    pub first_error: Option<String>,
+    /// Time to open them all, seconds (workers open in parallel).
+    pub open_s: f64,
+    /// Connections opened per second.
+    pub open_rate: f64,
+    /// How long they were held idle, seconds.
+    pub hold_s: f64,
+    /// Members per room.
+    pub room_size: u32,
+    /// Connections that received their room's probe message after the hold.
+    pub probe_received: u64,
+    /// Connections that did not (closed, or silent until the probe timeout).
+    pub probe_missing: u64,
+    /// Time from the probes' send until the last arrived, seconds.
+    pub probe_s: f64,
+    /// Worker processes used.
+    pub workers: usize,
+    /// Source addresses used.
+    pub sources: Vec<String>,
+    /// The server's PID, when given.
+    pub server_pid: Option<u32>,
+    /// The server's resident memory before any connection, bytes.
+    pub server_rss_before_bytes: Option<u64>,
+    /// The server's resident memory with every connection open and idle,
+    /// after the hold, bytes.
+    pub server_rss_after_bytes: Option<u64>,
+    /// `(after - before) / opened`, bytes.
+    pub server_rss_per_conn_bytes: Option<f64>,
+}
+
+/// A report of either workload, tagged for JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "workload", rename_all = "lowercase")]
+pub enum Report {
+    /// A `fanout` run.
+    Fanout(FanoutReport),
+    /// A `conns` run.
+    Conns(ConnsReport),
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Writes `rows` as two aligned columns.
+fn table(title: &str, rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{title}\n");
+    for (key, value) in rows {
+        let _ = writeln!(out, "  {key:<width$}  {value}");
+    }
+    out
+}
+
+impl FanoutReport {
+    /// The report as a readable table.
+    pub fn to_table(&self) -> String {
+        let l = &self.latency;
+        let mut rows = vec![
+            ("server", self.url.clone()),
+            (
+                "workload",
+                format!(
+                    "{} rooms × {} members, {} senders, {} messages of {} B, {}",
+                    self.rooms,
+                    self.members,
+                    self.senders,
+                    self.messages,
+                    self.size,
+                    match self.rate {
+                        Some(rate) => format!("{rate:.0} msg/s, window {}", self.window),
+                        None => format!("as fast as possible, window {}", self.window),
+                    }
+                ),
+            ),
+            (
+                "deliveries/s",
+                format!(
+                    "{:.0}  ({} in {:.3} s)",
+                    self.deliveries_per_sec, self.distinct, self.duration_s
+                ),
+            ),
+            (
+                "sent",
+                format!("{} ({:.0} msg/s)", self.sent, self.send_rate),
+            ),
+            (
+                "latency",
+                format!(
+                    "p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs",
+                    l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+                ),
+            ),
+            (
+                "lost / dup / reordered",
+                format!(
+                    "{} / {} / {}",
+                    self.lost, self.duplicated, self.out_of_order
+                ),
+            ),
+            (
+                "errors / foreign",
+                format!("{} / {}", self.errors, self.foreign),
+            ),
+            ("stopped by", self.stopped_by.clone()),
+        ];
+        if let Some(s) = &self.server {
+            rows.push((
+                "server CPU",
+                format!(
+                    "{:.3} µs/delivery  ({:.2} s, {:.2} cores)",
+                    s.cpu_us_per_delivery, s.cpu_s, s.cpu_cores
+                ),
+            ));
+            rows.push((
+                "server RSS",
+                format!("{} → {}", mib(s.rss_before_bytes), mib(s.rss_after_bytes)),
+            ));
+        }
+        let g = &self.loadgen;
+        rows.push((
+            "load generator CPU",
+            format!(
+                "{:.2} cores on {} thread(s){}",
+                g.cpu_cores,
+                g.threads,
+                if g.saturated {
+                    "  SATURATED: the figures may be the load generator's"
+                } else {
+                    ""
+                }
+            ),
+        ));
+        table("chat-bench fanout", &rows)
+    }
+}
+
+impl ConnsReport {
+    /// The report as a readable table.
+    pub fn to_table(&self) -> String {
+        let mut rows = vec![
+            ("server", self.url.clone()),
+            (
+                "opened",
+                format!(
+                    "{} of {} ({} failed) in {:.2} s: {:.0} conn/s",
+                    self.opened, self.connections, self.failed, self.open_s, self.open_rate
+                ),
+            ),
+            (
+                "held",
+                format!("{:.1} s, {} per room", self.hold_s, self.room_size),
+            ),
+            (
+                "probe",
+                format!(
+                    "{} received, {} missing ({:.2} s)",
+                    self.probe_received, self.probe_missing, self.probe_s
+                ),
+            ),
+            (
+                "load generator",
+                format!(
+                    "{} worker process(es), sources {}",
+                    self.workers,
+                    self.sources.join(" ")
+                ),
+            ),
+        ];
+        if let Some(error) = &self.first_error {
+            rows.push(("first error", error.clone()));
+        }
+        if let (Some(before), Some(after)) =
+            (self.server_rss_before_bytes, self.server_rss_after_bytes)
+        {
+            rows.push((
+                "server RSS",
+                format!(
+                    "{} → {}  ({:.2} KiB per connection)",
+                    mib(before),
+                    mib(after),
+                    self.server_rss_per_conn_bytes.unwrap_or(0.0) / 1024.0
+                ),
+            ));
+        }
+        table("chat-bench conns", &rows)
+    }
+}
+
+impl Report {
+    /// The report as a readable table.
+    pub fn to_table(&self) -> String {
+        match self {
+            Self::Fanout(r) => r.to_table(),
+            Self::Conns(r) => r.to_table(),
+        }
+    }
+}

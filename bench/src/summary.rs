@@ -1,0 +1,273 @@
+//! `chat-bench table`: the comparison table from a folder of JSON reports.
+//!
+//! `compare.sh` stores each run as `DIR/<server>/<workload>-<run>.json`
+//! (the `--json` output) and, for a server that could not be installed or
+//! started, a `DIR/<server>/FAILED` file with the reason. This module reads
+//! them back, takes the median of every figure over the runs, and prints
+//! one Markdown table: a column per server, and our ratio to each peer,
+//! oriented so that a ratio above 1 always means ours is better.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::report::Report;
+
+/// One figure of one run.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    name: &'static str,
+    value: f64,
+    /// Is a higher value better (throughput) or a lower one (CPU, latency)?
+    higher_is_better: bool,
+    /// Decimal places to print.
+    decimals: usize,
+}
+
+const fn fig(name: &'static str, value: f64, higher_is_better: bool, decimals: usize) -> Figure {
+    Figure {
+        name,
+        value,
+        higher_is_better,
+        decimals,
+    }
+}
+
+/// The figures the table shows for a report.
+#[allow(clippy::cast_precision_loss)]
+fn figures(report: &Report) -> Vec<Figure> {
+    match report {
+        Report::Fanout(r) => {
+            let mut out = Vec::new();
+            if r.rate.is_some() {
+                out.push(fig("latency p50 (ms)", r.latency.p50_us / 1000.0, false, 2));
+                out.push(fig("latency p99 (ms)", r.latency.p99_us / 1000.0, false, 2));
+                out.push(fig("latency max (ms)", r.latency.max_us / 1000.0, false, 1));
+            }
+            out.push(fig("deliveries/s", r.deliveries_per_sec, true, 0));
+            if let Some(s) = &r.server {
+                out.push(fig(
+                    "server CPU µs/delivery",
+                    s.cpu_us_per_delivery,
+                    false,
+                    2,
+                ));
+                out.push(fig("server CPU cores", s.cpu_cores, false, 2));
+            }
+            out.push(fig(
+                "lost+dup+reordered",
+                (r.lost + r.duplicated + r.out_of_order) as f64,
+                false,
+                0,
+            ));
+            out.push(fig("errors", r.errors as f64, false, 0));
+            out.push(fig("load-gen CPU cores", r.loadgen.cpu_cores, false, 2));
+            out
+        }
+        Report::Conns(r) => {
+            let mut out = vec![
+                fig("opened", r.opened as f64, true, 0),
+                fig("open rate (conn/s)", r.open_rate, true, 0),
+            ];
+            if let Some(per) = r.server_rss_per_conn_bytes {
+                out.push(fig("server RSS KiB/conn", per / 1024.0, false, 1));
+            }
+            out.push(fig("probe missing", r.probe_missing as f64, false, 0));
+            out
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
+/// Figures gathered for one (workload, metric): per server, every run's value.
+#[derive(Debug, Default)]
+struct Row {
+    higher_is_better: bool,
+    decimals: usize,
+    values: BTreeMap<String, Vec<f64>>,
+}
+
+/// Builds the table from `dir`; `servers` orders the columns (ours first).
+///
+/// # Errors
+///
+/// `dir` cannot be read, or a report in it does not parse.
+pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
+    // (workload, metric) in first-seen order.
+    let mut order: Vec<(String, &'static str)> = Vec::new();
+    let mut rows: BTreeMap<(String, &'static str), Row> = BTreeMap::new();
+    let mut runs: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+
+    let mut server_dirs: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .collect();
+    server_dirs.sort_by_key(std::fs::DirEntry::file_name);
+    for server_dir in server_dirs {
+        let server = server_dir.file_name().to_string_lossy().into_owned();
+        present.push(server.clone());
+        let failed = server_dir.path().join("FAILED");
+        if let Ok(reason) = std::fs::read_to_string(&failed) {
+            notes.push(format!("- {server}: {}", reason.trim()));
+        }
+        let mut files: Vec<_> = std::fs::read_dir(server_dir.path())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for file in files {
+            let stem = file
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let workload = stem
+                .rsplit_once('-')
+                .map_or(stem.as_str(), |(w, _)| w)
+                .to_owned();
+            let text = std::fs::read_to_string(&file)?;
+            let report: Report = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            *runs.entry((workload.clone(), server.clone())).or_default() += 1;
+            for f in figures(&report) {
+                let key = (workload.clone(), f.name);
+                if !rows.contains_key(&key) {
+                    order.push(key.clone());
+                }
+                let row = rows.entry(key).or_default();
+                row.higher_is_better = f.higher_is_better;
+                row.decimals = f.decimals;
+                row.values.entry(server.clone()).or_default().push(f.value);
+            }
+        }
+    }
+
+    let mut columns: Vec<String> = servers
+        .iter()
+        .filter(|s| present.contains(s))
+        .cloned()
+        .collect();
+    for server in &present {
+        if !columns.contains(server) {
+            columns.push(server.clone());
+        }
+    }
+    let ours = columns.first().cloned().unwrap_or_default();
+    let peers: Vec<&String> = columns.iter().skip(1).collect();
+
+    let mut out = String::new();
+    let _ = write!(out, "| workload | figure |");
+    for c in &columns {
+        let _ = write!(out, " {c} |");
+    }
+    for p in &peers {
+        let _ = write!(out, " {ours} vs {p} |");
+    }
+    out.push('\n');
+    let _ = write!(out, "|---|---|");
+    for _ in 0..columns.len() + peers.len() {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    let mut last_workload = String::new();
+    for key in &order {
+        let row = &rows[key];
+        let shown = if key.0 == last_workload {
+            String::new()
+        } else {
+            key.0.clone()
+        };
+        last_workload.clone_from(&key.0);
+        let _ = write!(out, "| {shown} | {} |", key.1);
+        let mut medians = BTreeMap::new();
+        for c in &columns {
+            match row.values.get(c) {
+                Some(values) => {
+                    let m = median(&mut values.clone());
+                    medians.insert(c.clone(), m);
+                    let _ = write!(out, " {} |", format_value(m, row.decimals));
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        for p in &peers {
+            let ratio = match (medians.get(&ours), medians.get(*p)) {
+                (Some(&o), Some(&v)) if o > 0.0 && v > 0.0 => {
+                    let r = if row.higher_is_better { o / v } else { v / o };
+                    format!("{r:.2}×")
+                }
+                _ => "–".to_owned(),
+            };
+            let _ = write!(out, " {ratio} |");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Medians over the runs of each workload; a ratio above 1 means {ours} is better \
+         (more deliveries or connections per second, less CPU, latency or memory)."
+    );
+    let counts: Vec<String> = runs
+        .iter()
+        .map(|((w, s), n)| format!("{s}/{w}: {n}"))
+        .collect();
+    let _ = writeln!(out, "Runs: {}.", counts.join(", "));
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nNot measured:\n{}", notes.join("\n"));
+    }
+    Ok(out)
+}
+
+fn format_value(value: f64, decimals: usize) -> String {
+    if !value.is_finite() {
+        return "–".to_owned();
+    }
+    let text = format!("{value:.decimals$}");
+    if decimals > 0 {
+        return text;
+    }
+    // Thousands separators for the big integers (deliveries per second).
+    let (sign, digits) = text
+        .strip_prefix('-')
+        .map_or(("", text.as_str()), |d| ("-", d));
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_grouping() {
+        assert!((median(&mut [3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median(&mut [4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < f64::EPSILON);
+        assert_eq!(format_value(1_234_567.0, 0), "1,234,567");
+        assert_eq!(format_value(999.0, 0), "999");
+        assert_eq!(format_value(2.345, 2), "2.35");
+    }
+}
