@@ -899,8 +899,7 @@ impl App {
         let at = Position::new(mouse.column, mouse.row);
         if self.picker.is_some() {
             let list = ui::picker::list_area(self.screen());
-            if let (MouseEventKind::Down(MouseButton::Left), true) =
-                (mouse.kind, list.contains(at))
+            if let (MouseEventKind::Down(MouseButton::Left), true) = (mouse.kind, list.contains(at))
             {
                 if let Some(picker) = &mut self.picker {
                     let row = usize::from(mouse.row - list.y)
@@ -978,10 +977,12 @@ impl App {
                     } else {
                         "cannot connect"
                     };
-                    room.push(ChatLine::note(
-                        LineKind::Error,
-                        format!("{what}: {reason}; reconnecting by itself"),
-                    ));
+                    let text = if reason.starts_with(what) {
+                        format!("{reason}; reconnecting by itself")
+                    } else {
+                        format!("{what}: {reason}; reconnecting by itself")
+                    };
+                    room.push(ChatLine::note(LineKind::Error, text));
                 }
                 room.conn = ConnState::Offline {
                     reason,
@@ -1025,10 +1026,7 @@ impl App {
                 }
                 let me = room.me.clone().or(asked_name);
                 let line = chat_line(room, chat, me.as_deref());
-                let is_chat = matches!(
-                    line.kind,
-                    LineKind::Chat { own: false, .. }
-                );
+                let is_chat = matches!(line.kind, LineKind::Chat { own: false, .. });
                 let mention = matches!(line.kind, LineKind::Chat { mention: true, .. });
                 if is_chat && !active {
                     room.unread += 1;
@@ -1246,4 +1244,4 @@ fn edit_input(input: &mut Input, key: KeyEvent) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -55,7 +55,13 @@ Keys in the terminal UI: /help inside it lists them.";
 pub struct Cli {
     /// Room to join (repeat, or separate with commas, to join several).
     /// Without one, a room picker lists the server's active rooms.
-    #[arg(short, long, env = "CHAT_ROOM", value_delimiter = ',', value_name = "ROOM")]
+    #[arg(
+        short,
+        long,
+        env = "CHAT_ROOM",
+        value_delimiter = ',',
+        value_name = "ROOM"
+    )]
     pub room: Vec<String>,
 
     /// Server address: ws://, wss://, http:// or https://, or host:port.
@@ -87,7 +93,12 @@ pub struct Cli {
     pub once: Option<String>,
 
     /// Seconds to wait for a connection, and for the echo with --once.
-    #[arg(long, env = "CHAT_TIMEOUT", default_value_t = 10, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "CHAT_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
     pub timeout: u64,
 
     /// Speak only the tutorial's plain protocol (no names, no history),
@@ -264,7 +275,9 @@ mod tests {
             RunMode::Tui
         );
         assert_eq!(
-            parse(&["-r", "lobby", "--once", "hi"], &tty()).unwrap().mode,
+            parse(&["-r", "lobby", "--once", "hi"], &tty())
+                .unwrap()
+                .mode,
             RunMode::Once("hi".into())
         );
         let err = parse(&["--pipe"], &tty()).unwrap_err();
@@ -274,7 +287,16 @@ mod tests {
     #[test]
     fn validates_rooms_names_and_servers() {
         let config = parse(
-            &["-r", "a,b", "--room", "c", "--server", "https://h/x", "-n", "Zoë"],
+            &[
+                "-r",
+                "a,b",
+                "--room",
+                "c",
+                "--server",
+                "https://h/x",
+                "-n",
+                "Zoë",
+            ],
             &tty(),
         )
         .unwrap();

@@ -38,7 +38,8 @@ fn main() -> ExitCode {
     };
     // Read the local UTC offset while the process has one thread: the
     // `time` crate refuses to (soundly) read it later.
-    let utc_offset = time::UtcOffset::current_local_offset().map_or(0, time::UtcOffset::whole_seconds);
+    let utc_offset =
+        time::UtcOffset::current_local_offset().map_or(0, time::UtcOffset::whole_seconds);
     if let Err(err) = init_logging(&config) {
         eprintln!("chat-tui: {err:#}");
         return ExitCode::from(exit::USAGE);

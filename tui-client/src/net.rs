@@ -104,12 +104,9 @@ impl Room {
 
     fn track(&mut self, event: &ServerEvent) {
         let seen = match event {
-            ServerEvent::Welcome(w) => Some(
-                w.history
-                    .iter()
-                    .map(|c| c.id)
-                    .fold(w.last_id, u64::max),
-            ),
+            ServerEvent::Welcome(w) => {
+                Some(w.history.iter().map(|c| c.id).fold(w.last_id, u64::max))
+            }
             ServerEvent::Chat(c) if c.id > 0 => Some(c.id),
             _ => None,
         };

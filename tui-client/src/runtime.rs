@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chat_protocol::{ConnectOptions, RoomName, ServerUrl};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{Event, EventStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -131,6 +131,7 @@ impl Runner {
 }
 
 fn to_msg(event: Event) -> Option<Msg> {
+    tracing::trace!(?event, "terminal event");
     match event {
         Event::Key(key) => Some(Msg::Key(key)),
         Event::Paste(text) => Some(Msg::Paste(text)),
@@ -198,7 +199,11 @@ pub async fn run(
                 msg
             } else if let Ok(msg) = rx.try_recv() {
                 msg
-            } else if let Some(Some(Ok(event))) = events.next().now_or_never() {
+            } else if let Ok(Some(Ok(event))) =
+                // Not `now_or_never`: crossterm's stream keeps the waker of
+                // the poll that found it empty, so it must be this task's.
+                tokio::time::timeout(Duration::ZERO, events.next()).await
+            {
                 match to_msg(event) {
                     Some(msg) => msg,
                     None => continue,

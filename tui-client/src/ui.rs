@@ -67,7 +67,10 @@ fn paste_dialog(paste: &str, area: Rect, buf: &mut Buffer) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(Style::new().fg(Color::Yellow))
-        .title(format!(" Paste {} lines, {chars} characters? ", lines.len()));
+        .title(format!(
+            " Paste {} lines, {chars} characters? ",
+            lines.len()
+        ));
     let inner = block.inner(rect);
     block.render(rect, buf);
     let preview_rows = usize::from(inner.height.saturating_sub(2));

@@ -61,9 +61,15 @@ pub fn wrap(text: &str, max: usize) -> Vec<String> {
     trim_continuations(lines)
 }
 
+/// Drops the spaces at each break: at the end of a broken line and at the
+/// start of the line after it.
 fn trim_continuations(lines: Vec<String>) -> Vec<String> {
+    let last = lines.len().saturating_sub(1);
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
-    for (i, line) in lines.into_iter().enumerate() {
+    for (i, mut line) in lines.into_iter().enumerate() {
+        if i < last {
+            line.truncate(line.trim_end_matches(' ').len());
+        }
         if i == 0 {
             out.push(line);
         } else {

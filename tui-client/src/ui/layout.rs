@@ -88,6 +88,13 @@ pub fn areas(area: Rect, app: &App) -> Areas {
 
 fn rooms_width(app: &App) -> u16 {
     // "NN.name (999!)" plus the border.
-    let longest = app.rooms.iter().map(|r| r.name.as_str().len()).max().unwrap_or(0);
-    u16::try_from(longest + 10).unwrap_or(u16::MAX).clamp(14, 24)
+    let longest = app
+        .rooms
+        .iter()
+        .map(|r| r.name.as_str().len())
+        .max()
+        .unwrap_or(0);
+    u16::try_from(longest + 10)
+        .unwrap_or(u16::MAX)
+        .clamp(14, 24)
 }

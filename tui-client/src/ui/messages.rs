@@ -40,7 +40,9 @@ pub fn columns(room: &RoomState, width: u16) -> Columns {
         .lines
         .iter()
         .filter_map(|l| match &l.kind {
-            LineKind::Chat { user, emote: false, .. } => Some(wrap::width(user)),
+            LineKind::Chat {
+                user, emote: false, ..
+            } => Some(wrap::width(user)),
             _ => None,
         })
         .chain(room.me.iter().map(|m| wrap::width(m)))
@@ -244,7 +246,12 @@ fn line_to_rows(app: &App, line: &ChatLine, cols: Columns, width: usize) -> Vec<
     .into_lines()
 }
 
-fn pending_to_rows(app: &App, room: &RoomState, pending: &Pending, cols: Columns) -> Vec<Line<'static>> {
+fn pending_to_rows(
+    app: &App,
+    room: &RoomState,
+    pending: &Pending,
+    cols: Columns,
+) -> Vec<Line<'static>> {
     let (label, style) = match &pending.state {
         PendingState::Queued => ("queued", DIM.add_modifier(Modifier::ITALIC)),
         PendingState::Sent => ("sending", DIM.add_modifier(Modifier::ITALIC)),

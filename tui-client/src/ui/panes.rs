@@ -44,9 +44,7 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
         let mut name_style = match room.conn {
             ConnState::Online { .. } => Style::new(),
             ConnState::Connecting { .. } => Style::new().fg(Color::Yellow),
-            ConnState::Offline { .. } | ConnState::Stopped { .. } => {
-                Style::new().fg(Color::Red)
-            }
+            ConnState::Offline { .. } | ConnState::Stopped { .. } => Style::new().fg(Color::Red),
         };
         if active {
             name_style = name_style.bg(Color::Blue).add_modifier(Modifier::BOLD);
@@ -55,7 +53,9 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
             }
         }
         let badge_style = if room.mentioned {
-            Style::new().fg(Color::LightMagenta).add_modifier(Modifier::BOLD)
+            Style::new()
+                .fg(Color::LightMagenta)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::new().fg(Color::Yellow)
         };
@@ -100,7 +100,9 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let bar = Style::new().bg(Color::Blue).fg(Color::White);
     buf.set_style(area, bar);
-    let mut spans = vec![Span::raw(format!("[{}] ", app.server))];
+    // Most important first, so that a narrow bar keeps the room and the
+    // connection state; the server comes last.
+    let mut spans = Vec::new();
     if let Some(room) = app.active_room() {
         spans.push(Span::styled(
             format!("{}:{} ", app.active + 1, room.name),
@@ -131,11 +133,12 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
         }
         if room.scroll > 0 {
             spans.push(Span::styled(
-                format!("[-MORE({})-]", room.new_below),
+                format!("[-MORE({})-] ", room.new_below),
                 bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
             ));
         }
     }
+    spans.push(Span::raw(format!("[{}]", app.server)));
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
@@ -160,9 +163,9 @@ fn conn_label(room: &RoomState) -> (String, Style) {
             reason, retry_in, ..
         } => (
             format!(
-                "OFFLINE: {}; retry in {:.1}s",
-                sanitize(reason),
-                retry_in.as_secs_f32()
+                "OFFLINE, retry in {:.1}s: {}",
+                retry_in.as_secs_f32(),
+                sanitize(reason)
             ),
             Style::new()
                 .bg(Color::Red)

@@ -45,7 +45,7 @@ pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Optio
         Some(err) => (sanitize(err).into_owned(), Style::new().fg(Color::LightRed)),
         None => (
             format!(
-                " ↑/↓ or click: choose · type a name for a new room · Enter: join · F5: refresh · Esc: {}",
+                " ↑/↓ or click: choose · or type a new name · Enter: join · F5: refresh · Esc: {}",
                 if app.rooms.is_empty() { "quit" } else { "back" }
             ),
             Style::new().fg(Color::DarkGray),
@@ -54,7 +54,12 @@ pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Optio
     line(buf, 3, &hint, style);
     let list = list_area(area);
     match &picker.rooms {
-        PickerRooms::Loading => line(buf, 5, "   loading the room list…", Style::new().fg(Color::DarkGray)),
+        PickerRooms::Loading => line(
+            buf,
+            5,
+            "   loading the room list…",
+            Style::new().fg(Color::DarkGray),
+        ),
         PickerRooms::Failed(err) => {
             line(
                 buf,

@@ -1,0 +1,269 @@
+//! Rendering tests on ratatui's `TestBackend`, with insta snapshots. States
+//! are built through `App::update` with fixed times (UTC).
+
+use chat_protocol::{Mode, Presence, RoomSummary, ServerEvent};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::KeyCode;
+
+use crate::app::App;
+use crate::app::tests::{enter, key, net, new_app, online, room, says, type_text, welcome};
+use crate::msg::{Msg, NetEvent};
+use crate::sanitize::{is_bidi_control, is_harmless};
+
+fn render(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
+    app.update(Msg::Resize { width, height });
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| super::view(app, frame)).unwrap();
+    terminal
+}
+
+fn screen_text(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            out.push_str(buffer[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn assert_every_cell_harmless(terminal: &Terminal<TestBackend>) {
+    let buffer = terminal.backend().buffer();
+    for cell in &buffer.content {
+        let symbol = cell.symbol();
+        assert!(is_harmless(symbol), "cell {symbol:?} is not harmless");
+        assert!(
+            !symbol.chars().any(|c| c.is_control() || is_bidi_control(c)),
+            "{symbol:?}"
+        );
+    }
+}
+
+/// A room with a conversation, as in the WeeChat reference.
+fn conversation() -> App {
+    let mut app = online(&["lobby", "random"]);
+    app.update(net(
+        "lobby",
+        NetEvent::Server(ServerEvent::Join(Presence {
+            message: "carol joined".into(),
+            user: "carol".into(),
+            room: room("lobby"),
+            ts: 1_795_618_568_000,
+        })),
+    ));
+    app.update(says("lobby", "bob", 1, "hi alice, welcome to the lobby"));
+    app.update(says("lobby", "bob", 2, "anyone tried the new build?"));
+    app.update(says("lobby", "carol", 3, "alice: ping"));
+    app.update(says(
+        "lobby",
+        "bob",
+        4,
+        &"a long message lorem ipsum ".repeat(8),
+    ));
+    app.update(says("lobby", "bob", 5, "emoji test 🎉 日本語"));
+    app.update(says("random", "bob", 1, "over here too"));
+    app.update(says("random", "bob", 2, "alice?"));
+    app.update(net(
+        "lobby",
+        NetEvent::Server(ServerEvent::Leave(Presence {
+            message: "carol left".into(),
+            user: "carol".into(),
+            room: room("lobby"),
+            ts: 1_795_618_575_000,
+        })),
+    ));
+    type_text(&mut app, "hello bob, half-typed");
+    app
+}
+
+#[test]
+fn full_layout_at_100x30() {
+    let mut app = conversation();
+    let terminal = render(&mut app, 100, 30);
+    insta::assert_snapshot!("full_100x30", terminal.backend());
+}
+
+#[test]
+fn standard_80x20() {
+    let mut app = conversation();
+    let terminal = render(&mut app, 80, 20);
+    insta::assert_snapshot!("standard_80x20", terminal.backend());
+}
+
+#[test]
+fn escape_sequences_render_as_harmless_text() {
+    let mut app = online(&["lobby"]);
+    let nasty = concat!(
+        "\x1b[31mred\x1b[0m ",                       // colour
+        "\x1b[2J\x1b[H",                             // clear screen, cursor home
+        "\x1b[10;10Hmoved ",                         // cursor movement
+        "\x1b]0;pwned title\x07 ",                   // OSC window title
+        "\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ ", // OSC 8 hyperlink
+        "\u{9b}31m C1-CSI ",                         // 8-bit CSI
+        "\u{202e}desrever\u{202c} ",                 // bidi override
+        "\u{2066}iso\u{2069}\u{200f}\u{061c} ",
+        "bell\x07 del\x7f nul\0 bs\x08 cr\rlf\ntab\tend"
+    );
+    app.update(says("lobby", "mallory\x1b[5m", 1, nasty));
+    let mut welcome_msg = welcome("lobby", "alice", &["alice", "bob\x1b]2;x\x07"], vec![]);
+    if let Msg::Net(_, NetEvent::Server(ServerEvent::Welcome(w))) = &mut welcome_msg {
+        w.message = "\x1b[2Jwelcome".into();
+    }
+    app.update(welcome_msg);
+    let terminal = render(&mut app, 100, 16);
+    assert_every_cell_harmless(&terminal);
+    let text = screen_text(&terminal);
+    assert!(text.contains("␛[31mred␛[0m"), "{text}");
+    assert!(text.contains("␛]0;pwned title␇"), "{text}");
+    assert!(text.contains("desrever"), "{text}");
+    assert!(!text.contains('\u{202e}'));
+    insta::assert_snapshot!("escape_sequences", terminal.backend());
+}
+
+#[test]
+fn wide_characters_wrap_without_splitting() {
+    let mut app = online(&["lobby"]);
+    app.update(says(
+        "lobby",
+        "山田",
+        1,
+        "日本語のテキストはとても長いのでこの行は折り返されるはずです🎉🎉🎉👨‍👩‍👧 and some ascii after",
+    ));
+    app.update(says("lobby", "bob", 2, "after"));
+    let terminal = render(&mut app, 40, 10);
+    insta::assert_snapshot!("wide_40x10", terminal.backend());
+    let text = screen_text(&terminal);
+    assert!(text.contains("after"));
+}
+
+#[test]
+fn long_message_hangs_under_the_text_column() {
+    let mut app = online(&["lobby"]);
+    app.update(says(
+        "lobby",
+        "bob",
+        1,
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.\nA second paragraph after a newline.",
+    ));
+    let terminal = render(&mut app, 60, 10);
+    insta::assert_snapshot!("long_wrapped_60x10", terminal.backend());
+}
+
+#[test]
+fn tiny_terminal_20x5() {
+    let mut app = conversation();
+    let terminal = render(&mut app, 20, 5);
+    insta::assert_snapshot!("tiny_20x5", terminal.backend());
+}
+
+#[test]
+fn no_size_panics() {
+    let mut app = conversation();
+    enter(&mut app, "/join");
+    let mut picker = app.clone();
+    picker.update(Msg::Rooms(Ok(vec![RoomSummary {
+        name: room("lobby"),
+        members: 2,
+    }])));
+    let mut app = conversation();
+    app.update(Msg::Paste("a\nb\nc\nd\ne".into()));
+    for width in 0..=45 {
+        for height in 0..=12 {
+            render(&mut app, width, height);
+            render(&mut picker, width, height);
+        }
+    }
+}
+
+#[test]
+fn offline_status_and_pending_messages() {
+    let mut app = online(&["lobby"]);
+    app.update(says("lobby", "bob", 1, "are you there?"));
+    enter(&mut app, "sent but not echoed");
+    app.update(net(
+        "lobby",
+        NetEvent::Disconnected {
+            reason: "connection lost: the server went away without closing".into(),
+            close_code: None,
+            retry_in: std::time::Duration::from_millis(2500),
+            attempt: 2,
+        },
+    ));
+    enter(&mut app, "typed while offline");
+    let terminal = render(&mut app, 80, 12);
+    insta::assert_snapshot!("offline_80x12", terminal.backend());
+}
+
+#[test]
+fn plain_mode_says_so() {
+    let mut app = new_app();
+    app.start(&[room("lobby")]);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Plain }));
+    app.update(says("lobby", "", 0, "hello from a tutorial server"));
+    let terminal = render(&mut app, 80, 8);
+    insta::assert_snapshot!("plain_80x8", terminal.backend());
+}
+
+#[test]
+fn scrolled_up_shows_new_messages_below() {
+    let mut app = online(&["lobby"]);
+    for id in 1..=30 {
+        app.update(says("lobby", "bob", id, &format!("message {id}")));
+    }
+    app.update(key(KeyCode::PageUp));
+    app.update(says("lobby", "carol", 31, "new!"));
+    app.update(says("lobby", "carol", 32, "newer!"));
+    let terminal = render(&mut app, 80, 12);
+    insta::assert_snapshot!("scrolled_80x12", terminal.backend());
+}
+
+#[test]
+fn picker_lists_rooms() {
+    let mut app = new_app();
+    app.start(&[]);
+    app.update(Msg::Rooms(Ok(vec![
+        RoomSummary {
+            name: room("lobby"),
+            members: 3,
+        },
+        RoomSummary {
+            name: room("dev"),
+            members: 1,
+        },
+    ])));
+    app.update(key(KeyCode::Down));
+    let terminal = render(&mut app, 80, 10);
+    insta::assert_snapshot!("picker_80x10", terminal.backend());
+}
+
+#[test]
+fn paste_confirmation() {
+    let mut app = online(&["lobby"]);
+    app.update(Msg::Paste(
+        (1..=12)
+            .map(|i| format!("pasted line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    ));
+    let terminal = render(&mut app, 80, 16);
+    insta::assert_snapshot!("paste_80x16", terminal.backend());
+}
+
+#[test]
+fn cursor_follows_wide_input() {
+    let mut app = online(&["lobby"]);
+    type_text(&mut app, "日本x");
+    app.update(key(KeyCode::Left));
+    let mut terminal = render(&mut app, 40, 6);
+    let position = terminal.get_cursor_position().unwrap();
+    // "[alice] " is 8 cells; "日本" is 4.
+    assert_eq!((position.x, position.y), (12, 5));
+    // A line longer than the screen scrolls so that the cursor stays in view.
+    type_text(&mut app, &"long ".repeat(20));
+    let mut terminal2 = render(&mut app, 40, 6);
+    let position = terminal2.get_cursor_position().unwrap();
+    assert!(position.x < 40);
+}

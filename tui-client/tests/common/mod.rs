@@ -1,0 +1,182 @@
+//! Helpers for the integration tests: a real `chat-server` on a loopback
+//! port, a protocol client, bounded waits, and a private tmux server.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chat_protocol::{
+    ChatEvent, Client, ClientEvents, ClientSender, ConnectOptions, RoomName, ServerEvent,
+    ServerUrl, UserName,
+};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_chat-tui");
+
+/// Starts a server on `addr` (port 0 for a fresh one), retrying the bind
+/// for a moment when the port is still held by a server just stopped.
+pub async fn start_server(addr: SocketAddr) -> chat_server::ServerHandle {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                return chat_server::spawn(listener, chat_server::Config::default())
+                    .await
+                    .expect("spawn the server");
+            }
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("bind {addr}: {err}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("cannot bind {addr}: {err}"),
+        }
+    }
+}
+
+/// The loopback address for a fresh server.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The `ws://` address of a server.
+pub fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}")
+}
+
+/// Connects a protocol client as `name` to `room`.
+pub async fn client(addr: SocketAddr, room: &str, name: &str) -> (ClientSender, ClientEvents) {
+    let server: ServerUrl = url(addr).parse().expect("a server url");
+    let options = ConnectOptions::new().name(UserName::new(name).expect("a valid name"));
+    let client = Client::connect(
+        &server,
+        &RoomName::new(room).expect("a valid room"),
+        &options,
+    )
+    .await
+    .expect("protocol client connects");
+    client.split()
+}
+
+/// Waits (bounded) for a chat message whose text is `text`, returning it;
+/// also looks into a welcome's history.
+pub async fn recv_chat(events: &mut ClientEvents, text: &str, within: Duration) -> ChatEvent {
+    let wait = async {
+        loop {
+            match events.next().await {
+                Some(Ok(ServerEvent::Chat(chat))) if chat.message == text => return chat,
+                Some(Ok(ServerEvent::Welcome(w))) => {
+                    if let Some(chat) = w.history.into_iter().find(|c| c.message == text) {
+                        return chat;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended while waiting for {text:?}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(within, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no chat message {text:?} within {within:?}"))
+}
+
+/// Whether tmux can be used; when not, says so loudly, and fails under CI.
+pub fn tmux_available() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let msg = "tmux is not installed: the end-to-end terminal test cannot run \
+                   (apt-get install tmux)";
+        assert!(std::env::var_os("CI").is_none(), "{msg}, and CI is set");
+        eprintln!("\n!!!!!!!! SKIPPED: {msg} !!!!!!!!\n");
+    }
+    found
+}
+
+/// A private tmux server (its own socket) with one session. Dropping it
+/// kills that server, and so only what this test started.
+pub struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached session of `width` x `height`.
+    pub fn start(name: &str, width: u16, height: u16, command: &str) -> Self {
+        let unique = format!("chat-tui-{name}-{}", std::process::id());
+        let tmux = Self {
+            socket: unique.clone(),
+            session: unique,
+        };
+        let status = tmux
+            .cmd()
+            .args(["-f", "/dev/null", "new-session", "-d", "-s", &tmux.session])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .status()
+            .expect("run tmux");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.args(["-L", &self.socket]);
+        cmd
+    }
+
+    /// Types `text` literally.
+    pub fn type_text(&self, text: &str) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", &self.session, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// Presses keys by tmux name (`Enter`, `C-c`, `PageUp`).
+    pub fn keys(&self, keys: &[&str]) {
+        let status = self
+            .cmd()
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// The visible pane as text.
+    pub fn capture(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the pane until it shows `needle`; fails with the pane shown.
+    pub async fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.capture();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pane did not show {needle:?} within {within:?}; it shows:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
