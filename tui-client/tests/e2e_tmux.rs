@@ -80,3 +80,48 @@ async fn types_receives_survives_a_server_restart() {
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_file(log);
 }
+
+/// Resizing down to 20x5 and back keeps it alive and drawing; SIGTERM
+/// restores the terminal and exits 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_tiny_terminal_and_restores_on_sigterm() {
+    if !tmux_available() {
+        return;
+    }
+    let server = start_server(any_port()).await;
+    let addr = server.local_addr();
+    let command = format!(
+        "'{BIN}' --server {} --room lobby --name erin; echo EXITED:$?; sleep 30",
+        url(addr)
+    );
+    let tmux = Tmux::start("sigterm", 100, 30, &command);
+    tmux.wait_for("[online]", WAIT).await;
+    let (bob, _events) = client(addr, "lobby", "bob").await;
+    bob.say(&"a long line that must wrap in a tiny terminal ".repeat(3))
+        .await
+        .unwrap();
+    tmux.wait_for("a long line", WAIT).await;
+
+    tmux.resize(20, 5);
+    tmux.wait_for("[erin]", WAIT).await;
+    tmux.resize(100, 30);
+    tmux.wait_for("[online]", WAIT).await;
+
+    let children = tmux.pane_children();
+    assert_eq!(
+        children.len(),
+        1,
+        "one chat-tui under the shell: {children:?}"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &children[0].to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let screen = tmux.wait_for("EXITED:143", WAIT).await;
+    assert!(
+        !screen.contains("[online]"),
+        "the alternate screen is gone:\n{screen}"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -42,16 +42,23 @@ pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Optio
     let shown = wrap::truncate_start(&typed, avail);
     line(buf, 2, &format!("{prompt}{shown}"), Style::new());
     let (hint, style) = match &picker.error {
-        Some(err) => (sanitize(err).into_owned(), Style::new().fg(Color::LightRed)),
+        Some(err) => (
+            format!(" {}", sanitize(err)),
+            Style::new().fg(Color::LightRed),
+        ),
         None => (
             format!(
-                " ↑/↓ or click: choose · or type a new name · Enter: join · F5: refresh · Esc: {}",
+                " ↑/↓/click: choose · or type a new name · Enter: join · F5: refresh · Esc: {}",
                 if app.rooms.is_empty() { "quit" } else { "back" }
             ),
             Style::new().fg(Color::DarkGray),
         ),
     };
-    line(buf, 3, &hint, style);
+    // Rows 3 and 4: the hint, or why the last choice was refused (which
+    // quotes the room-name rule, so it may need both rows).
+    for (row, text) in (3..5).zip(wrap::wrap(&hint, width.saturating_sub(1))) {
+        line(buf, row, &text, style);
+    }
     let list = list_area(area);
     match &picker.rooms {
         PickerRooms::Loading => line(

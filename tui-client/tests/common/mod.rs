@@ -148,6 +148,32 @@ impl Tmux {
         assert!(status.success());
     }
 
+    /// Resizes the window.
+    pub fn resize(&self, width: u16, height: u16) {
+        let status = self
+            .cmd()
+            .args(["resize-window", "-t", &self.session])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .status()
+            .expect("tmux resize-window");
+        assert!(status.success());
+    }
+
+    /// The process ids of the children of the pane's shell.
+    pub fn pane_children(&self) -> Vec<u32> {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", &self.session, "#{pane_pid}"])
+            .output()
+            .expect("tmux display-message");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// The visible pane as text.
     pub fn capture(&self) -> String {
         let out = self
