@@ -1129,6 +1129,20 @@ fn on_welcome(room: &mut RoomState, welcome: Welcome) -> Vec<Effect> {
         });
     }
     let me = welcome.user;
+    let newest = welcome
+        .history
+        .iter()
+        .map(|c| c.id)
+        .fold(welcome.last_id, u64::max);
+    if newest < room.last_id {
+        // The server counts from scratch: it restarted without its history.
+        // Its ids are new, so nothing it sends now is a duplicate.
+        room.last_id = 0;
+        room.push(ChatLine::note(
+            LineKind::Info,
+            "the server's history was reset (it restarted?): what was said while you were away may be gone",
+        ));
+    }
     let mut recovered = 0;
     for chat in welcome.history {
         if chat.id != 0 && chat.id <= room.last_id {

@@ -103,15 +103,17 @@ impl Room {
     }
 
     fn track(&mut self, event: &ServerEvent) {
-        let seen = match event {
+        match event {
+            // The welcome speaks for the server's sequence as it is now: a
+            // server that restarted without its history counts from 0 again,
+            // and resuming from an old, higher id would skip its messages.
             ServerEvent::Welcome(w) => {
-                Some(w.history.iter().map(|c| c.id).fold(w.last_id, u64::max))
+                self.since = Some(w.history.iter().map(|c| c.id).fold(w.last_id, u64::max));
             }
-            ServerEvent::Chat(c) if c.id > 0 => Some(c.id),
-            _ => None,
-        };
-        if let Some(id) = seen {
-            self.since = Some(self.since.map_or(id, |s| s.max(id)));
+            ServerEvent::Chat(c) if c.id > 0 => {
+                self.since = Some(self.since.map_or(c.id, |s| s.max(c.id)));
+            }
+            _ => {}
         }
     }
 

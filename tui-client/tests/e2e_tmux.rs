@@ -63,10 +63,11 @@ async fn types_receives_survives_a_server_restart() {
     tmux.keys(&["Enter"]);
     let chat = recv_chat(&mut events_after, "after the restart", WAIT).await;
     assert_eq!(chat.user, "alice");
-    let screen = tmux.wait_for("after the restart", WAIT).await;
+    // Shown as alice's message (not a pending one): the echo came back.
+    let screen = tmux.wait_for("alice │ after the restart", WAIT).await;
     assert!(
-        !screen.contains("queued"),
-        "everything was delivered:\n{screen}"
+        !screen.contains("queued") && !screen.contains("sending"),
+        "everything was delivered and echoed:\n{screen}"
     );
 
     // /quit restores the terminal and exits 0.

@@ -688,3 +688,24 @@ fn late_events_from_a_left_room_are_ignored() {
     app.update(says("dev", "bob", 9, "late"));
     assert_eq!(app.rooms.len(), 1);
 }
+
+#[test]
+fn a_server_restarted_without_history_starts_its_ids_again() {
+    let mut app = online(&["lobby"]);
+    app.update(says("lobby", "bob", 41, "before the restart"));
+    app.update(disconnected("lobby"));
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    app.update(welcome("lobby", "alice", &["alice"], vec![]));
+    assert!(
+        texts(&app, 0)
+            .iter()
+            .any(|t| t.contains("history was reset"))
+    );
+    enter(&mut app, "after");
+    app.update(says("lobby", "alice", 1, "after"));
+    assert!(
+        app.rooms[0].pending.is_empty(),
+        "id 1 is new, not a duplicate"
+    );
+    assert_eq!(texts(&app, 0).last().map(String::as_str), Some("after"));
+}

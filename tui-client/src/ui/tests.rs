@@ -95,7 +95,14 @@ fn standard_80x20() {
 
 #[test]
 fn escape_sequences_render_as_harmless_text() {
-    let mut app = online(&["lobby"]);
+    let mut app = new_app();
+    app.start(&[room("lobby")]);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    let mut welcome_msg = welcome("lobby", "alice", &["alice", "bob\x1b]2;x\x07"], vec![]);
+    if let Msg::Net(_, NetEvent::Server(ServerEvent::Welcome(w))) = &mut welcome_msg {
+        w.message = "\x1b[2Jwelcome \x1b[1;1H\u{202e}home".into();
+    }
+    app.update(welcome_msg);
     let nasty = concat!(
         "\x1b[31mred\x1b[0m ",                       // colour
         "\x1b[2J\x1b[H",                             // clear screen, cursor home
@@ -108,11 +115,6 @@ fn escape_sequences_render_as_harmless_text() {
         "bell\x07 del\x7f nul\0 bs\x08 cr\rlf\ntab\tend"
     );
     app.update(says("lobby", "mallory\x1b[5m", 1, nasty));
-    let mut welcome_msg = welcome("lobby", "alice", &["alice", "bob\x1b]2;x\x07"], vec![]);
-    if let Msg::Net(_, NetEvent::Server(ServerEvent::Welcome(w))) = &mut welcome_msg {
-        w.message = "\x1b[2Jwelcome".into();
-    }
-    app.update(welcome_msg);
     let terminal = render(&mut app, 100, 16);
     assert_every_cell_harmless(&terminal);
     let text = screen_text(&terminal);
