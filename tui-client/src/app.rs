@@ -978,9 +978,9 @@ impl App {
                         "cannot connect"
                     };
                     let text = if reason.starts_with(what) {
-                        format!("{reason}; reconnecting by itself")
+                        format!("{reason} (reconnecting by itself)")
                     } else {
-                        format!("{what}: {reason}; reconnecting by itself")
+                        format!("{what}: {reason} (reconnecting by itself)")
                     };
                     room.push(ChatLine::note(LineKind::Error, text));
                 }

@@ -269,3 +269,19 @@ fn cursor_follows_wide_input() {
     let position = terminal2.get_cursor_position().unwrap();
     assert!(position.x < 40);
 }
+
+#[test]
+fn nick_colours_are_stable_and_varied() {
+    use super::nick_color;
+    assert_eq!(nick_color("alice"), nick_color("alice"));
+    let names = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ];
+    let mut colours: Vec<String> = names
+        .iter()
+        .map(|n| format!("{:?}", nick_color(n)))
+        .collect();
+    colours.sort();
+    colours.dedup();
+    assert!(colours.len() >= 4, "{colours:?}");
+}
