@@ -155,8 +155,10 @@ pub enum ConnState {
     Offline {
         /// Why.
         reason: String,
-        /// When the next attempt starts.
+        /// When the next attempt starts, from when it was said.
         retry_in: Duration,
+        /// When the next attempt starts, in unix ms (0: unknown).
+        retry_at_ms: u64,
         /// Failed attempts in a row.
         attempt: u32,
     },
@@ -326,6 +328,9 @@ pub struct App {
     pub quit_armed: bool,
     /// Whether something changed since the last draw.
     pub dirty: bool,
+    /// The latest time the runtime told (unix ms; 0: none yet). Only used
+    /// for the reconnect countdown.
+    pub now_ms: u64,
     next_local_id: u64,
 }
 
@@ -345,6 +350,7 @@ impl App {
             size: (80, 24),
             quit_armed: false,
             dirty: true,
+            now_ms: 0,
             next_local_id: 1,
         }
     }
@@ -361,6 +367,14 @@ impl App {
         }
         self.switch_to(0);
         effects
+    }
+
+    /// Whether something on screen counts down, so that the runtime should
+    /// send [`Msg::Tick`]s: a room waiting to reconnect.
+    pub fn is_animating(&self) -> bool {
+        self.rooms
+            .iter()
+            .any(|r| matches!(r.conn, ConnState::Offline { .. }))
     }
 
     /// The room shown, if any.
@@ -392,6 +406,11 @@ impl App {
                 Vec::new()
             }
             Msg::Net(room, event) => self.on_net(&room, event),
+            Msg::Tick { now_ms } => {
+                self.now_ms = self.now_ms.max(now_ms);
+                self.dirty = self.is_animating();
+                Vec::new()
+            }
             Msg::Rooms(result) => {
                 if let Some(picker) = &mut self.picker {
                     picker.rooms = match result {
@@ -962,8 +981,11 @@ impl App {
                 reason,
                 close_code,
                 retry_in,
+                at_ms,
                 attempt,
             } => {
+                self.now_ms = self.now_ms.max(at_ms);
+                let room = &mut self.rooms[index];
                 if close_code == Some(close::MESSAGE_TOO_BIG) {
                     for p in &mut room.pending {
                         if p.state == PendingState::Sent {
@@ -984,9 +1006,15 @@ impl App {
                     };
                     room.push(ChatLine::note(LineKind::Error, text));
                 }
+                let retry_at_ms = if at_ms == 0 {
+                    0
+                } else {
+                    at_ms.saturating_add(u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX))
+                };
                 room.conn = ConnState::Offline {
                     reason,
                     retry_in,
+                    retry_at_ms,
                     attempt,
                 };
                 Vec::new()

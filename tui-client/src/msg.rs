@@ -26,6 +26,12 @@ pub enum Msg {
     Net(RoomName, NetEvent),
     /// The room list for the picker arrived (or could not be fetched).
     Rooms(Result<Vec<RoomSummary>, String>),
+    /// The time, sent only while something on screen counts down
+    /// ([`crate::app::App::is_animating`]): `update` never reads the clock.
+    Tick {
+        /// Now, in unix milliseconds.
+        now_ms: u64,
+    },
 }
 
 /// What a room's connection task reports.
@@ -51,6 +57,8 @@ pub enum NetEvent {
         close_code: Option<u16>,
         /// When the next attempt starts.
         retry_in: Duration,
+        /// The task's clock when it said so, in unix milliseconds.
+        at_ms: u64,
         /// How many attempts have failed in a row.
         attempt: u32,
     },

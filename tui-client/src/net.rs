@@ -262,6 +262,7 @@ async fn run(
                     reason: err.to_string(),
                     close_code,
                     retry_in: delay,
+                    at_ms: chat_protocol::unix_millis(),
                     attempt: attempt.max(1),
                 };
                 if !room.emit(event).await || !room.wait(delay).await {

@@ -171,6 +171,9 @@ pub async fn run(
         height: size.height,
     });
     let effects = app.start(rooms);
+    // Ticks drive the reconnect countdown, and run only while one shows.
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut exit = None;
     if runner.apply(effects, terminal) {
         exit = Some(Exit::Quit);
@@ -185,6 +188,9 @@ pub async fn run(
                 None => { exit = Some(Exit::Quit); None }
             },
             Some(msg) = rx.recv() => Some(msg),
+            _ = ticker.tick(), if app.is_animating() => Some(Msg::Tick {
+                now_ms: chat_protocol::unix_millis(),
+            }),
             _ = sigterm.recv() => { exit = Some(Exit::Signal(15)); None }
             _ = sighup.recv() => { exit = Some(Exit::Signal(1)); None }
             _ = sigint.recv() => { exit = Some(Exit::Signal(2)); None }

@@ -63,12 +63,13 @@ async fn types_receives_survives_a_server_restart() {
     tmux.keys(&["Enter"]);
     let chat = recv_chat(&mut events_after, "after the restart", WAIT).await;
     assert_eq!(chat.user, "alice");
-    // Shown as alice's message (not a pending one): the echo came back.
-    let screen = tmux.wait_for("alice │ after the restart", WAIT).await;
-    assert!(
-        !screen.contains("queued") && !screen.contains("sending"),
-        "everything was delivered and echoed:\n{screen}"
-    );
+    // Shown as alice's message, not as a pending one: the echo came back.
+    tmux.wait_until("everything echoed", WAIT, |screen| {
+        screen.contains("alice │ after the restart")
+            && !screen.contains("sending")
+            && !screen.contains("queued")
+    })
+    .await;
 
     // /quit restores the terminal and exits 0.
     tmux.type_text("/quit");

@@ -121,6 +121,7 @@ fn disconnected(name: &str) -> Msg {
             reason: "connection lost: reset".into(),
             close_code: None,
             retry_in: Duration::from_millis(1500),
+            at_ms: 0,
             attempt: 1,
         },
     )
@@ -708,4 +709,36 @@ fn a_server_restarted_without_history_starts_its_ids_again() {
         "id 1 is new, not a duplicate"
     );
     assert_eq!(texts(&app, 0).last().map(String::as_str), Some("after"));
+}
+
+#[test]
+fn offline_counts_down_with_ticks_only() {
+    let mut app = online(&["lobby"]);
+    assert!(!app.is_animating());
+    app.update(net(
+        "lobby",
+        NetEvent::Disconnected {
+            reason: "gone".into(),
+            close_code: Some(1001),
+            retry_in: Duration::from_millis(4_200),
+            at_ms: 1_000_000,
+            attempt: 1,
+        },
+    ));
+    assert!(app.is_animating());
+    assert!(matches!(
+        app.rooms[0].conn,
+        ConnState::Offline {
+            retry_at_ms: 1_004_200,
+            ..
+        }
+    ));
+    app.dirty = false;
+    app.update(Msg::Tick { now_ms: 1_002_000 });
+    assert_eq!(app.now_ms, 1_002_000);
+    assert!(app.dirty);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    assert!(!app.is_animating());
+    app.update(Msg::Tick { now_ms: 1_003_000 });
+    assert!(!app.dirty, "nothing to redraw once online");
 }

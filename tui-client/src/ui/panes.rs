@@ -108,7 +108,7 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
             format!("{}:{} ", app.active + 1, room.name),
             bar.add_modifier(Modifier::BOLD),
         ));
-        let (state, style) = conn_label(room);
+        let (state, style) = conn_label(room, app.now_ms);
         spans.push(Span::styled(format!("[{state}] "), style));
         if room.mode != Some(Mode::Plain) && room.is_online() {
             let n = room.member_names().len();
@@ -142,7 +142,7 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
-fn conn_label(room: &RoomState) -> (String, Style) {
+fn conn_label(room: &RoomState, now_ms: u64) -> (String, Style) {
     let bar = Style::new().bg(Color::Blue);
     match &room.conn {
         ConnState::Online { mode: Mode::Events } => {
@@ -160,13 +160,23 @@ fn conn_label(room: &RoomState) -> (String, Style) {
             bar.fg(Color::LightYellow),
         ),
         ConnState::Offline {
-            reason, retry_in, ..
+            reason,
+            retry_in,
+            retry_at_ms,
+            ..
         } => (
-            format!(
-                "OFFLINE, retry in {:.1}s: {}",
-                retry_in.as_secs_f32(),
-                sanitize(reason)
-            ),
+            {
+                let left_ms = if now_ms == 0 || *retry_at_ms == 0 {
+                    u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX)
+                } else {
+                    retry_at_ms.saturating_sub(now_ms)
+                };
+                let when = match left_ms.div_ceil(1000) {
+                    0 => "retrying now".to_owned(),
+                    secs => format!("retry in {secs}s"),
+                };
+                format!("OFFLINE, {when}: {}", sanitize(reason))
+            },
             Style::new()
                 .bg(Color::Red)
                 .fg(Color::White)

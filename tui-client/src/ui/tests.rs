@@ -191,6 +191,7 @@ fn offline_status_and_pending_messages() {
             reason: "connection lost: the server went away without closing".into(),
             close_code: None,
             retry_in: std::time::Duration::from_millis(2500),
+            at_ms: 0,
             attempt: 2,
         },
     ));

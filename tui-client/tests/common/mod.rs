@@ -186,15 +186,28 @@ impl Tmux {
 
     /// Polls the pane until it shows `needle`; fails with the pane shown.
     pub async fn wait_for(&self, needle: &str, within: Duration) -> String {
+        self.wait_until(&format!("{needle:?}"), within, |screen| {
+            screen.contains(needle)
+        })
+        .await
+    }
+
+    /// Polls the pane until `ready` holds; fails with the pane shown.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + within;
         loop {
             let screen = self.capture();
-            if screen.contains(needle) {
+            if ready(&screen) {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "the pane did not show {needle:?} within {within:?}; it shows:\n{screen}"
+                "the pane did not show {what} within {within:?}; it shows:\n{screen}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
