@@ -1,10 +1,17 @@
-// The room picker: the tutorial's behaviour (focus, Enter or click goes to
-// /chat/<room>/), the room-name rule checked before navigating, and the
-// active rooms, refreshed while the page is open.
+// The room picker (/chat/).
+//
+// The Channels tutorial's behaviour: the room-name input has focus on load,
+// and Enter or the button goes to /chat/<room>/. Before navigating, the name
+// is checked against the room-name rule (chat-protocol's ROOM_NAME_RULE), so
+// a bad name gets a friendly message instead of a broken URL. Below, the
+// active rooms with their member counts, refreshed while the page is open.
 "use strict";
 
 (function () {
-  const ROOM_RULE = /^[A-Za-z0-9._-]{1,100}$/;
+  const ROOM_CHARS = /^[A-Za-z0-9._-]+$/;
+  const ROOM_MAX = 100;
+  const REFRESH_MS = 4000;
+
   const input = document.querySelector("#room-name-input");
   const submit = document.querySelector("#room-name-submit");
   const error = document.querySelector("#room-name-error");
@@ -12,68 +19,121 @@
 
   input.focus();
 
-  function go() {
-    const name = input.value.trim();
-    if (!ROOM_RULE.test(name)) {
-      error.textContent = name === ""
-        ? "Type a room name first."
-        : "A room name is 1 to 100 characters of letters, digits, '-', '_' or '.' (no spaces).";
-      error.hidden = false;
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
-      return;
+  // Why `name` is not a usable room name, or null when it is.
+  function problemWith(name) {
+    if (name === "") return "Type a room name first.";
+    if (name.length > ROOM_MAX) {
+      return "That name is " + name.length + " characters long; a room name has at most " + ROOM_MAX + ".";
     }
-    error.hidden = true;
-    window.location.pathname = "/chat/" + name + "/";
+    if (!ROOM_CHARS.test(name)) {
+      const bad = [...name].find((c) => !ROOM_CHARS.test(c));
+      const shown = /\s/.test(bad) ? "spaces" : "\u201c" + bad + "\u201d";
+      let message = "Room names can't contain " + shown + ": use letters, digits, '-', '_' or '.'.";
+      const suggestion = name.trim().replace(/\s+/g, "-").replace(/[^A-Za-z0-9._-]/g, "").slice(0, ROOM_MAX);
+      if (suggestion !== "" && problemWith(suggestion) === null) {
+        message += " How about \u201c" + suggestion + "\u201d?";
+      }
+      return message;
+    }
+    // Valid for the protocol, but a browser resolves these path segments
+    // away, so /chat/../ can never reach the room.
+    if (name === "." || name === "..") return "\u201c" + name + "\u201d can't be used as a room name in a browser.";
+    return null;
   }
 
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") {
-      e.preventDefault();
+  function showError(message) {
+    error.textContent = message;
+    error.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+
+  function clearError() {
+    error.hidden = true;
+    input.removeAttribute("aria-invalid");
+  }
+
+  function go() {
+    const name = input.value.trim();
+    const problem = problemWith(name);
+    if (problem !== null) {
+      showError(problem);
+      return;
+    }
+    clearError();
+    window.location.assign("/chat/" + name + "/");
+  }
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.isComposing) {
+      event.preventDefault();
       go();
     }
   });
-  input.addEventListener("input", () => {
-    error.hidden = true;
-    input.removeAttribute("aria-invalid");
-  });
+  input.addEventListener("input", clearError);
   submit.addEventListener("click", go);
-  document.querySelector("#room-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    go();
-  });
 
+  // ---- active rooms ----
+
+  function emptyRow(text) {
+    const li = document.createElement("li");
+    li.className = "room-list-empty";
+    li.textContent = text;
+    return li;
+  }
+
+  function roomRow(room) {
+    const li = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = "/chat/" + encodeURIComponent(room.name) + "/";
+    link.className = "room-link";
+    const hash = document.createElement("span");
+    hash.className = "hash";
+    hash.textContent = "#";
+    const name = document.createElement("span");
+    name.className = "room-link-name";
+    name.textContent = room.name;
+    const count = document.createElement("span");
+    count.className = "count";
+    count.textContent = room.members === 1 ? "1 person" : room.members + " people";
+    link.append(hash, name, count);
+    li.append(link);
+    return li;
+  }
+
+  let refreshing = false;
   async function refresh() {
+    if (refreshing) return;
+    refreshing = true;
     try {
       const response = await fetch("/api/rooms", { cache: "no-store" });
-      if (!response.ok) throw new Error("HTTP " + response.status);
+      if (!response.ok) throw new Error("the server answered " + response.status);
       const { rooms } = await response.json();
-      list.replaceChildren();
-      if (rooms.length === 0) {
-        const li = document.createElement("li");
-        li.className = "muted";
-        li.textContent = "No one is chatting right now. Start a room!";
-        list.append(li);
-      }
-      for (const room of rooms) {
-        const li = document.createElement("li");
-        const a = document.createElement("a");
-        a.href = "/chat/" + encodeURIComponent(room.name) + "/";
-        a.textContent = "#" + room.name;
-        const count = document.createElement("span");
-        count.className = "count";
-        count.textContent = room.members === 1 ? "1 person" : room.members + " people";
-        li.append(a, count);
-        list.append(li);
-      }
+      rooms.sort((a, b) => b.members - a.members || a.name.localeCompare(b.name));
+      list.replaceChildren(...(rooms.length > 0
+        ? rooms.map(roomRow)
+        : [emptyRow("No one is chatting right now. Pick a name above to start a room.")]));
     } catch (err) {
-      list.replaceChildren();
-      const li = document.createElement("li");
-      li.className = "muted";
-      li.textContent = "Could not load the room list (" + err.message + ").";
-      list.append(li);
+      list.replaceChildren(emptyRow("Could not load the active rooms (" + err.message + "); retrying."));
+    } finally {
+      list.setAttribute("aria-busy", "false");
+      refreshing = false;
     }
   }
+
   refresh();
-  setInterval(() => { if (!document.hidden) refresh(); }, 5000);
+  setInterval(() => {
+    if (!document.hidden) refresh();
+  }, REFRESH_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refresh();
+  });
+  // Coming back with the browser's Back button may restore this page from
+  // the back/forward cache: show fresh counts, and be ready to type again.
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) {
+      refresh();
+      input.focus();
+    }
+  });
 })();

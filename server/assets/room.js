@@ -1,275 +1,684 @@
-// The chat page: a WebSocket to /ws/chat/<room>/ with typed events
-// (subprotocol chat.v2), a log that renders text as text, a member list,
-// reconnect with backoff and recovery of missed messages.
+// The chat page (/chat/<room>/).
+//
+// One WebSocket to /ws/chat/<room>/ with typed events (subprotocol
+// chat.v2): a welcome with the members and recent history, then chat, join,
+// leave, nick and error events. The log renders text as text (textContent,
+// never HTML), groups consecutive messages, colours each name by a hash of
+// it, and follows new messages unless the reader has scrolled up.
+// Connection trouble is shown in the top bar; the page reconnects with
+// backoff (honouring the close codes in chat-protocol's close.rs) and asks
+// for what it missed with ?since=<last id>.
 //
 // Drop-in for the Channels tutorial's page: the same element ids, focus on
-// the message input, and #chat-log exposes `value` as the tutorial's
-// textarea did (every chat message followed by "\n").
+// #chat-message-input at load, and #chat-log's `value` is the log as the
+// tutorial's textarea held it: every chat message followed by "\n".
 "use strict";
 
 (function () {
-  const roomName = JSON.parse(document.querySelector("#room-name").textContent);
-  const log = document.querySelector("#chat-log");
-  const input = document.querySelector("#chat-message-input");
-  const submit = document.querySelector("#chat-message-submit");
-  const statusEl = document.querySelector("#connection-status");
-  const nameInput = document.querySelector("#display-name");
-  const memberList = document.querySelector("#member-list");
-  const memberCount = document.querySelector("#member-count");
-  const newMessages = document.querySelector("#new-messages");
+  const $ = (selector) => document.querySelector(selector);
+  const roomName = JSON.parse($("#room-name").textContent);
+  const log = $("#chat-log");
+  const input = $("#chat-message-input");
+  const submit = $("#chat-message-submit");
+  const statusBox = $("#connection-status");
+  const statusText = $("#connection-status-text");
+  const reconnectNow = $("#reconnect-now");
+  const nameInput = $("#display-name");
+  const memberList = $("#member-list");
+  const memberCount = $("#member-count");
+  const membersToggle = $("#members-toggle");
+  const newMessages = $("#new-messages");
 
+  const SUBPROTOCOL = "chat.v2";
   const NAME_KEY = "chat.displayName";
-  const MAX_LINES = 2000;
+  /** Rows kept in the log; older ones are dropped. */
+  const MAX_ROWS = 1000;
+  /** Messages from one person closer together than this share a header. */
+  const GROUP_MS = 5 * 60 * 1000;
+  /** The server refuses larger frames (64 KiB by default); stay under it. */
+  const MAX_FRAME_BYTES = 60 * 1024;
+  /** How close to the bottom counts as "at the bottom" for auto-scroll. */
+  const STICK_PX = 48;
+  const baseTitle = document.title;
 
-  // ---- the log as text, as the tutorial's textarea held it ----
-  let logText = "";
-  Object.defineProperty(log, "value", { get: () => logText, configurable: true });
+  // ---------------------------------------------------------------------
+  // #chat-log.value: the tutorial's textarea, one chat message per line.
 
-  // ---- display name: a default on arrival, changeable, remembered ----
-  function validName(name) {
-    return name.length > 0 && [...name].length <= 32 && name === name.trim() &&
-      !/[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/.test(name);
+  const chatTexts = [];
+  Object.defineProperty(log, "value", {
+    configurable: true,
+    get: () => chatTexts.map((text) => text + "\n").join(""),
+  });
+
+  // ---------------------------------------------------------------------
+  // Display name: a default on arrival, changeable, kept in localStorage.
+
+  // chat-protocol's rule: 1 to 32 characters, no control or invisible
+  // formatting characters, no white space at either end.
+  const FORBIDDEN_IN_NAMES =
+    /[\p{Cc}\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/u;
+
+  function nameProblem(name) {
+    if (name === "") return "A display name can't be empty.";
+    if (FORBIDDEN_IN_NAMES.test(name)) return "A display name can't contain control or invisible characters.";
+    if (/^\s|\s$/u.test(name)) return "A display name can't start or end with a space.";
+    const length = [...name].length;
+    if (length > 32) return "A display name has at most 32 characters (this one has " + length + ").";
+    return null;
   }
-  let me = localStorage.getItem(NAME_KEY);
-  if (!me || !validName(me)) {
-    me = "guest-" + Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, "0");
-    localStorage.setItem(NAME_KEY, me);
+
+  function storedName() {
+    try {
+      return localStorage.getItem(NAME_KEY);
+    } catch {
+      return null;
+    }
+  }
+
+  function storeName(name) {
+    try {
+      localStorage.setItem(NAME_KEY, name);
+    } catch {
+      // Storage disabled: the name lasts as long as the page.
+    }
+  }
+
+  function defaultName() {
+    const adjectives = ["calm", "brave", "quiet", "swift", "sunny", "clever", "gentle", "lucky",
+      "bright", "merry", "keen", "bold", "witty", "cosy", "jolly", "nimble"];
+    const animals = ["otter", "fox", "heron", "panda", "lynx", "koala", "owl", "badger",
+      "robin", "seal", "wren", "hare", "yak", "moth", "newt", "puffin"];
+    const pick = (list) => list[Math.floor(Math.random() * list.length)];
+    return pick(adjectives) + "-" + pick(animals) + "-" + String(Math.floor(Math.random() * 90) + 10);
+  }
+
+  let me = storedName();
+  if (me === null || nameProblem(me) !== null) {
+    me = defaultName();
+    storeName(me);
   }
   nameInput.value = me;
 
-  // ---- rendering: text only, never HTML ----
+  // ---------------------------------------------------------------------
+  // Rendering. Every piece of text from the network goes in with
+  // textContent; colours go in as CSS custom properties (CSSOM, which the
+  // page's Content-Security-Policy allows, unlike style="" attributes).
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  /** A stable hue for a name, so everyone sees the same colour for it. */
   function hue(name) {
-    let h = 0;
-    for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
-    return h % 360;
+    let hash = 0x811c9dc5;
+    for (const c of name) {
+      hash ^= c.codePointAt(0);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    return hash % 360;
   }
-  function timeOf(ts) {
-    const d = ts ? new Date(ts) : new Date();
-    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+  function initial(name) {
+    const first = [...name.trim()][0];
+    return first ? first.toUpperCase() : "?";
   }
-  function nearBottom() {
-    return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+
+  function timeElement(ts, className) {
+    const date = new Date(ts);
+    const time = element("time", className, date.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" }));
+    time.dateTime = date.toISOString();
+    time.title = date.toLocaleString();
+    return time;
   }
-  function append(row, stick) {
+
+  function dayLabel(date) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (date.toDateString() === today.toDateString()) return "Today";
+    if (date.toDateString() === yesterday.toDateString()) return "Yesterday";
+    return date.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  }
+
+  // Auto-scroll: follow new rows while the reader is at the bottom; once
+  // they scroll up, leave the view alone and offer a "New messages" button.
+  let atBottom = true;
+  let unseen = 0;
+
+  function scrollToBottom() {
+    log.scrollTop = log.scrollHeight;
+    atBottom = true;
+    unseen = 0;
+    newMessages.hidden = true;
+  }
+
+  log.addEventListener("scroll", () => {
+    atBottom = log.scrollHeight - log.scrollTop - log.clientHeight <= STICK_PX;
+    if (atBottom) {
+      unseen = 0;
+      newMessages.hidden = true;
+    }
+  }, { passive: true });
+  newMessages.addEventListener("click", () => {
+    scrollToBottom();
+    input.focus();
+  });
+  // The log shrinks when the phone keyboard opens or the composer grows:
+  // keep the newest message in view if it was.
+  new ResizeObserver(() => {
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }).observe(log);
+
+  /** The last chat row, for grouping: { row, user, ts, emote }. */
+  let lastChat = null;
+  let lastDay = null;
+  let unreadWhileHidden = 0;
+
+  function addRow(row, { follow = false, isChat = false, text = "" } = {}) {
+    const stick = atBottom || follow;
     log.append(row);
-    while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
+    if (isChat) chatTexts.push(text);
+    while (log.childElementCount > MAX_ROWS) {
+      const old = log.firstElementChild;
+      if (old.classList.contains("msg")) chatTexts.shift();
+      old.remove();
+    }
     if (stick) {
-      log.scrollTop = log.scrollHeight;
-    } else {
+      scrollToBottom();
+    } else if (isChat) {
+      unseen += 1;
+      newMessages.textContent = unseen === 1 ? "1 new message ↓" : unseen + " new messages ↓";
       newMessages.hidden = false;
     }
   }
-  function chatLine(event, fromHistory) {
-    const stick = nearBottom() || event.user === me;
-    const row = document.createElement("div");
-    row.className = "line chat" + (event.user === me ? " mine" : "") + (fromHistory ? " history" : "");
-    if (event.id) row.dataset.id = String(event.id);
-    const time = document.createElement("time");
-    time.textContent = timeOf(event.ts);
-    if (event.ts) time.dateTime = new Date(event.ts).toISOString();
-    const who = document.createElement("span");
-    who.className = "user";
-    who.textContent = event.emote ? "*" : (event.user || "?");
-    who.style.setProperty("--user-hue", hue(event.user || "?"));
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = event.emote ? event.user + " " + event.message : event.message;
-    row.append(time, who, text);
-    append(row, stick);
-    logText += event.message + "\n";
-  }
-  function noticeLine(text, kind, ts) {
-    const stick = nearBottom();
-    const row = document.createElement("div");
-    row.className = "line notice " + kind;
-    const time = document.createElement("time");
-    time.textContent = timeOf(ts);
-    const body = document.createElement("span");
-    body.className = "text";
-    body.textContent = text;
-    row.append(time, body);
-    append(row, stick);
-  }
-  newMessages.addEventListener("click", () => {
-    log.scrollTop = log.scrollHeight;
-    newMessages.hidden = true;
-  });
-  log.addEventListener("scroll", () => { if (nearBottom()) newMessages.hidden = true; });
 
-  // ---- members ----
+  function dayDivider(ts) {
+    const date = new Date(ts);
+    const key = date.toDateString();
+    if (key === lastDay) return;
+    const first = lastDay === null;
+    lastDay = key;
+    if (first && key === new Date().toDateString()) return;
+    const divider = element("div", "day-divider");
+    divider.setAttribute("role", "separator");
+    divider.append(element("span", null, dayLabel(date)));
+    addRow(divider);
+    lastChat = null;
+  }
+
+  function chatRow(event, { history = false } = {}) {
+    const user = typeof event.user === "string" ? event.user : "";
+    const text = typeof event.message === "string" ? event.message : "";
+    const ts = event.ts || Date.now();
+    const mine = user !== "" && user === me;
+    dayDivider(ts);
+    const grouped = lastChat !== null && log.lastElementChild === lastChat.row &&
+      lastChat.user === user && !lastChat.emote && !event.emote && ts - lastChat.ts < GROUP_MS;
+
+    const row = element("div", "msg");
+    row.classList.toggle("mine", mine);
+    row.classList.toggle("grouped", grouped);
+    row.classList.toggle("emote", Boolean(event.emote));
+    row.classList.toggle("from-history", history);
+    if (event.id) row.dataset.id = String(event.id);
+    row.style.setProperty("--hue", String(hue(user)));
+
+    const gutter = element("div", "gutter");
+    if (grouped) {
+      gutter.append(timeElement(ts, "hover-time"));
+    } else {
+      gutter.append(element("span", "avatar", initial(user || "?")));
+      gutter.firstChild.setAttribute("aria-hidden", "true");
+    }
+    const body = element("div", "body");
+    if (!grouped) {
+      const meta = element("div", "meta");
+      meta.append(element("span", "user", user || "someone"));
+      if (mine) meta.append(element("span", "you", "you"));
+      meta.append(timeElement(ts, "time"));
+      body.append(meta);
+    }
+    const content = element("div", "text");
+    if (event.emote) {
+      content.append(element("span", "emote-user", user), document.createTextNode(" " + text));
+    } else {
+      content.textContent = text;
+    }
+    body.append(content);
+    row.append(gutter, body);
+    addRow(row, { follow: mine && !history, isChat: true, text });
+    lastChat = { row, user, ts, emote: Boolean(event.emote) };
+
+    if (document.hidden && !history) {
+      unreadWhileHidden += 1;
+      document.title = "(" + unreadWhileHidden + ") " + baseTitle;
+    }
+  }
+
+  function noticeRow(kind, text, ts) {
+    const when = ts || Date.now();
+    dayDivider(when);
+    const row = element("div", "notice notice-" + kind);
+    row.append(element("span", "notice-text", text), timeElement(when, "time"));
+    addRow(row, { follow: kind === "error" || kind === "warning" });
+    lastChat = null;
+    return row;
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      unreadWhileHidden = 0;
+      document.title = baseTitle;
+      if (socket === null && retryTimer !== null && retryFloor === 0) connect();
+    }
+  });
+
+  // ---------------------------------------------------------------------
+  // Members.
+
   const members = new Set();
+
   function renderMembers() {
-    memberList.replaceChildren(...[...members].sort().map((name) => {
-      const li = document.createElement("li");
-      li.textContent = name;
-      li.style.setProperty("--user-hue", hue(name));
-      if (name === me) li.className = "mine";
+    const names = [...members].sort((a, b) =>
+      (b === me) - (a === me) || a.localeCompare(b, undefined, { sensitivity: "base" }));
+    memberList.replaceChildren(...names.map((name) => {
+      const li = element("li", name === me ? "member mine" : "member");
+      li.style.setProperty("--hue", String(hue(name)));
+      const avatar = element("span", "avatar small", initial(name));
+      avatar.setAttribute("aria-hidden", "true");
+      li.append(avatar, element("span", "member-name", name));
+      if (name === me) li.append(element("span", "you", "you"));
       return li;
     }));
     memberCount.textContent = String(members.size);
   }
 
-  // ---- connection ----
-  let socket = null;
-  let lastId = 0;
-  let attempt = 0;
-  let retryTimer = null;
-  const pending = [];
+  const membersPane = $("#members");
+  function syncMembersToggle() {
+    membersToggle.setAttribute("aria-expanded", String(getComputedStyle(membersPane).display !== "none"));
+  }
+  membersToggle.addEventListener("click", () => {
+    document.body.classList.toggle("members-toggled");
+    syncMembersToggle();
+  });
+  const narrow = window.matchMedia("(max-width: 760px)");
+  narrow.addEventListener("change", syncMembersToggle);
+  syncMembersToggle();
+  // On a phone the list is a drawer over the log: a tap on the log or
+  // Escape closes it.
+  function closeDrawer() {
+    if (narrow.matches && document.body.classList.contains("members-toggled")) {
+      document.body.classList.remove("members-toggled");
+      syncMembersToggle();
+    }
+  }
+  log.addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeDrawer();
+  });
+
+  // ---------------------------------------------------------------------
+  // Connection state, shown in the top bar.
 
   function setStatus(kind, text) {
-    statusEl.className = "status " + kind;
-    statusEl.textContent = text;
+    statusBox.className = "status " + kind;
+    statusText.textContent = text;
+    // "Retry now" is offered unless the server asked for a pause (1008, 1013).
+    reconnectNow.hidden = !(kind === "offline" || (kind === "reconnecting" && retryFloor < 5000));
   }
 
-  function connect() {
-    clearTimeout(retryTimer);
+  let socket = null;
+  let lastId = 0;
+  let welcomed = false;
+  let attempt = 0;
+  let retryTimer = null;
+  let retryFloor = 0;
+  let countdown = null;
+  let outageNotice = null;
+  /** Frames typed while disconnected: { frame, row }. */
+  const pending = [];
+
+  function socketUrl() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const params = new URLSearchParams({ name: me });
     if (lastId > 0) params.set("since", String(lastId));
-    const url = scheme + location.host + "/ws/chat/" + encodeURIComponent(roomName) + "/?" + params;
-    setStatus("connecting", attempt === 0 ? "connecting…" : "reconnecting…");
-    const ws = new WebSocket(url, ["chat.v2"]);
-    socket = ws;
-    ws.onopen = () => {
-      attempt = 0;
-      setStatus("live", "live");
-      while (pending.length > 0 && ws.readyState === WebSocket.OPEN) ws.send(pending.shift());
-    };
-    ws.onmessage = (e) => {
-      let event;
-      try { event = JSON.parse(e.data); } catch { return; }
-      handle(event);
-    };
-    ws.onclose = (e) => {
-      if (socket !== ws) return;
-      socket = null;
-      if (e.code === 1003 || e.code === 1007) {
-        setStatus("offline", "disconnected: " + (e.reason || e.code));
-        return;
-      }
-      const floor = e.code === 1008 ? 10000 : e.code === 1013 ? 5000 : 0;
-      const ceiling = Math.min(30000, 500 * 2 ** attempt);
-      const delay = Math.max(floor, ceiling / 2 + Math.random() * ceiling / 2);
-      attempt += 1;
-      let left = Math.ceil(delay / 1000);
-      setStatus("reconnecting", "connection lost, retrying in " + left + "s");
-      const tick = setInterval(() => {
-        left -= 1;
-        if (left > 0 && socket === null) setStatus("reconnecting", "connection lost, retrying in " + left + "s");
-        else clearInterval(tick);
-      }, 1000);
-      retryTimer = setTimeout(connect, delay);
-    };
+    return scheme + location.host + "/ws/chat/" + encodeURIComponent(roomName) + "/?" + params;
   }
 
-  function handle(event) {
+  function clearRetry() {
+    clearTimeout(retryTimer);
+    clearInterval(countdown);
+    retryTimer = null;
+    countdown = null;
+  }
+
+  function connect() {
+    clearRetry();
+    if (socket !== null) return;
+    setStatus(welcomed ? "reconnecting" : "connecting", welcomed ? "reconnecting…" : "connecting…");
+    reconnectNow.hidden = true;
+    let ws;
+    try {
+      ws = new WebSocket(socketUrl(), [SUBPROTOCOL]);
+    } catch (err) {
+      setStatus("offline", "cannot connect");
+      noticeRow("error", "Cannot open a connection: " + err.message);
+      return;
+    }
+    socket = ws;
+    ws.addEventListener("open", () => {
+      // A server that does not speak the typed protocol sends plain
+      // {"message": text} frames and no welcome: go live on open.
+      if (socket === ws && ws.protocol !== SUBPROTOCOL) becameLive(0, 0);
+    });
+    ws.addEventListener("message", (message) => {
+      if (socket !== ws) return;
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (event !== null && typeof event === "object") handle(event, ws);
+    });
+    ws.addEventListener("close", (close) => {
+      if (socket !== ws) return;
+      socket = null;
+      closed(close.code, close.reason);
+    });
+  }
+
+  function closed(code, reason) {
+    // close.rs: after 1000, 1003 and 1007 a reconnect would be refused
+    // the same way, so wait for the person to ask for one.
+    if (code === 1000 || code === 1003 || code === 1007) {
+      retryFloor = 0;
+      setStatus("offline", "disconnected");
+      noticeRow("error", "The server closed the connection" + (reason ? ": " + reason : "") + ".");
+      return;
+    }
+    if (code === 1009) {
+      noticeRow("error", "Your last message was too long for the server and was not delivered.");
+    }
+    // chat-protocol's close.rs: 1001 (restart) after a random 1-5 s,
+    // 1008 not before 10 s, 1013 not before 5 s; otherwise backoff from
+    // 0.5 s doubling to 30 s, each with jitter so that a room does not
+    // come back all at once.
+    let floor = 0;
+    let spread = 0;
+    if (code === 1001) {
+      floor = 1000;
+      spread = 4000;
+    } else if (code === 1008) {
+      floor = 10000;
+      spread = 5000;
+    } else if (code === 1013) {
+      floor = 5000;
+      spread = 5000;
+    }
+    const ceiling = Math.min(30000, 500 * 2 ** Math.min(attempt, 10));
+    const backoff = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = Math.max(backoff, floor + Math.random() * spread);
+    attempt += 1;
+    retryFloor = floor;
+    if (reason && (code === 1008 || code === 1011 || code === 1013)) {
+      noticeRow("warning", "The server closed the connection: " + reason + ".");
+    }
+
+    if (welcomed && outageNotice === null) {
+      const why = code === 1001 ? "The server is restarting" : "Connection lost";
+      outageNotice = noticeRow("warning", why + "; reconnecting…");
+    }
+    const label = code === 1001 ? "server restarting" : "reconnecting";
+    let left = Math.ceil(delay / 1000);
+    const show = () => setStatus("reconnecting", label + " in " + left + "s");
+    show();
+    countdown = setInterval(() => {
+      left -= 1;
+      if (left > 0) show();
+    }, 1000);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  // Leaving the page (or the browser keeping it in its back/forward
+  // cache) closes the connection, so the room does not count a visitor who
+  // is gone; coming back reconnects and catches up with ?since.
+  window.addEventListener("pagehide", () => {
+    clearRetry();
+    if (socket !== null) {
+      const ws = socket;
+      socket = null;
+      ws.close(1000, "page closed");
+    }
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && socket === null) {
+      attempt = 0;
+      connect();
+    }
+  });
+
+  reconnectNow.addEventListener("click", () => {
+    attempt = 0;
+    connect();
+    input.focus();
+  });
+  window.addEventListener("online", () => {
+    if (socket === null && retryTimer !== null && retryFloor === 0) connect();
+  });
+
+  function becameLive(recovered, missed) {
+    if (welcomed && outageNotice !== null) {
+      let text = "Reconnected.";
+      if (recovered > 0) text += recovered === 1 ? " 1 message arrived while you were away:" : " " + recovered + " messages arrived while you were away:";
+      outageNotice.querySelector(".notice-text").textContent += " " + text;
+      outageNotice.classList.replace("notice-warning", "notice-info");
+    }
+    if (missed > 0) {
+      noticeRow("warning", missed + (missed === 1 ? " message was" : " messages were") + " lost while you were away.");
+    }
+    outageNotice = null;
+    welcomed = true;
+    attempt = 0;
+    setStatus("live", "live");
+    while (pending.length > 0 && socket !== null && socket.readyState === WebSocket.OPEN) {
+      const { frame, row } = pending.shift();
+      row.remove();
+      socket.send(frame);
+    }
+  }
+
+  function handle(event, ws) {
     switch (event.type) {
       case "welcome": {
+        const serverLast = Number(event.last_id) || 0;
+        if (lastId > serverLast) {
+          // The room's sequence went backwards: the server restarted and
+          // lost its in-memory history, so `since` meant nothing to it.
+          // Start over without it to get everything said since then.
+          lastId = 0;
+          socket = null;
+          ws.close(1000, "resync");
+          noticeRow("info", "The server was restarted; earlier messages are no longer kept there.");
+          connect();
+          return;
+        }
+        if (typeof event.user === "string" && event.user !== "" && event.user !== me) {
+          me = event.user;
+          nameInput.value = me;
+        }
         members.clear();
         for (const name of event.members || []) members.add(name);
+        members.add(me);
         renderMembers();
-        const history = (event.history || []).filter((m) => m.id > lastId);
-        if (event.missed > 0) noticeLine(event.missed + " messages were missed while you were away", "warning", event.ts);
+        const history = (event.history || []).filter((m) => (Number(m.id) || 0) > lastId);
+        const first = !welcomed;
+        becameLive(history.length, Number(event.missed) || 0);
         for (const m of history) {
-          chatLine(m, true);
-          lastId = Math.max(lastId, m.id);
+          chatRow(m, { history: true });
+          lastId = Math.max(lastId, Number(m.id) || 0);
         }
-        lastId = Math.max(lastId, event.last_id || 0);
-        if (history.length > 0 && log.querySelector(".divider") === null) {
-          const divider = document.createElement("div");
-          divider.className = "divider";
-          divider.textContent = "recent history";
-          log.insertBefore(divider, log.querySelector(".line:not(.history)") || null);
+        lastId = Math.max(lastId, serverLast);
+        if (first) {
+          const others = members.size - 1;
+          noticeRow("info", others === 0
+            ? "You joined #" + roomName + " as " + me + ". No one else is here yet."
+            : "You joined #" + roomName + " as " + me + ". " + (others === 1 ? "1 other person is" : others + " others are") + " here.");
         }
         break;
       }
-      case "chat":
-        if (event.id && event.id <= lastId) break;
-        lastId = Math.max(lastId, event.id || 0);
-        chatLine(event, false);
+      case "chat": {
+        const id = Number(event.id) || 0;
+        if (id !== 0 && id <= lastId) break;
+        lastId = Math.max(lastId, id);
+        chatRow(event);
         break;
+      }
       case "join":
-        if (!members.has(event.user)) noticeLine(event.message, "join", event.ts);
-        members.add(event.user);
-        renderMembers();
+        if (!members.has(event.user)) {
+          members.add(event.user);
+          renderMembers();
+          noticeRow("join", event.user + " joined", event.ts);
+        }
         break;
       case "leave":
-        members.delete(event.user);
-        renderMembers();
-        noticeLine(event.message, "leave", event.ts);
+        if (members.delete(event.user)) {
+          renderMembers();
+          noticeRow("leave", event.user + " left", event.ts);
+        }
         break;
       case "nick":
         members.delete(event.old);
         members.add(event.user);
         renderMembers();
-        noticeLine(event.message, "nick", event.ts);
+        if (event.old === previousName && event.user === me) {
+          previousName = null;
+          noticeRow("nick", "You are now known as " + me, event.ts);
+        } else {
+          noticeRow("nick", event.old + " is now known as " + event.user, event.ts);
+        }
         break;
       case "error":
-        noticeLine(event.message, "error", event.ts);
+        if (event.code === "invalid_name" && previousName !== null) {
+          // The server refused the new name: go back to the one it knows.
+          members.delete(me);
+          me = previousName;
+          previousName = null;
+          members.add(me);
+          storeName(me);
+          nameInput.value = me;
+          renderMembers();
+        }
+        noticeRow("error", event.message || "The server reported an error.", event.ts);
         break;
       default:
-        if (typeof event.message === "string" && !event.type) chatLine({ message: event.message }, false);
+        // A plain (tutorial) server's {"message": text}; unknown event
+        // types from a newer server are ignored.
+        if (event.type === undefined && typeof event.message === "string") chatRow({ message: event.message });
     }
   }
 
-  // ---- sending ----
+  // ---------------------------------------------------------------------
+  // Sending.
+
+  const encoder = new TextEncoder();
+
+  function frameFor(text) {
+    const action = /^\/me(\s|$)/.exec(text);
+    if (action) return JSON.stringify({ type: "me", message: text.slice(action[0].length) });
+    return JSON.stringify({ message: text });
+  }
+
   function send() {
     const text = input.value;
     if (text.trim() === "") {
       input.focus();
       return;
     }
-    const frame = JSON.stringify({ message: text });
-    if (socket && socket.readyState === WebSocket.OPEN) {
+    const nick = /^\/nick\s+(.+)$/s.exec(text);
+    if (nick) {
+      if (setName(nick[1].trim(), true)) clearInput();
+      return;
+    }
+    const frame = frameFor(text);
+    if (encoder.encode(frame).length > MAX_FRAME_BYTES) {
+      noticeRow("error", "That message is too long to send (the limit is about " + Math.floor(MAX_FRAME_BYTES / 1024) + " KB). Split it into parts.");
+      input.focus();
+      return;
+    }
+    if (socket !== null && socket.readyState === WebSocket.OPEN && welcomed) {
       socket.send(frame);
     } else {
-      pending.push(frame);
-      noticeLine("not connected: your message will be sent on reconnect", "warning");
+      const row = noticeRow("pending", (welcomed ? "Not connected; this will be sent when the connection is back: " : "Sending once connected: ") + text);
+      pending.push({ frame, row });
     }
+    clearInput();
+  }
+
+  function clearInput() {
     input.value = "";
     autosize();
     input.focus();
   }
+
   function autosize() {
-    input.style.height = "auto";
-    input.style.height = Math.min(input.scrollHeight, 160) + "px";
+    input.style.setProperty("height", "auto");
+    input.style.setProperty("height", Math.min(input.scrollHeight + 2, 160) + "px");
   }
-  input.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
       send();
     }
   });
   input.addEventListener("input", autosize);
   submit.addEventListener("click", send);
 
-  function rename() {
-    const name = nameInput.value.trim();
-    if (name === me) return;
-    if (!validName(name)) {
+  // ---------------------------------------------------------------------
+  // Renaming, from the name field or with /nick.
+
+  let previousName = null;
+
+  /** Takes `name` as the display name; returns whether it was valid. */
+  function setName(name, announce) {
+    const problem = nameProblem(name);
+    if (problem !== null) {
       nameInput.value = me;
-      noticeLine("A display name is 1 to 32 characters, without control characters.", "error");
-      return;
+      nameInput.setAttribute("aria-invalid", "true");
+      noticeRow("error", problem);
+      return false;
     }
-    const old = me;
+    nameInput.removeAttribute("aria-invalid");
+    nameInput.value = name;
+    if (name === me) return true;
+    previousName = me;
+    members.delete(me);
     me = name;
-    localStorage.setItem(NAME_KEY, me);
-    if (socket && socket.readyState === WebSocket.OPEN) {
+    members.add(me);
+    storeName(me);
+    renderMembers();
+    if (announce && socket !== null && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({ type: "nick", name: me }));
     }
-    members.delete(old);
-    members.add(me);
-    renderMembers();
+    return true;
   }
-  nameInput.addEventListener("change", rename);
-  nameInput.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") {
-      e.preventDefault();
-      rename();
+
+  nameInput.addEventListener("change", () => setName(nameInput.value.trim(), true));
+  nameInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      setName(nameInput.value.trim(), true);
+      input.focus();
+    } else if (event.key === "Escape") {
+      nameInput.value = me;
       input.focus();
     }
   });
 
+  renderMembers();
   input.focus();
   connect();
 })();
