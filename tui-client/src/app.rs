@@ -198,6 +198,9 @@ pub struct RoomState {
     pub scroll: usize,
     /// Messages that arrived below while scrolled up.
     pub new_below: usize,
+    /// The welcome just arrived: the server's announcement of this very
+    /// connection's join comes next and says nothing new.
+    pub own_join_due: bool,
 }
 
 impl RoomState {
@@ -217,6 +220,7 @@ impl RoomState {
             mentioned: false,
             scroll: 0,
             new_below: 0,
+            own_join_due: false,
         }
     }
 
@@ -392,8 +396,11 @@ impl App {
 
     /// The one step: applies `msg`, returns what the runtime must do.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        // Handlers clear `dirty` when a message changed nothing; that must
+        // not hide a change made by an earlier message of the same batch.
+        let was_dirty = self.dirty;
         self.dirty = true;
-        match msg {
+        let effects = match msg {
             Msg::Key(key) if key.kind == KeyEventKind::Press => self.on_key(key),
             Msg::Key(_) => {
                 self.dirty = false;
@@ -421,7 +428,9 @@ impl App {
                 }
                 Vec::new()
             }
-        }
+        };
+        self.dirty |= was_dirty;
+        effects
     }
 
     // ----- keys -------------------------------------------------------
@@ -1046,8 +1055,16 @@ impl App {
         let asked_name = self.name.as_ref().map(|n| n.as_str().to_owned());
         let width = ui::layout::areas(self.screen(), self).messages.width;
         let room = &mut self.rooms[index];
+        let own_join_due = std::mem::take(&mut room.own_join_due);
         match event {
-            ServerEvent::Welcome(welcome) => return on_welcome(room, welcome),
+            ServerEvent::Welcome(welcome) => {
+                room.own_join_due = true;
+                return on_welcome(room, welcome);
+            }
+            ServerEvent::Join(p) if own_join_due && room.me.as_deref() == Some(p.user.as_str()) => {
+                // The welcome's member list has us already.
+                self.dirty = false;
+            }
             ServerEvent::Chat(chat) => {
                 if chat.id != 0 && chat.id <= room.last_id {
                     return Vec::new();

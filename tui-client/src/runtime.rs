@@ -160,7 +160,12 @@ pub async fn run(
         tx,
         local: VecDeque::new(),
     };
-    let mut events = EventStream::new();
+    // The terminal is read by a task of its own that forwards into a
+    // channel, so that the loop can drain both sources with `try_recv`.
+    // (Polling crossterm's stream with `now_or_never` or a zero timeout
+    // loses its wake-ups: it keeps the waker of the poll that found it empty.)
+    let (term_tx, mut term_rx) = mpsc::channel::<std::io::Result<Msg>>(256);
+    let reader = tokio::spawn(read_terminal(term_tx));
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -182,9 +187,12 @@ pub async fn run(
 
     while exit.is_none() {
         let first = tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(event)) => to_msg(event),
-                Some(Err(err)) => return Err(err).context("reading the terminal"),
+            input = term_rx.recv() => match input {
+                Some(Ok(msg)) => Some(msg),
+                Some(Err(err)) => {
+                    reader.abort();
+                    return Err(err).context("reading the terminal");
+                }
                 None => { exit = Some(Exit::Quit); None }
             },
             Some(msg) = rx.recv() => Some(msg),
@@ -205,14 +213,13 @@ pub async fn run(
                 msg
             } else if let Ok(msg) = rx.try_recv() {
                 msg
-            } else if let Ok(Some(Ok(event))) =
-                // Not `now_or_never`: crossterm's stream keeps the waker of
-                // the poll that found it empty, so it must be this task's.
-                tokio::time::timeout(Duration::ZERO, events.next()).await
-            {
-                match to_msg(event) {
-                    Some(msg) => msg,
-                    None => continue,
+            } else if let Ok(input) = term_rx.try_recv() {
+                match input {
+                    Ok(msg) => msg,
+                    Err(err) => {
+                        reader.abort();
+                        return Err(err).context("reading the terminal");
+                    }
                 }
             } else {
                 break;
@@ -227,6 +234,25 @@ pub async fn run(
             app.dirty = false;
         }
     }
+    reader.abort();
     runner.shutdown().await;
     Ok(exit.unwrap_or(Exit::Quit))
+}
+
+/// Forwards terminal input until the terminal or the loop goes away.
+async fn read_terminal(out: mpsc::Sender<std::io::Result<Msg>>) {
+    let mut events = EventStream::new();
+    while let Some(event) = events.next().await {
+        let input = match event {
+            Ok(event) => match to_msg(event) {
+                Some(msg) => Ok(msg),
+                None => continue,
+            },
+            Err(err) => Err(err),
+        };
+        let failed = input.is_err();
+        if out.send(input).await.is_err() || failed {
+            return;
+        }
+    }
 }

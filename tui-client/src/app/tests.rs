@@ -739,6 +739,41 @@ fn offline_counts_down_with_ticks_only() {
     assert!(app.dirty);
     app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
     assert!(!app.is_animating());
+    app.dirty = false; // drawn
     app.update(Msg::Tick { now_ms: 1_003_000 });
     assert!(!app.dirty, "nothing to redraw once online");
+}
+
+#[test]
+fn our_own_join_right_after_the_welcome_is_not_repeated() {
+    let mut app = new_app();
+    app.start(&[room("lobby")]);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    let join = |user: &str| {
+        net(
+            "lobby",
+            NetEvent::Server(ServerEvent::Join(Presence {
+                message: format!("{user} joined"),
+                user: user.into(),
+                room: room("lobby"),
+                ts: 0,
+            })),
+        )
+    };
+    app.dirty = false;
+    app.update(welcome("lobby", "alice", &["alice"], vec![]));
+    app.update(join("alice"));
+    assert!(app.dirty, "a no-op after a change keeps the batch dirty");
+    app.update(join("bob"));
+    // A second connection with our name later is news.
+    app.update(join("alice"));
+    assert_eq!(
+        texts(&app, 0),
+        [
+            "Welcome to lobby, alice: 1 people here",
+            "bob joined lobby",
+            "alice joined lobby"
+        ]
+    );
+    assert_eq!(app.rooms[0].member_names(), ["alice", "bob"]);
 }
