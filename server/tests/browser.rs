@@ -821,6 +821,14 @@ async fn screenshots_of_both_pages() {
                 "return document.querySelectorAll('#room-list a').length === 3",
             )
             .await;
+        // The phone shot shows the friendly refusal of a bad name.
+        phone.press_keys(&format!("team chat{ENTER}")).await;
+        phone
+            .wait_for(
+                "the room-name error",
+                "return !document.querySelector('#room-name-error').hidden",
+            )
+            .await;
         phone.screenshot(&dir.join("picker-phone.png")).await;
         phone.js("localStorage.setItem('chat.displayName', 'gus')", vec![]).await;
         phone.goto("/chat/lobby/").await;
