@@ -168,11 +168,10 @@ async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() 
         let one = server.browser(&tools, BrowserOptions::default()).await;
         let two = server.browser(&tools, BrowserOptions::default()).await;
 
+        // As in the tutorial's tests, nobody waits for the connection: a
+        // message typed before it is up goes out as soon as it is.
         for browser in [&one, &two] {
             enter_room_like_the_tutorial(browser, "room_1").await;
-        }
-        for browser in [&one, &two] {
-            wait_live(browser).await;
         }
 
         // Enter posts, from the focused input.
@@ -253,6 +252,9 @@ async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() 
         )
         .await;
 
+        for browser in [&one, &two] {
+            browser.assert_clean_console().await;
+        }
         one.close().await;
         two.close().await;
         server.stop().await;
@@ -392,6 +394,7 @@ async fn a_browser_and_protocol_clients_chat_both_ways() {
         browser.wait_for_log("from the terminal\n").await;
         wait_join(&mut alice, "dana").await;
 
+        browser.assert_clean_console().await;
         browser.close().await;
         server.stop().await;
     })
@@ -436,6 +439,8 @@ async fn messages_and_names_are_text_never_html() {
             )
             .await;
         assert_eq!(injected, json!(0), "no element was made from message text");
+        // Not even an attempt that the Content-Security-Policy had to stop.
+        browser.assert_clean_console().await;
         let members = browser
             .js_string("return document.querySelector('#member-list').textContent")
             .await;
@@ -694,6 +699,7 @@ async fn a_phone_sized_screen_shows_the_input_without_horizontal_scrolling() {
         assert_fits(&phone, "#members").await;
         phone.click("#members-toggle").await;
 
+        phone.assert_clean_console().await;
         phone.close().await;
         server.stop().await;
     })

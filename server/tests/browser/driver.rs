@@ -296,6 +296,9 @@ impl Browser {
         // Report a JavaScript alert() as an error on the next command
         // instead of silently dismissing it (the XSS test relies on this).
         capabilities.insert("unhandledPromptBehavior".to_owned(), json!("ignore"));
+        // Keep the console, so tests can check that pages log no errors
+        // (a Content-Security-Policy violation, a script exception, a 404).
+        capabilities.insert("goog:loggingPrefs".to_owned(), json!({ "browser": "ALL" }));
         let client = tokio::time::timeout(
             Duration::from_secs(60),
             ClientBuilder::new(HttpConnector::new())
@@ -513,6 +516,44 @@ impl Browser {
             .unwrap_or_else(|err| panic!("CDP {cmd}: {err}"))
     }
 
+    /// The console messages logged since the last call, as
+    /// `(level, message)` pairs.
+    pub async fn console(&self) -> Vec<(String, String)> {
+        let entries = self
+            .client()
+            .issue_cmd(BrowserLog)
+            .await
+            .unwrap_or_else(|err| panic!("read the browser console: {err}"));
+        entries
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| {
+                        (
+                            entry["level"].as_str().unwrap_or_default().to_owned(),
+                            entry["message"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fails if the page logged an error or a warning to the console.
+    pub async fn assert_clean_console(&self) {
+        let problems: Vec<_> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "the console has problems: {problems:#?}"
+        );
+    }
+
     /// Quits Chromium and removes its profile.
     pub async fn close(mut self) {
         if let Some(client) = self.client.take() {
@@ -546,6 +587,30 @@ impl Drop for Browser {
         if let Some(profile) = self.profile.take() {
             let _ = profile.close();
         }
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log` for the browser console.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
     }
 }
 
