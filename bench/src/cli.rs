@@ -135,7 +135,8 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 0)]
     pub sources: u8,
 
-    /// Longest time the timed phase may last, seconds.
+    /// Longest time the senders send, seconds; what they sent by then is
+    /// still awaited and checked.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub max_time: f64,
 

@@ -202,6 +202,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
         room_size: config.room_size,
         probe_received: probe.received,
         probe_missing: probe.missing,
+        probe_closed: probe.closed,
         probe_s: probe.secs,
         workers,
         sources: config.sources.iter().map(ToString::to_string).collect(),
@@ -217,6 +218,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
 struct ProbeTotals {
     received: u64,
     missing: u64,
+    closed: u64,
     secs: f64,
     rss_after: Option<u64>,
 }
@@ -314,11 +316,13 @@ fn drive(
                 Event::Probed {
                     received,
                     missing,
+                    closed,
                     secs,
                 },
             )) => {
                 probe.received += received;
                 probe.missing += missing;
+                probe.closed += closed;
                 probe.secs = probe.secs.max(secs);
                 probed += 1;
             }

@@ -9,10 +9,11 @@
 //!    when every member has received its room's, which proves the server
 //!    has subscribed everyone before anything is timed.
 //! 3. **Run**: the senders send their share of the N messages, as fast as
-//!    their in-flight window allows or on a fixed-rate schedule. The phase
-//!    ends when every message has reached every member of its room, when
-//!    nothing more arrived for the drain time after the last send, or at
-//!    the time limit.
+//!    their in-flight window allows or on a fixed-rate schedule, until they
+//!    are done or the time limit cuts the sending short (**Drain**). The
+//!    timed phase ends when every message sent has reached every member of
+//!    its room, or when nothing more arrived for the drain time after the
+//!    last send (what is missing then is lost).
 //! 4. **Stop**: members fold their counts (loss is decided here, against
 //!    what each sender really sent) and close.
 //!
@@ -72,7 +73,8 @@ pub struct FanoutConfig {
     pub sources: Vec<IpAddr>,
     /// PID of the server, for its CPU time and memory.
     pub server_pid: Option<u32>,
-    /// Longest time the timed phase may take.
+    /// Longest time the senders may send; what they sent by then is still
+    /// awaited (the drain) and checked.
     pub max_time: Duration,
     /// How long to wait for stragglers after the last send.
     pub drain: Duration,
@@ -131,8 +133,11 @@ pub enum Phase {
     Connect,
     /// Proving every member is subscribed.
     Warmup,
-    /// The timed phase.
+    /// The timed phase: senders send.
     Run,
+    /// Sending was cut short by the time limit; what was sent may still
+    /// arrive.
+    Drain,
     /// Fold counts and close.
     Stop,
 }
@@ -296,6 +301,12 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
             // The controller thread adds a little; 90 % of every runtime
             // thread busy means the figures may be the load generator's.
             saturated: self_cores >= 0.9 * config.threads as f64,
+            waited_cores: timed
+                .self_after
+                .run_delay
+                .saturating_sub(timed.self_before.run_delay)
+                .as_secs_f64()
+                / window.as_secs_f64().max(1e-9),
         },
     };
     Ok(report)
@@ -378,12 +389,22 @@ fn drive(
     let mut all_sent_ns = None;
     let mut last_distinct = 0;
     let mut last_change = start;
+    let mut cut = false;
+    // After the send phase, stragglers get `drain` without progress, and
+    // never more than this in all.
+    let drain_cap = cfg.drain.saturating_mul(5).max(Duration::from_secs(10));
     let stopped_by = loop {
         std::thread::sleep(POLL);
         let now = Instant::now();
+        let elapsed = now.duration_since(start);
+        if !cut && elapsed >= cfg.max_time {
+            // Time is up for sending; what was sent may still arrive.
+            cut = true;
+            let _ = tx.send(Phase::Drain);
+        }
         let sent = shared.sent_total.load(Ordering::Relaxed);
         let distinct = shared.distinct_total.load(Ordering::Relaxed);
-        let done = shared.senders_done.load(Ordering::Relaxed) >= senders;
+        let done = cut || shared.senders_done.load(Ordering::Relaxed) >= senders;
         if done && all_sent_ns.is_none() {
             all_sent_ns = Some(shared.now_ns());
             last_change = now;
@@ -392,26 +413,30 @@ fn drive(
             last_distinct = distinct;
             last_change = now;
         }
-        let elapsed = now.duration_since(start);
         progress.update(|| {
             #[allow(clippy::cast_precision_loss)]
             let rate = distinct as f64 / elapsed.as_secs_f64().max(1e-9);
             format!(
-                "fanout: {:>5.1}s sent {sent}/{} delivered {distinct}/{} ({:.0}/s)",
+                "fanout: {:>5.1}s sent {sent}/{} delivered {distinct}/{} ({:.0}/s){}",
                 elapsed.as_secs_f64(),
                 cfg.messages,
                 sent * members,
-                rate
+                rate,
+                if done { ", draining" } else { "" }
             )
         });
-        if done && distinct >= sent * members {
-            break "complete";
-        }
-        if done && now.duration_since(last_change) >= cfg.drain {
-            break "drain";
-        }
-        if elapsed >= cfg.max_time {
-            break "max-time";
+        let drained_for = now.duration_since(last_change);
+        let since_sent = all_sent_ns.map_or(Duration::ZERO, |ns| {
+            Duration::from_nanos(shared.now_ns().saturating_sub(ns))
+        });
+        if done
+            && (distinct >= sent * members || drained_for >= cfg.drain || since_sent >= drain_cap)
+        {
+            break match (cut, distinct >= sent * members) {
+                (true, _) => "max-time",
+                (false, true) => "complete",
+                (false, false) => "drain",
+            };
         }
     };
     let end = Instant::now();

@@ -1,8 +1,13 @@
-//! CPU time and resident memory of a process, read from `/proc`.
+//! CPU time, run-queue wait and resident memory of a process, from `/proc`.
 //!
 //! CPU time is `utime + stime` from `/proc/PID/stat` (every thread of the
 //! process, in clock ticks, usually 10 ms); resident memory is `VmRSS`
 //! from `/proc/PID/status`. Runs last seconds, so tick resolution is fine.
+//!
+//! Run-queue wait is the second field of `/proc/PID/task/*/schedstat`,
+//! summed over the threads: time a thread was ready to run but waited for
+//! a CPU. On a busy machine it shows that a process was starved, which CPU
+//! time alone cannot show (a starved load generator looks idle).
 
 use std::time::Duration;
 
@@ -15,6 +20,9 @@ pub struct Sample {
     pub cpu: Duration,
     /// Resident set size in bytes.
     pub rss_bytes: u64,
+    /// Time its threads spent runnable but waiting for a CPU (zero when the
+    /// kernel has no schedstat).
+    pub run_delay: Duration,
 }
 
 /// Reads `/proc/<pid>` (`None` reads this process).
@@ -37,7 +45,26 @@ pub fn sample(pid: Option<u32>) -> std::io::Result<Sample> {
     Ok(Sample {
         cpu,
         rss_bytes: rss_kib * 1024,
+        run_delay: run_delay(&dir),
     })
+}
+
+/// Sum of the threads' run-queue wait; threads that end meanwhile are
+/// skipped.
+fn run_delay(dir: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("{dir}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| parse_run_delay_ns(&text))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+fn parse_run_delay_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 fn invalid(what: &str) -> std::io::Error {
@@ -70,6 +97,12 @@ mod tests {
     fn parses_stat_with_odd_command_names() {
         let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 1 0 42 1000 200";
         assert_eq!(parse_cpu_ticks(stat), Some(287));
+    }
+
+    #[test]
+    fn parses_schedstat() {
+        assert_eq!(parse_run_delay_ns("123456 7890 12\n"), Some(7890));
+        assert_eq!(parse_run_delay_ns(""), None);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct ServerUsage {
     pub rss_before_bytes: u64,
     /// Resident memory after it, bytes.
     pub rss_after_bytes: u64,
+    /// Average threads that were ready to run but waited for a CPU (other
+    /// processes on its core): above ~0.1 the figures are disturbed.
+    #[serde(default)]
+    pub waited_cores: f64,
 }
 
 impl ServerUsage {
@@ -83,6 +87,11 @@ impl ServerUsage {
             cpu_cores: cpu / window.as_secs_f64().max(1e-9),
             rss_before_bytes: before.rss_bytes,
             rss_after_bytes: after.rss_bytes,
+            waited_cores: after
+                .run_delay
+                .saturating_sub(before.run_delay)
+                .as_secs_f64()
+                / window.as_secs_f64().max(1e-9),
         }
     }
 }
@@ -99,6 +108,10 @@ pub struct LoadGenUsage {
     /// Were its threads (nearly) saturated? If so, the server may have had
     /// capacity left and the throughput is the load generator's.
     pub saturated: bool,
+    /// Average threads ready to run but waiting for a CPU: a load
+    /// generator starved by other processes looks idle yet falls behind.
+    #[serde(default)]
+    pub waited_cores: f64,
 }
 
 /// The result of one `fanout` run.
@@ -138,7 +151,9 @@ pub struct FanoutReport {
     pub errors: u64,
     /// Messages that were not chat-bench's, or reached the wrong room.
     pub foreign: u64,
-    /// Why the timed phase ended: `complete`, `drain` or `max-time`.
+    /// Why the timed phase ended: `complete` (every delivery made), `drain`
+    /// (nothing more arrived for the drain time) or `max-time` (sending was
+    /// cut short by the time limit, then drained).
     pub stopped_by: String,
     /// From the first send to the last delivery, seconds.
     pub duration_s: f64,
@@ -179,6 +194,9 @@ pub struct ConnsReport {
     pub probe_received: u64,
     /// Connections that did not (closed, or silent until the probe timeout).
     pub probe_missing: u64,
+    /// Of the missing, connections the server had closed (or that failed).
+    #[serde(default)]
+    pub probe_closed: u64,
     /// Time from the probes' send until the last arrived, seconds.
     pub probe_s: f64,
     /// Worker processes used.
@@ -204,6 +222,16 @@ pub enum Report {
     Fanout(FanoutReport),
     /// A `conns` run.
     Conns(ConnsReport),
+}
+
+/// How much a process waited for a CPU, with a warning when it matters.
+fn contention(waited_cores: f64) -> String {
+    let note = if waited_cores > 0.1 {
+        "  CONTENDED: other processes took its CPU; figures are noisy"
+    } else {
+        ""
+    };
+    format!("{waited_cores:.2} threads waiting on average{note}")
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -285,6 +313,7 @@ impl FanoutReport {
                 "server RSS",
                 format!("{} → {}", mib(s.rss_before_bytes), mib(s.rss_after_bytes)),
             ));
+            rows.push(("server CPU wait", contention(s.waited_cores)));
         }
         let g = &self.loadgen;
         rows.push((
@@ -300,6 +329,7 @@ impl FanoutReport {
                 }
             ),
         ));
+        rows.push(("load generator CPU wait", contention(g.waited_cores)));
         table("chat-bench fanout", &rows)
     }
 }
@@ -323,8 +353,8 @@ impl ConnsReport {
             (
                 "probe",
                 format!(
-                    "{} received, {} missing ({:.2} s)",
-                    self.probe_received, self.probe_missing, self.probe_s
+                    "{} received, {} missing of which {} closed ({:.2} s)",
+                    self.probe_received, self.probe_missing, self.probe_closed, self.probe_s
                 ),
             ),
             (

@@ -24,6 +24,20 @@ struct Figure {
     higher_is_better: bool,
     /// Decimal places to print.
     decimals: usize,
+    /// Is a ratio meaningful (a performance figure), or is this a check
+    /// (loss, errors) or a diagnostic (load-generator CPU, CPU wait)?
+    ratio: bool,
+}
+
+/// A figure shown without a ratio.
+const fn check(name: &'static str, value: f64, decimals: usize) -> Figure {
+    Figure {
+        name,
+        value,
+        higher_is_better: false,
+        decimals,
+        ratio: false,
+    }
 }
 
 const fn fig(name: &'static str, value: f64, higher_is_better: bool, decimals: usize) -> Figure {
@@ -32,6 +46,7 @@ const fn fig(name: &'static str, value: f64, higher_is_better: bool, decimals: u
         value,
         higher_is_better,
         decimals,
+        ratio: true,
     }
 }
 
@@ -54,27 +69,29 @@ fn figures(report: &Report) -> Vec<Figure> {
                     false,
                     2,
                 ));
-                out.push(fig("server CPU cores", s.cpu_cores, false, 2));
+                out.push(check("server CPU cores", s.cpu_cores, 2));
+                out.push(check("server CPU wait (threads)", s.waited_cores, 2));
             }
-            out.push(fig(
-                "lost+dup+reordered",
-                (r.lost + r.duplicated + r.out_of_order) as f64,
-                false,
-                0,
+            let faults = r.lost + r.duplicated + r.out_of_order;
+            out.push(check("lost+dup+reordered", faults as f64, 0));
+            out.push(check("errors", r.errors as f64, 0));
+            out.push(check("load-gen CPU cores", r.loadgen.cpu_cores, 2));
+            out.push(check(
+                "load-gen CPU wait (threads)",
+                r.loadgen.waited_cores,
+                2,
             ));
-            out.push(fig("errors", r.errors as f64, false, 0));
-            out.push(fig("load-gen CPU cores", r.loadgen.cpu_cores, false, 2));
             out
         }
         Report::Conns(r) => {
             let mut out = vec![
-                fig("opened", r.opened as f64, true, 0),
+                check("opened", r.opened as f64, 0),
                 fig("open rate (conn/s)", r.open_rate, true, 0),
             ];
             if let Some(per) = r.server_rss_per_conn_bytes {
                 out.push(fig("server RSS KiB/conn", per / 1024.0, false, 1));
             }
-            out.push(fig("probe missing", r.probe_missing as f64, false, 0));
+            out.push(check("probe missing", r.probe_missing as f64, 0));
             out
         }
     }
@@ -96,6 +113,7 @@ fn median(values: &mut [f64]) -> f64 {
 #[derive(Debug, Default)]
 struct Row {
     higher_is_better: bool,
+    ratio: bool,
     decimals: usize,
     values: BTreeMap<String, Vec<f64>>,
 }
@@ -153,6 +171,7 @@ pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
                 }
                 let row = rows.entry(key).or_default();
                 row.higher_is_better = f.higher_is_better;
+                row.ratio = f.ratio;
                 row.decimals = f.decimals;
                 row.values.entry(server.clone()).or_default().push(f.value);
             }
@@ -209,7 +228,7 @@ pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
         }
         for p in &peers {
             let ratio = match (medians.get(&ours), medians.get(*p)) {
-                (Some(&o), Some(&v)) if o > 0.0 && v > 0.0 => {
+                (Some(&o), Some(&v)) if row.ratio && o > 0.0 && v > 0.0 => {
                     let r = if row.higher_is_better { o / v } else { v / o };
                     format!("{r:.2}×")
                 }

@@ -143,3 +143,18 @@ fn a_fixed_rate_run_keeps_its_schedule() {
     assert!(report.duration_s >= 0.18, "duration {}", report.duration_s);
     assert!(elapsed.as_secs_f64() >= 0.18);
 }
+
+#[test]
+fn a_time_limit_cuts_the_sending_but_not_the_checking() {
+    // 1000 messages at 100/s would take 10 s; the limit stops the senders
+    // after 0.3 s, and what they sent is still awaited: nothing is lost.
+    let server = TestServer::start(Vec::new()).unwrap();
+    let mut config = common::fanout(server.addr(), 1, 4, 1, 1000);
+    config.rate = Some(100.0);
+    config.max_time = std::time::Duration::from_millis(300);
+    let report = chat_bench::fanout::run(&config).unwrap();
+    assert_eq!(report.stopped_by, "max-time");
+    assert!(report.sent > 0 && report.sent < 1000, "sent {}", report.sent);
+    assert_eq!(report.distinct, report.sent * 4);
+    assert_eq!(report.lost, 0);
+}

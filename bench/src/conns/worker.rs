@@ -88,6 +88,10 @@ pub enum Event {
         received: u64,
         /// Connections that did not.
         missing: u64,
+        /// Of the missing, those whose socket had ended (closed by the
+        /// server or failed) by the end of the probe.
+        #[serde(default)]
+        closed: u64,
         /// Seconds from the probes' send to the last arrival (or timeout).
         secs: f64,
     },
@@ -147,6 +151,7 @@ pub fn run(
         let gate = Rc::new(Semaphore::new(spec.concurrency.max(1)));
         let start = Instant::now();
         let setup_timeout = Duration::from_millis(spec.setup_timeout_ms);
+        let mut tasks = Vec::new();
         for i in 0..spec.count {
             let room = i / u64::from(spec.room_size.max(1));
             let path = format!("/ws/chat/{}w{}r{room}/", spec.room_prefix, spec.worker);
@@ -161,7 +166,7 @@ pub fn run(
                 phase_rx.clone(),
                 done_tx.clone(),
             );
-            tokio::task::spawn_local(async move {
+            tasks.push(tokio::task::spawn_local(async move {
                 let connected = {
                     let _permit = gate.acquire().await;
                     wire::connect(&target, &path, source, setup_timeout).await
@@ -182,7 +187,7 @@ pub fn run(
                         let _ = done_tx.send(());
                     }
                 }
-            });
+            }));
         }
         drop(done_tx);
 
@@ -225,6 +230,7 @@ pub fn run(
                     emit(Event::Probed {
                         received,
                         missing: opened - received.min(opened),
+                        closed: tally.dead.get(),
                         secs: probe_start.elapsed().as_secs_f64(),
                     });
                 }
@@ -232,8 +238,9 @@ pub fn run(
             }
         }
         let _ = phase_tx.send(Phase::Close);
-        // Let the tasks see the close and drop their sockets.
-        tokio::task::yield_now().await;
+        // Let every connection send its close frame and drop its socket.
+        let all = futures_util::future::join_all(tasks);
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
     });
     Ok(())
 }
@@ -252,6 +259,10 @@ async fn hold(
     let mut out = Vec::new();
     loop {
         if phase == Phase::Close {
+            // A clean close (1000) rather than a reset; not awaited.
+            out.clear();
+            wire::push_frame(&mut out, OP_CLOSE, &1000u16.to_be_bytes(), wire::mask_key());
+            let _ = stream.try_write(&out);
             return;
         }
         if phase == Phase::Probe {
@@ -282,7 +293,9 @@ async fn hold(
                 }
                 match read_frames(&stream, &mut pending, &mut out, tally) {
                     Ok(probe) => {
-                        if probe && !received && phase == Phase::Probe {
+                        // Probes are only sent in the probe phase, but this
+                        // task may see one before it sees the phase change.
+                        if probe && !received {
                             received = true;
                             tally.received.set(tally.received.get() + 1);
                         }
@@ -328,10 +341,17 @@ fn read_frames(
         while let Some((frame, len)) = wire::parse_frame(&bytes[used..]).map_err(|_| ())? {
             used += len;
             match frame.opcode {
-                OP_TEXT | OP_CONTINUATION
-                    if payload::parse(frame.payload) == Ok(Payload::Probe) =>
-                {
-                    probe = true;
+                OP_TEXT | OP_CONTINUATION => {
+                    if payload::parse(frame.payload) == Ok(Payload::Probe) {
+                        probe = true;
+                    } else {
+                        tracing::debug!(
+                            opcode = frame.opcode,
+                            fin = frame.fin,
+                            payload = %String::from_utf8_lossy(frame.payload),
+                            "unexpected frame on an idle connection"
+                        );
+                    }
                 }
                 OP_PING => wire::push_frame(out, OP_PONG, frame.payload, wire::mask_key()),
                 OP_CLOSE => return Err(()),

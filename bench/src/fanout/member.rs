@@ -240,7 +240,26 @@ impl Member {
                 Wake::Timer => {}
             }
         }
+        self.say_goodbye(&stream);
         self.finish(&shared)
+    }
+
+    /// Sends a close frame (1000, normal closure) if the socket is still
+    /// open, so that servers see a clean close rather than a reset; the
+    /// server's reply is not awaited.
+    fn say_goodbye(&mut self, stream: &TcpStream) {
+        if self.closed {
+            return;
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        wire::push_frame(
+            &mut self.out,
+            wire::OP_CLOSE,
+            &1000u16.to_be_bytes(),
+            wire::mask_key(),
+        );
+        let _ = stream.try_write(&self.out);
     }
 
     /// Records the end of the socket: during the run it is an error, after

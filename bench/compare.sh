@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# bench/compare.sh: our chat-server against the servers people would pick
+# instead, measured side by side by the same load generator (chat-bench).
+#
+#   bench/compare.sh            full comparison (3 runs per workload; ~15-25 min)
+#   bench/compare.sh --quick    a fast sanity run (1 run, small counts; ~3 min)
+#
+# Options:
+#   --runs N            runs per workload (median reported; default 3, quick 1)
+#   --servers LIST      comma-separated subset of:
+#                       chat-server,node-ws,python-websockets,django-channels
+#   --workloads LIST    comma-separated subset of:
+#                       fanout-1x1000,fanout-100x10,latency-100x10,conns
+#   --no-install        do not run bench/peers/install.sh
+#   --no-pin            do not pin processes to cores
+#
+# What it does: builds chat-bench and chat-server in release mode (the
+# normal workspace target dir), installs the peers (bench/peers/install.sh),
+# then for each server and each workload starts the server fresh on a free
+# loopback port, pinned to CPU 0, runs chat-bench pinned to CPU 1 (--runs
+# times), and stops the server by its PID. Reports go to
+# bench/results/<UTC stamp>/<server>/<workload>-<run>.json, the final table
+# to bench/results/<stamp>/table.md and stdout. A server that cannot be
+# built, installed or started is reported in the table, not fatal.
+#
+# Every run is bounded: chat-bench's own limits (--max-time, timeouts) and
+# a `timeout` around each command. All traffic is on 127.0.0.0/8.
+set -u -o pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+quick=0
+runs=""
+servers="chat-server,node-ws,python-websockets,django-channels"
+workloads="fanout-1x1000,fanout-100x10,latency-100x10,conns"
+install=1
+pin=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --runs) runs="$2"; shift ;;
+        --servers) servers="$2"; shift ;;
+        --workloads) workloads="$2"; shift ;;
+        --no-install) install=0 ;;
+        --no-pin) pin=0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ -z "$runs" ]] && { if [[ $quick == 1 ]]; then runs=1; else runs=3; fi; }
+
+log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+out="$root/bench/results/$stamp"
+mkdir -p "$out"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bench="$target_dir/release/chat-bench"
+ours="$target_dir/release/chat-server"
+
+# --- Build -------------------------------------------------------------------
+log "building chat-bench (release)"
+if ! cargo build --release -p chat-bench >"$out/build-bench.log" 2>&1; then
+    log "chat-bench does not build; see $out/build-bench.log"
+    exit 1
+fi
+if [[ ",$servers," == *",chat-server,"* ]]; then
+    log "building chat-server (release)"
+    if ! cargo build --release -p chat-server >"$out/build-server.log" 2>&1; then
+        log "chat-server does not build; it is left out (see $out/build-server.log)"
+        mkdir -p "$out/chat-server"
+        echo "cargo build --release -p chat-server failed (see build-server.log)" >"$out/chat-server/FAILED"
+    fi
+fi
+if [[ $install == 1 ]]; then
+    log "installing the peers (bench/peers/install.sh)"
+    bench/peers/install.sh >"$out/install.log" 2>&1 || log "some peers failed to install; see $out/install.log"
+fi
+
+# --- Machine -----------------------------------------------------------------
+ncpu="$(nproc)"
+if [[ $pin == 1 && $ncpu -ge 2 ]] && command -v taskset >/dev/null; then
+    server_pin=(taskset -c 0)
+    bench_pin=(taskset -c 1)
+    pinning="server on CPU 0, chat-bench on CPU 1 (taskset)"
+else
+    server_pin=()
+    bench_pin=()
+    pinning="none"
+fi
+# A user serving 19,000 connections raises the soft limit to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "cpus: $ncpu ($(lscpu | sed -n 's/^Model name: *//p' | head -n1))"
+    echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+    echo "kernel: $(uname -r)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "pinning: $pinning"
+    echo "open files limit: $(ulimit -n)"
+    echo "rustc: $(rustc --version)"
+    echo "node: $(node --version 2>/dev/null || echo none)"
+    echo "python: $(bench/peers/.venv/bin/python --version 2>/dev/null || echo none)"
+    echo "peers: ws $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/peers/node/node_modules/ws/package.json 2>/dev/null | head -n1)," \
+        "$(bench/peers/.venv/bin/python -m pip freeze 2>/dev/null | grep -iE '^(websockets|django|channels|daphne)==' | tr '\n' ' ')"
+    echo "runs per workload: $runs$( [[ $quick == 1 ]] && echo ' (quick)')"
+} >"$out/machine.txt"
+cat "$out/machine.txt" >&2
+
+# --- Servers -----------------------------------------------------------------
+server_pid=""
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The command that starts server $1 on port $2, as a user would start it.
+server_command() {
+    local name="$1" port="$2"
+    case "$name" in
+        chat-server)
+            local extra=()
+            if "$ours" --help 2>/dev/null | grep -q -- '--rate-limit'; then
+                extra=(--rate-limit 0)
+            fi
+            echo "$ours --addr 127.0.0.1:$port ${extra[*]}"
+            ;;
+        node-ws) echo "node $root/bench/peers/node/server.js $port" ;;
+        python-websockets) echo "$root/bench/peers/.venv/bin/python $root/bench/peers/python/server.py $port" ;;
+        django-channels)
+            echo "$root/bench/peers/.venv/bin/daphne -v 0 -b 127.0.0.1 -p $port benchsite.asgi:application"
+            ;;
+    esac
+}
+
+# Is server $1 installed? Prints the reason when not.
+server_missing() {
+    case "$1" in
+        chat-server) [[ -x "$ours" ]] || echo "no $ours (build failed?)" ;;
+        node-ws) [[ -d bench/peers/node/node_modules/ws ]] || echo "ws is not installed (bench/peers/install.sh)" ;;
+        python-websockets) bench/peers/.venv/bin/python -c 'import websockets' 2>/dev/null \
+            || echo "websockets is not installed (bench/peers/install.sh)" ;;
+        django-channels) [[ -x bench/peers/.venv/bin/daphne ]] \
+            || echo "daphne/channels are not installed (bench/peers/install.sh)" ;;
+    esac
+}
+
+# start_server NAME LOG: starts it on a free port; sets server_pid and port.
+start_server() {
+    local name="$1" logfile="$2"
+    port="$(free_port)"
+    local cmd
+    cmd="$(server_command "$name" "$port")"
+    echo "$cmd" >"$out/$name/command.txt"
+    # `exec` so that the PID we hold is the server's own.
+    if [[ $name == django-channels ]]; then
+        (cd bench/peers/django && exec "${server_pin[@]}" $cmd) >"$logfile" 2>&1 &
+    else
+        (exec "${server_pin[@]}" $cmd) >"$logfile" 2>&1 &
+    fi
+    server_pid=$!
+    local deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            server_pid=""
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [[ -z "$server_pid" ]] && return 0
+    kill -TERM "$server_pid" 2>/dev/null
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$server_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    server_pid=""
+}
+trap 'stop_server' EXIT
+trap 'stop_server; exit 130' INT TERM
+
+# --- Workloads -----------------------------------------------------------------
+# Arguments of workload $1 for server $2. Message counts are sized per
+# server so that a run takes seconds to a minute: Python websockets is
+# several times slower than Node or ours, Django Channels some hundred times
+# (~4,000 deliveries/s), so their counts are lower. Every figure is a rate
+# or a per-delivery cost, so the counts do not bias the comparison; Django
+# also gets a longer drain (its queues take seconds to empty).
+workload_args() {
+    local workload="$1" name="$2"
+    local class=fast
+    [[ $name == python-websockets ]] && class=python
+    [[ $name == django-channels ]] && class=django
+    local n extra=""
+    [[ $class == django ]] && extra="--drain 20"
+    case "$workload" in
+        fanout-1x1000)
+            case "$class" in fast) n=20000 ;; python) n=4000 ;; django) n=200 ;; esac
+            ((quick)) && n=$((n / 10))
+            echo "fanout --rooms 1 --members 1000 --senders 4 --window 16 --messages $n --max-time 60 $extra"
+            ;;
+        fanout-100x10)
+            case "$class" in fast) n=200000 ;; python) n=50000 ;; django) n=20000 ;; esac
+            ((quick)) && n=$((n / 10))
+            echo "fanout --rooms 100 --members 10 --senders 100 --window 8 --messages $n --max-time 60 $extra"
+            ;;
+        latency-100x10)
+            case "$class" in fast) n=100000 ;; python) n=50000 ;; django) n=5000 ;; esac
+            ((quick)) && n=$((n / 5))
+            echo "fanout --rooms 100 --members 10 --senders 100 --rate 10000 --window 64 --messages $n --max-time 60 $extra"
+            ;;
+        conns)
+            local c=19000 hold=5
+            ((quick)) && c=2000 && hold=1
+            echo "conns --connections $c --room-size 100 --per-worker 10000 --sources 4 --hold $hold --probe-timeout 60"
+            ;;
+    esac
+}
+
+IFS=',' read -r -a server_list <<<"$servers"
+IFS=',' read -r -a workload_list <<<"$workloads"
+for name in "${server_list[@]}"; do
+    mkdir -p "$out/$name"
+    [[ -f "$out/$name/FAILED" ]] && continue
+    missing="$(server_missing "$name")"
+    if [[ -n "$missing" ]]; then
+        log "$name: not measured: $missing"
+        echo "$missing" >"$out/$name/FAILED"
+        continue
+    fi
+    for workload in "${workload_list[@]}"; do
+        if ! start_server "$name" "$out/$name/$workload-server.log"; then
+            log "$name: did not start (see $out/$name/$workload-server.log)"
+            echo "did not start for $workload (see $workload-server.log)" >>"$out/$name/FAILED"
+            continue
+        fi
+        args="$(workload_args "$workload" "$name")"
+        echo "chat-bench $args --url ws://127.0.0.1:PORT --server-pid PID --json" >"$out/$name/$workload-command.txt"
+        for ((i = 1; i <= runs; i++)); do
+            log "$name: $workload run $i/$runs (pid $server_pid, port $port)"
+            report="$out/$name/$workload-$i.json"
+            # shellcheck disable=SC2086
+            if ! timeout 600 "${bench_pin[@]}" "$bench" $args --url "ws://127.0.0.1:$port" \
+                --server-pid "$server_pid" --json >"$report" 2>"$out/$name/$workload-$i.err"; then
+                log "$name: $workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")"
+                echo "$workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")" >>"$out/$name/FAILED"
+                rm -f "$report"
+            fi
+            if ! kill -0 "$server_pid" 2>/dev/null; then
+                log "$name: the server died during $workload"
+                echo "died during $workload (see $workload-server.log)" >>"$out/$name/FAILED"
+                server_pid=""
+                break
+            fi
+        done
+        stop_server
+    done
+done
+
+# --- Table -----------------------------------------------------------------------
+"$bench" table "$out" --servers "$servers" >"$out/table.md"
+{
+    echo
+    echo "## Comparison ($stamp)"
+    echo
+    cat "$out/table.md"
+    echo
+    sed 's/^/    /' "$out/machine.txt"
+} >&1
+log "reports in $out"
