@@ -115,7 +115,10 @@ fn fanout_and_conns_print_json_and_table_compares_them() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let line = text.lines().find(|l| l.contains("lost / dup / reordered")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("lost / dup / reordered"))
+        .unwrap();
     assert!(line.ends_with(" 0 / 0 / 0"), "{text}");
 }
 

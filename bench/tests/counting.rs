@@ -154,7 +154,11 @@ fn a_time_limit_cuts_the_sending_but_not_the_checking() {
     config.max_time = std::time::Duration::from_millis(300);
     let report = chat_bench::fanout::run(&config).unwrap();
     assert_eq!(report.stopped_by, "max-time");
-    assert!(report.sent > 0 && report.sent < 1000, "sent {}", report.sent);
+    assert!(
+        report.sent > 0 && report.sent < 1000,
+        "sent {}",
+        report.sent
+    );
     assert_eq!(report.distinct, report.sent * 4);
     assert_eq!(report.lost, 0);
 }

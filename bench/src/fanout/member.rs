@@ -366,10 +366,10 @@ impl Member {
             }
             local.buf[..keep].copy_from_slice(&self.pending);
             let room_left = local.buf.len() - keep;
-            let n = match stream.try_read(&mut local.buf[keep..]) {
-                Ok(0) => return Err("connection closed by the server".into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            let n = match read_once(stream, &mut local.buf[keep..]) {
+                Ok(Some(0)) => return Err("connection closed by the server".into()),
+                Ok(Some(n)) => n,
+                Ok(None) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             let buf = std::mem::take(&mut local.buf);
@@ -519,6 +519,39 @@ impl Member {
             self.counts.lost += stream.lost(sent);
         }
         self.counts
+    }
+}
+
+/// One `read(2)` into `buf`: `Some(n)` bytes (0 at the end of the
+/// stream), or `None` if there was nothing to read.
+///
+/// A read that does not fill the buffer has drained the socket, so it also
+/// clears tokio's readiness flag for it, as a `WouldBlock` would: the task
+/// then sleeps until the next edge instead of paying a second `read` just to
+/// learn that the socket is empty. That halves the system calls when a
+/// server writes each frame separately (every peer but a batching one). It
+/// is safe: readiness is only cleared if no new event arrived since it was
+/// observed, and data arriving after the read raises a new edge.
+#[inline]
+fn read_once(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    let mut got = 0;
+    let result = stream.try_io(Interest::READABLE, || {
+        let n = rustix::io::read(stream, &mut *buf).map_err(std::io::Error::from)?;
+        got = n;
+        if n > 0 && n < buf.len() {
+            // Drained: report it as `WouldBlock` so that tokio clears the
+            // readiness; `got` still carries the bytes read.
+            Err(std::io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => Ok(Some(got)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Ok(if got > 0 { Some(got) } else { None })
+        }
+        Err(e) => Err(e),
     }
 }
 
