@@ -29,7 +29,8 @@
       const bad = [...name].find((c) => !ROOM_CHARS.test(c));
       const shown = /\s/.test(bad) ? "spaces" : "\u201c" + bad + "\u201d";
       let message = "Room names can't contain " + shown + ": use letters, digits, '-', '_' or '.'.";
-      const suggestion = name.trim().replace(/\s+/g, "-").replace(/[^A-Za-z0-9._-]/g, "").slice(0, ROOM_MAX);
+      const suggestion = name.trim().normalize("NFD").replace(/\p{M}/gu, "")
+        .replace(/\s+/g, "-").replace(/[^A-Za-z0-9._-]/g, "").slice(0, ROOM_MAX);
       if (suggestion !== "" && problemWith(suggestion) === null) {
         message += " How about \u201c" + suggestion + "\u201d?";
       }

@@ -324,6 +324,7 @@
 
   function setStatus(kind, text) {
     statusBox.className = "status " + kind;
+    document.body.classList.toggle("disconnected", kind !== "live");
     statusText.textContent = text;
     // "Retry now" is offered unless the server asked for a pause (1008, 1013).
     reconnectNow.hidden = !(kind === "offline" || (kind === "reconnecting" && retryFloor < 5000));

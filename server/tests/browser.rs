@@ -61,6 +61,7 @@ async fn picker_focuses_the_input_rejects_bad_names_and_navigates() {
 
         browser.goto("/chat/").await;
         assert_eq!(browser.active_id().await, "room-name-input", "focus at load");
+        assert_loads_only_from_the_server(&browser).await;
 
         // A bad name: a friendly message, no navigation.
         browser.press_keys(&format!("my room!{ENTER}")).await;
@@ -253,6 +254,7 @@ async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() 
         .await;
 
         for browser in [&one, &two] {
+            assert_loads_only_from_the_server(browser).await;
             browser.assert_clean_console().await;
         }
         one.close().await;
@@ -704,6 +706,29 @@ async fn a_phone_sized_screen_shows_the_input_without_horizontal_scrolling() {
         server.stop().await;
     })
     .await;
+}
+
+/// Asserts that everything the page loaded came from the server itself.
+async fn assert_loads_only_from_the_server(browser: &Browser) {
+    let outside = browser
+        .js(
+            "return performance.getEntriesByType('resource')
+                .map(e => e.name)
+                .filter(url => !url.startsWith(location.origin + '/'))",
+            vec![],
+        )
+        .await;
+    assert_eq!(outside, json!([]), "loaded from outside the server");
+    let loaded = browser
+        .js(
+            "return performance.getEntriesByType('resource').length",
+            vec![],
+        )
+        .await;
+    assert!(
+        loaded.as_u64() > Some(0),
+        "the page loads its assets: {loaded}"
+    );
 }
 
 /// Asserts that `selector` is inside the viewport and that the page does not
