@@ -458,14 +458,10 @@ impl Browser {
             .unwrap_or_else(|err| panic!("press keys {text:?}: {err}"));
     }
 
-    /// The `id` of the focused element.
+    /// `document.activeElement.id`: the `id` of the focused element.
     pub async fn active_id(&self) -> String {
-        let element = self
-            .client()
-            .active_element()
+        self.js_string("return document.activeElement ? document.activeElement.id : ''")
             .await
-            .expect("active element");
-        element.attr("id").await.expect("id").unwrap_or_default()
     }
 
     /// `#chat-log`'s `value` property, read as the tutorial's Selenium tests
