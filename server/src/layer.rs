@@ -5,7 +5,7 @@
 //! * [`MemoryLayer`]: one instance, everything in-process (the default).
 //!
 //! Every layer delivers through the local [`RoomRegistry`], so a session
-//! only ever reads its room's broadcast receiver, whatever the layer.
+//! only ever reads its room's ring, whatever the layer.
 //!
 //! The layer is an enum rather than a trait object: the backend is picked
 //! once at start, and a `match` keeps the hot path free of boxing and
@@ -16,12 +16,12 @@ mod memory;
 use std::sync::Arc;
 
 use chat_protocol::{ChatEvent, RoomName, RoomSummary};
-use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::MemoryLayer;
 
-use crate::rooms::{Delivery, Format, Frames, RoomRegistry};
+use crate::ring::{Format, Frames, Subscription};
+use crate::rooms::RoomRegistry;
 
 /// Why the layer could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +36,12 @@ pub enum LayerError {
 #[derive(Debug)]
 pub struct Joined {
     /// The room's events, from the moment of joining.
-    pub receiver: broadcast::Receiver<Delivery>,
-    /// Display names in the room, the joiner included.
+    pub subscription: Subscription,
+    /// Display names in the room, the joiner included (typed clients only:
+    /// empty for plain ones, which get no welcome).
     pub members: Vec<String>,
-    /// Recent messages, oldest first (or those after `since`).
+    /// Recent messages, oldest first, or those after `since` (typed
+    /// clients only).
     pub history: Vec<ChatEvent>,
     /// The room's latest message id at the time of joining.
     pub last_id: u64,
@@ -89,14 +91,9 @@ impl Layer {
 
     /// Leaves: drops the subscription, updates presence, announces the
     /// departure when it was this name's last connection.
-    pub async fn leave(
-        &self,
-        room: &RoomName,
-        user: &str,
-        receiver: broadcast::Receiver<Delivery>,
-    ) {
+    pub async fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
         match self {
-            Self::Memory(layer) => layer.leave(room, user, receiver),
+            Self::Memory(layer) => layer.leave(room, user, subscription),
         }
     }
 

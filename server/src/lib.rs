@@ -17,6 +17,7 @@
 
 pub mod layer;
 mod pages;
+pub mod ring;
 pub mod rooms;
 mod session;
 mod upgrade;

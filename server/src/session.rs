@@ -15,28 +15,31 @@
 //! costs one task and no queue of its own: the room's ring is the queue.
 
 use std::borrow::Cow;
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use chat_protocol::close;
 use chat_protocol::{
     ClientMessage, ErrorCode, ErrorEvent, RoomName, ServerEvent, UserName, Welcome, unix_millis,
 };
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
+use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::layer::{Draft, Joined, Layer, LayerError};
-use crate::rooms::{Delivery, Format};
+use crate::ring::{Format, Lagged, Subscription};
 
 /// The socket type of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -83,6 +86,17 @@ pub struct SessionParams {
     pub write_timeout: Duration,
 }
 
+/// A session waiting for its upgrade to complete.
+#[derive(Debug)]
+pub struct Pending {
+    /// Socket limits.
+    pub config: WebSocketConfig,
+    /// The connection's parameters.
+    pub params: SessionParams,
+    /// Where the room lives.
+    pub layer: Layer,
+}
+
 /// Why the session loop ended.
 #[derive(Debug)]
 enum End {
@@ -105,7 +119,17 @@ impl End {
     }
 }
 
+impl From<Lagged> for End {
+    fn from(Lagged(behind): Lagged) -> Self {
+        Self::slow_consumer(behind)
+    }
+}
+
 /// A live connection in a room.
+///
+/// Its task stays small while idle: rarely taken paths (join, welcome,
+/// inbound frames, blocked writes, close) run as boxed futures, so that
+/// their state is not part of every idle connection's task.
 struct Session {
     ws: Socket,
     params: SessionParams,
@@ -115,24 +139,40 @@ struct Session {
     skip_through: u64,
 }
 
-/// Runs a connection until it ends: join, welcome, relay, leave, close.
-pub async fn run(ws: Socket, params: SessionParams, layer: Layer, shutdown: CancellationToken) {
-    let mut session = Session {
+/// Runs a connection until it ends: upgrade, join, welcome, relay, leave,
+/// close.
+///
+/// Everything the task carries is boxed, so that the task itself (alive as
+/// long as the connection) holds little more than the state of its wait.
+pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: CancellationToken) {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            debug!(%err, peer = %pending.params.peer, "upgrade failed");
+            return;
+        }
+    };
+    let Pending {
+        config,
+        params,
+        layer,
+    } = *pending;
+    let ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let mut session = Box::new(Session {
         ws,
         params,
         layer,
         skip_through: 0,
-    };
-    let joined = session
-        .layer
-        .join(
-            &session.params.room,
-            session.params.user.as_str(),
-            session.params.format,
-            session.params.since,
-        )
-        .await;
-    let mut joined = match joined {
+    });
+    let joined = Box::pin(session.layer.join(
+        &session.params.room,
+        session.params.user.as_str(),
+        session.params.format,
+        session.params.since,
+    ))
+    .await;
+    let joined = match joined {
         Ok(joined) => joined,
         Err(err) => {
             warn!(room = %session.params.room, %err, "join failed");
@@ -140,77 +180,103 @@ pub async fn run(ws: Socket, params: SessionParams, layer: Layer, shutdown: Canc
                 close::TRY_AGAIN_LATER,
                 "the server cannot join rooms right now; try again later",
             );
-            session.finish(end, &shutdown).await;
+            Box::pin(session.finish(end, &shutdown)).await;
             return;
         }
     };
-    info!(room = %session.params.room, user = %session.params.user, peer = %session.params.peer, format = ?session.params.format, "joined");
-    let end = match session.welcome(&mut joined).await {
-        Ok(()) => session.relay(&mut joined.receiver, &shutdown).await,
-        Err(end) => end,
+    info!(
+        room = %session.params.room,
+        user = %session.params.user,
+        peer = %session.params.peer,
+        format = ?session.params.format,
+        "joined"
+    );
+    let mut subscription = match Box::pin(session.welcome(joined)).await {
+        Ok(subscription) => subscription,
+        Err((end, subscription)) => {
+            Box::pin(session.end(end, subscription, &shutdown)).await;
+            return;
+        }
     };
-    session
-        .layer
-        .leave(
-            &session.params.room,
-            session.params.user.as_str(),
-            joined.receiver,
-        )
-        .await;
-    info!(room = %session.params.room, user = %session.params.user, reason = ?end, "left");
-    session.finish(end, &shutdown).await;
+    let end = session.relay(&mut subscription, &shutdown).await;
+    Box::pin(session.end(end, subscription, &shutdown)).await;
 }
 
 impl Session {
     /// Sends the welcome (typed clients) and sets the duplicate filter.
-    async fn welcome(&mut self, joined: &mut Joined) -> Result<(), End> {
-        self.skip_through = joined.last_id;
+    async fn welcome(&mut self, joined: Joined) -> Result<Subscription, (End, Subscription)> {
+        let Joined {
+            subscription,
+            members,
+            history,
+            last_id,
+            missed,
+        } = joined;
+        self.skip_through = last_id;
         if self.params.format == Format::Plain {
-            return Ok(());
+            return Ok(subscription);
         }
         let welcome = ServerEvent::Welcome(Welcome {
             message: format!(
                 "Welcome to {}, {}: {} here",
                 self.params.room,
                 self.params.user,
-                match joined.members.len() {
+                match members.len() {
                     1 => "only you".to_owned(),
                     n => format!("{n} people"),
                 }
             ),
             room: self.params.room.clone(),
             user: self.params.user.to_string(),
-            members: std::mem::take(&mut joined.members),
-            history: std::mem::take(&mut joined.history),
-            last_id: joined.last_id,
-            missed: joined.missed,
+            members,
+            history,
+            last_id,
+            missed,
             ts: unix_millis(),
         });
-        self.send_text(Utf8Bytes::from(welcome.to_json())).await?;
-        self.flush().await
+        match self.send_text(Utf8Bytes::from(welcome.to_json())).await {
+            Ok(()) => Ok(subscription),
+            Err(end) => Err((end, subscription)),
+        }
+    }
+
+    /// Leaves the room and closes the connection as `end` says.
+    async fn end(
+        self: Box<Self>,
+        end: End,
+        subscription: Subscription,
+        shutdown: &CancellationToken,
+    ) {
+        Box::pin(
+            self.layer
+                .leave(&self.params.room, self.params.user.as_str(), subscription),
+        )
+        .await;
+        info!(room = %self.params.room, user = %self.params.user, reason = ?end, "left");
+        Box::pin(self.finish(end, shutdown)).await;
     }
 
     /// The main loop: room events out, client frames in, until one side ends.
     async fn relay(
         &mut self,
-        receiver: &mut broadcast::Receiver<Delivery>,
+        subscription: &mut Subscription,
         shutdown: &CancellationToken,
     ) -> End {
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return End::close(close::GOING_AWAY, "server shutting down"),
-                delivery = receiver.recv() => match delivery {
-                    Ok(delivery) => {
-                        if let Err(end) = self.forward(delivery, receiver).await {
-                            return end;
-                        }
+                delivery = subscription.next() => {
+                    let result = match delivery {
+                        Ok(delivery) => self.forward(delivery, subscription).await,
+                        Err(lagged) => Err(lagged.into()),
+                    };
+                    if let Err(end) = result {
+                        return end;
                     }
-                    Err(RecvError::Lagged(behind)) => return End::slow_consumer(behind),
-                    Err(RecvError::Closed) => return End::close(close::INTERNAL_ERROR, "room closed"),
-                },
+                }
                 inbound = self.ws.next() => {
-                    if let Err(end) = self.on_frame(inbound).await {
+                    if let Err(end) = Box::pin(self.on_frame(inbound)).await {
                         return end;
                     }
                 }
@@ -218,50 +284,79 @@ impl Session {
         }
     }
 
-    /// Writes `first` and whatever else is already queued, as one batch.
+    /// Writes `first` and whatever else is already queued, as one batch and
+    /// one flush.
     async fn forward(
         &mut self,
-        first: Delivery,
-        receiver: &mut broadcast::Receiver<Delivery>,
+        first: crate::ring::Delivery,
+        subscription: &mut Subscription,
     ) -> Result<(), End> {
-        let mut batch = 0;
-        let mut next = Some(first);
-        while let Some(delivery) = next.take() {
-            if delivery.id == 0 || delivery.id > self.skip_through {
-                batch += delivery.frame.len();
-                self.send_text(delivery.frame).await?;
-            }
-            if batch >= BATCH_BYTES {
-                break;
-            }
-            next = match receiver.try_recv() {
-                Ok(delivery) => Some(delivery),
-                Err(TryRecvError::Lagged(behind)) => return Err(End::slow_consumer(behind)),
-                Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-            };
+        if first.frame.len() > FRAGMENT_BYTES {
+            return Box::pin(self.send_text(first.frame)).await;
         }
-        self.flush_watching(receiver).await
+        let skip_through = self.skip_through;
+        let ws = &mut self.ws;
+        let mut first = Some(first);
+        // Queue the batch into the socket's write buffer in one poll: no
+        // state is kept across awaits, and nothing is copied but the frame
+        // bytes into the buffer.
+        let large = poll_fn(|cx| {
+            let mut batch = 0;
+            loop {
+                if let Err(err) = std::task::ready!(Pin::new(&mut *ws).poll_ready(cx)) {
+                    return Poll::Ready(Err(write_failed(&err)));
+                }
+                let delivery = match first.take() {
+                    Some(delivery) => delivery,
+                    None => match subscription.try_next() {
+                        Ok(Some(delivery)) => delivery,
+                        Ok(None) => return Poll::Ready(Ok(None)),
+                        Err(lagged) => return Poll::Ready(Err(lagged.into())),
+                    },
+                };
+                if delivery.id != 0 && delivery.id <= skip_through {
+                    continue;
+                }
+                if delivery.frame.len() > FRAGMENT_BYTES {
+                    return Poll::Ready(Ok(Some(delivery.frame)));
+                }
+                batch += delivery.frame.len();
+                if let Err(err) = Pin::new(&mut *ws).start_send(Message::Text(delivery.frame)) {
+                    return Poll::Ready(Err(write_failed(&err)));
+                }
+                if batch >= BATCH_BYTES {
+                    return Poll::Ready(Ok(None));
+                }
+            }
+        })
+        .await?;
+        self.flush_watching(subscription).await?;
+        if let Some(frame) = large {
+            Box::pin(self.send_text(frame)).await?;
+        }
+        Ok(())
     }
 
     /// Flushes, but gives up on a client that stopped reading: once it is
     /// further behind than its queue allows, or after the write timeout.
-    async fn flush_watching(
-        &mut self,
-        receiver: &broadcast::Receiver<Delivery>,
-    ) -> Result<(), End> {
+    async fn flush_watching(&mut self, subscription: &Subscription) -> Result<(), End> {
         // Most flushes complete at once; only a blocked one needs a timer.
-        if let Some(result) = self.ws.flush().now_or_never() {
-            return result.map_err(|err| write_failed(&err));
+        match self.ws.flush().now_or_never() {
+            Some(result) => result.map_err(|err| write_failed(&err)),
+            None => Box::pin(self.flush_blocked(subscription)).await,
         }
+    }
+
+    async fn flush_blocked(&mut self, subscription: &Subscription) -> Result<(), End> {
         let started = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 result = self.ws.flush() => return result.map_err(|err| write_failed(&err)),
                 () = tokio::time::sleep(LAG_CHECK) => {
-                    let behind = receiver.len();
-                    if behind >= self.params.queue_len {
-                        return Err(End::slow_consumer(behind as u64));
+                    let behind = subscription.backlog();
+                    if behind >= self.params.queue_len as u64 {
+                        return Err(End::slow_consumer(behind));
                     }
                     if started.elapsed() >= self.params.write_timeout {
                         return Err(End::close(close::POLICY_VIOLATION, "slow consumer: not reading"));
@@ -271,16 +366,34 @@ impl Session {
         }
     }
 
-    /// Queues a text frame; frames over [`FRAGMENT_BYTES`] go out as
-    /// flushed fragments.
+    /// Sends one text frame now: small frames whole, large ones as
+    /// fragments; a client that does not read it within the write timeout
+    /// is dropped.
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        if text.len() <= FRAGMENT_BYTES {
-            return self
-                .ws
-                .feed(Message::Text(text))
-                .await
-                .map_err(|err| write_failed(&err));
-        }
+        let timeout = self.params.write_timeout;
+        let send = async {
+            if text.len() > FRAGMENT_BYTES {
+                self.send_fragmented(text).await
+            } else {
+                self.ws
+                    .send(Message::Text(text))
+                    .await
+                    .map_err(|err| write_failed(&err))
+            }
+        };
+        tokio::time::timeout(timeout, send)
+            .await
+            .unwrap_or_else(|_| {
+                Err(End::close(
+                    close::POLICY_VIOLATION,
+                    "slow consumer: not reading",
+                ))
+            })
+    }
+
+    /// Sends a large text as fragments of [`FRAGMENT_BYTES`], flushing each,
+    /// so the socket's write buffer never has to grow to hold it whole.
+    async fn send_fragmented(&mut self, text: Utf8Bytes) -> Result<(), End> {
         self.flush().await?;
         let bytes = bytes::Bytes::from(text);
         let mut offset = 0;
@@ -293,10 +406,9 @@ impl Session {
             };
             let frame = Frame::message(bytes.slice(offset..end), opcode, end == bytes.len());
             self.ws
-                .feed(Message::Frame(frame))
+                .send(Message::Frame(frame))
                 .await
                 .map_err(|err| write_failed(&err))?;
-            self.flush().await?;
             offset = end;
         }
         Ok(())
@@ -392,8 +504,7 @@ impl Session {
             code,
             ts: unix_millis(),
         });
-        self.send_text(Utf8Bytes::from(event.to_json())).await?;
-        self.flush().await
+        self.send_text(Utf8Bytes::from(event.to_json())).await
     }
 
     /// Maps a read error to how the connection ends.
@@ -418,7 +529,7 @@ impl Session {
     /// and discard what the client still sends (up to its close reply or a
     /// short timeout), so that unread bytes do not turn the close into a
     /// TCP reset that would lose the close frame.
-    async fn finish(mut self, end: End, shutdown: &CancellationToken) {
+    async fn finish(mut self: Box<Self>, end: End, shutdown: &CancellationToken) {
         let End::Close(code, reason) = end else {
             return;
         };
@@ -436,7 +547,7 @@ impl Session {
                 return;
             }
             let socket = self.ws.get_mut();
-            let mut sink = [0u8; 4096];
+            let mut sink = vec![0u8; 4096];
             let mut total = 0usize;
             while let Ok(n) = socket.read(&mut sink).await {
                 total += n;

@@ -12,15 +12,13 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chat_protocol::{QUERY_OPT_IN, RoomName, SUBPROTOCOL_V2, UserName};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
-use crate::rooms::Format;
+use crate::ring::Format;
 use crate::session::{self, SessionParams};
 
 /// Query parameters of the socket URL.
@@ -117,21 +115,16 @@ pub async fn ws_chat(
     };
     let ws_config = socket_config(state.config().max_message_size);
     let layer = state.layer().clone();
-    let shutdown = state.shutdown_token().child_token();
-    state.tracker().spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                session::run(ws, params, layer, shutdown).await;
-            }
-            Err(err) => debug!(%err, %peer, "upgrade failed"),
-        }
+    // A clone, not a child token: a child costs an allocation per connection.
+    let shutdown = state.shutdown_token().clone();
+    let pending = Box::new(session::Pending {
+        config: ws_config,
+        params,
+        layer,
     });
+    state
+        .tracker()
+        .spawn(session::run(on_upgrade, pending, shutdown));
     response
 }
 
@@ -149,8 +142,11 @@ pub fn socket_config(max_message_size: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message_size))
 }
 
-/// The read buffer every connection holds while idle.
-const READ_BUFFER_BYTES: usize = 1024;
+/// The read buffer every connection holds while idle. Chat frames are
+/// small, so one read usually holds one or two; a large frame grows the
+/// buffer for itself. 256 bytes instead of tungstenite's 128 KiB is what
+/// keeps an idle connection under 3 KiB.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// The write buffer is written out when it passes this size; the session
 /// flushes long before (see `session::BATCH_BYTES`).

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use chat_protocol::{
     ChatEvent, NickChange, Presence, RoomName, RoomSummary, ServerEvent, unix_millis,
 };
-use tokio::sync::broadcast;
 
 use super::{Draft, Joined, chat_frames, events_only};
-use crate::rooms::{Delivery, Format, RoomRegistry, lock};
+use crate::ring::{Format, Subscription};
+use crate::rooms::{RoomRegistry, lock};
 
 /// Per-room state shared by the room's members.
 #[derive(Debug, Default)]
@@ -77,7 +77,7 @@ impl MemoryLayer {
     ) -> Joined {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let (receiver, _) = inner.registry.subscribe(room, format);
+        let (subscription, _) = inner.registry.subscribe(room, format);
         let rooms = &mut *rooms;
         let state = rooms.by_name.entry(room.clone()).or_default();
         if state.emptied_at.take().is_some() {
@@ -86,8 +86,14 @@ impl MemoryLayer {
         let count = state.members.entry(user.to_owned()).or_default();
         *count += 1;
         let first_of_name = *count == 1;
-        let members = state.members.keys().cloned().collect();
-        let (history, missed) = recent_history(&state.history, state.last_id, since);
+        // Only typed clients get a welcome: a plain join costs no copies.
+        let (members, history, missed) = match format {
+            Format::Events => {
+                let (history, missed) = recent_history(&state.history, state.last_id, since);
+                (state.members.keys().cloned().collect(), history, missed)
+            }
+            Format::Plain => (Vec::new(), Vec::new(), 0),
+        };
         let last_id = state.last_id;
         if first_of_name {
             let join = ServerEvent::Join(Presence {
@@ -99,7 +105,7 @@ impl MemoryLayer {
             inner.registry.deliver(room, events_only(&join));
         }
         Joined {
-            receiver,
+            subscription,
             members,
             history,
             last_id,
@@ -107,15 +113,10 @@ impl MemoryLayer {
         }
     }
 
-    pub(super) fn leave(
-        &self,
-        room: &RoomName,
-        user: &str,
-        receiver: broadcast::Receiver<Delivery>,
-    ) {
+    pub(super) fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        drop(receiver);
+        drop(subscription);
         inner.registry.remove_if_empty(room);
         let rooms = &mut *rooms;
         let Some(state) = rooms.by_name.get_mut(room) else {
@@ -285,7 +286,7 @@ mod tests {
             say(&layer, "a", &i.to_string());
         }
         for id in 1..=5 {
-            assert_eq!(joined.receiver.try_recv().unwrap().id, id);
+            assert_eq!(joined.subscription.try_next().unwrap().unwrap().id, id);
         }
         let late = layer.join(&room("a"), "bob", Format::Events, None);
         assert_eq!(
@@ -324,34 +325,36 @@ mod tests {
     fn presence_counts_names_and_announces_first_and_last() {
         let (layer, registry) = layer(3, 10);
         let mut watcher = layer.join(&room("a"), "watcher", Format::Events, None);
-        let _ = watcher.receiver.try_recv(); // own join
+        let _ = watcher.subscription.try_next(); // own join
         let one = layer.join(&room("a"), "alice", Format::Plain, None);
         let two = layer.join(&room("a"), "alice", Format::Plain, None);
         assert!(
             watcher
-                .receiver
-                .try_recv()
+                .subscription
+                .try_next()
+                .unwrap()
                 .unwrap()
                 .frame
                 .contains("alice joined")
         );
         assert!(
-            watcher.receiver.try_recv().is_err(),
+            watcher.subscription.try_next().unwrap().is_none(),
             "a second tab is not a second join"
         );
         assert_eq!(layer.rooms()[0].members, 2);
-        layer.leave(&room("a"), "alice", one.receiver);
-        assert!(watcher.receiver.try_recv().is_err());
-        layer.leave(&room("a"), "alice", two.receiver);
+        layer.leave(&room("a"), "alice", one.subscription);
+        assert!(watcher.subscription.try_next().unwrap().is_none());
+        layer.leave(&room("a"), "alice", two.subscription);
         assert!(
             watcher
-                .receiver
-                .try_recv()
+                .subscription
+                .try_next()
+                .unwrap()
                 .unwrap()
                 .frame
                 .contains("alice left")
         );
-        layer.leave(&room("a"), "watcher", watcher.receiver);
+        layer.leave(&room("a"), "watcher", watcher.subscription);
         assert!(registry.is_empty());
         assert!(layer.rooms().is_empty());
         assert_eq!(
@@ -367,7 +370,7 @@ mod tests {
         for name in ["a", "b", "c"] {
             let joined = layer.join(&room(name), "alice", Format::Plain, None);
             say(&layer, name, "hello");
-            layer.leave(&room(name), "alice", joined.receiver);
+            layer.leave(&room(name), "alice", joined.subscription);
         }
         assert!(registry.is_empty());
         assert_eq!(layer.stored_rooms(), 2, "the oldest idle room was evicted");

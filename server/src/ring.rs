@@ -1,0 +1,410 @@
+//! A room's event ring: every published event is stored once and read by
+//! each subscriber at its own pace, so that the ring is every subscriber's
+//! bounded outbound queue at once.
+//!
+//! Unlike `tokio::sync::broadcast`, whose slots are all allocated when the
+//! channel is created, this ring holds only what some subscriber has not
+//! read yet: an idle room costs a few bytes, not `capacity` slots, so a
+//! server with thousands of small rooms stays small. Each slot counts the
+//! subscribers that still have to read it and is freed when the last one
+//! has. A subscriber that falls `capacity` events behind finds its next
+//! event evicted and gets [`Lagged`].
+//!
+//! Waiting uses one [`Notify`] per ring: a publish wakes every subscriber
+//! that is waiting, and each one then reads what is queued for it.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::rooms::lock;
+
+/// The two serialisations of one published event.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    /// The chat message id, or 0 for events that have none (join, leave,
+    /// nick). Sessions use it to skip what the welcome's history held.
+    pub id: u64,
+    /// The typed event, for clients that opted in.
+    pub events: Utf8Bytes,
+    /// `{"message": text}` for plain clients; `None` for events plain
+    /// clients never see (join, leave, nick).
+    pub plain: Option<Utf8Bytes>,
+}
+
+/// One event for one subscriber, in its format.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// See [`Frames::id`].
+    pub id: u64,
+    /// The JSON text frame.
+    pub frame: Utf8Bytes,
+}
+
+/// Which stream a subscriber reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Typed events (`chat.v2` subprotocol or `?v=2`).
+    Events,
+    /// The tutorial's plain frames.
+    Plain,
+}
+
+/// The subscriber fell this many events behind and missed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lagged(pub u64);
+
+#[derive(Debug)]
+struct Slot {
+    frames: Frames,
+    /// Subscribers that have not read this slot yet.
+    unread: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: VecDeque<Slot>,
+    /// The position of `slots[0]`; positions only grow.
+    base: u64,
+    /// Slots before this position were evicted while someone still had to
+    /// read them (as opposed to released once read by all who needed them).
+    evicted_to: u64,
+    /// Subscribers reading typed events.
+    events_readers: u32,
+    /// Subscribers reading plain frames.
+    plain_readers: u32,
+}
+
+impl State {
+    fn end(&self) -> u64 {
+        self.base + self.slots.len() as u64
+    }
+
+    fn readers_of(&self, frames: &Frames) -> u32 {
+        self.events_readers
+            + if frames.plain.is_some() {
+                self.plain_readers
+            } else {
+                0
+            }
+    }
+
+    /// Frees slots every subscriber has read.
+    fn release_read(&mut self) {
+        while self.slots.front().is_some_and(|slot| slot.unread == 0) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        if self.slots.is_empty() && self.slots.capacity() > SHRINK_ABOVE {
+            self.slots.shrink_to(SHRINK_ABOVE / 4);
+        }
+    }
+}
+
+/// An empty ring keeps at most this many slots of capacity.
+const SHRINK_ABOVE: usize = 256;
+
+/// A room's ring. Shared by the registry and the room's subscribers.
+#[derive(Debug)]
+pub struct Ring {
+    state: Mutex<State>,
+    notify: Notify,
+    capacity: usize,
+}
+
+impl Ring {
+    /// A ring whose subscribers may fall `capacity` events behind.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    /// A new subscriber, reading from the next event published.
+    pub fn subscribe(self: &Arc<Self>, format: Format) -> Subscription {
+        let mut state = lock(&self.state);
+        match format {
+            Format::Events => state.events_readers += 1,
+            Format::Plain => state.plain_readers += 1,
+        }
+        let cursor = state.end();
+        Subscription {
+            ring: Arc::clone(self),
+            cursor,
+            format,
+        }
+    }
+
+    /// Stores `frames` for every current subscriber and wakes them.
+    /// Returns how many subscribers will read it.
+    pub fn publish(&self, frames: Frames) -> usize {
+        let mut state = lock(&self.state);
+        let readers = state.readers_of(&frames);
+        if readers == 0 {
+            return 0;
+        }
+        if state.slots.len() >= self.capacity {
+            // The oldest event is still unread by someone: that subscriber
+            // is now `capacity` behind and will find it gone (Lagged).
+            state.slots.pop_front();
+            state.base += 1;
+            state.evicted_to = state.base;
+        }
+        state.slots.push_back(Slot {
+            frames,
+            unread: readers,
+        });
+        drop(state);
+        self.notify.notify_waiters();
+        readers as usize
+    }
+
+    /// Current subscribers.
+    pub fn subscribers(&self) -> usize {
+        let state = lock(&self.state);
+        (state.events_readers + state.plain_readers) as usize
+    }
+
+    /// Events stored and not yet read by every subscriber.
+    pub fn stored(&self) -> usize {
+        lock(&self.state).slots.len()
+    }
+}
+
+/// One subscriber's place in a ring. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    ring: Arc<Ring>,
+    /// The position of the next event to read.
+    cursor: u64,
+    format: Format,
+}
+
+impl Subscription {
+    /// The next queued event, if any, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Lagged`] when events this subscriber had not read were evicted.
+    pub fn try_next(&mut self) -> Result<Option<Delivery>, Lagged> {
+        let mut state = lock(&self.ring.state);
+        if self.cursor < state.evicted_to {
+            return Err(Lagged(state.evicted_to - self.cursor));
+        }
+        // Slots released before this reader got to them were ones it did
+        // not need (events-only slots, for a plain reader).
+        self.cursor = self.cursor.max(state.base);
+        loop {
+            // `cursor - base` is below the ring's length here, which is a usize.
+            let index = usize::try_from(self.cursor - state.base).unwrap_or(usize::MAX);
+            let Some(slot) = state.slots.get_mut(index) else {
+                return Ok(None);
+            };
+            self.cursor += 1;
+            let frame = match self.format {
+                Format::Events => Some(&slot.frames.events),
+                Format::Plain => slot.frames.plain.as_ref(),
+            };
+            // Plain readers were never counted for events-only slots.
+            let Some(frame) = frame.cloned() else {
+                continue;
+            };
+            let id = slot.frames.id;
+            slot.unread -= 1;
+            if slot.unread == 0 && index == 0 {
+                state.release_read();
+            }
+            return Ok(Some(Delivery { id, frame }));
+        }
+    }
+
+    /// Waits for the next event.
+    ///
+    /// Cancel-safe: nothing is consumed until it is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Lagged`] when events this subscriber had not read were evicted.
+    pub async fn next(&mut self) -> Result<Delivery, Lagged> {
+        let ring = Arc::clone(&self.ring);
+        loop {
+            // Register for the wake-up before looking, so that a publish
+            // between the look and the wait is not missed.
+            let mut notified = pin!(ring.notify.notified());
+            notified.as_mut().enable();
+            if let Some(delivery) = self.try_next()? {
+                return Ok(delivery);
+            }
+            notified.await;
+        }
+    }
+
+    /// Events queued for this subscriber and not read yet.
+    pub fn backlog(&self) -> u64 {
+        lock(&self.ring.state).end().saturating_sub(self.cursor)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = lock(&self.ring.state);
+        match self.format {
+            Format::Events => state.events_readers -= 1,
+            Format::Plain => state.plain_readers -= 1,
+        }
+        let skip = usize::try_from(self.cursor.saturating_sub(state.base)).unwrap_or(usize::MAX);
+        let format = self.format;
+        for slot in state.slots.iter_mut().skip(skip) {
+            if format == Format::Events || slot.frames.plain.is_some() {
+                slot.unread -= 1;
+            }
+        }
+        state.release_read();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: u64) -> Frames {
+        Frames {
+            id,
+            events: format!("e{id}").into(),
+            plain: Some(format!("p{id}").into()),
+        }
+    }
+
+    fn notice() -> Frames {
+        Frames {
+            id: 0,
+            events: "notice".into(),
+            plain: None,
+        }
+    }
+
+    #[test]
+    fn each_format_reads_its_own_frames_in_order() {
+        let ring = Ring::new(8);
+        let mut events = ring.subscribe(Format::Events);
+        let mut plain = ring.subscribe(Format::Plain);
+        assert_eq!(ring.publish(chat(1)), 2);
+        assert_eq!(ring.publish(notice()), 1);
+        assert_eq!(ring.publish(chat(2)), 2);
+        let read = |s: &mut Subscription| {
+            std::iter::from_fn(|| s.try_next().unwrap())
+                .map(|d| d.frame.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(&mut events), ["e1", "notice", "e2"]);
+        assert_eq!(read(&mut plain), ["p1", "p2"]);
+        assert_eq!(ring.stored(), 0, "every slot read is freed");
+    }
+
+    #[test]
+    fn a_late_subscriber_starts_at_the_next_event() {
+        let ring = Ring::new(8);
+        let _early = ring.subscribe(Format::Events);
+        ring.publish(chat(1));
+        let mut late = ring.subscribe(Format::Events);
+        assert!(late.try_next().unwrap().is_none());
+        ring.publish(chat(2));
+        assert_eq!(late.try_next().unwrap().unwrap().id, 2);
+    }
+
+    #[test]
+    fn nothing_is_stored_without_subscribers_and_dropping_frees() {
+        let ring = Ring::new(8);
+        assert_eq!(ring.publish(chat(1)), 0);
+        assert_eq!(ring.stored(), 0);
+        let reader = ring.subscribe(Format::Plain);
+        ring.publish(chat(2));
+        ring.publish(notice());
+        assert_eq!(
+            ring.stored(),
+            1,
+            "events-only slots are not kept for plain readers"
+        );
+        drop(reader);
+        assert_eq!(ring.stored(), 0);
+        assert_eq!(ring.subscribers(), 0);
+    }
+
+    #[test]
+    fn a_reader_that_falls_capacity_behind_lags_and_the_ring_stays_bounded() {
+        let ring = Ring::new(4);
+        let mut slow = ring.subscribe(Format::Events);
+        let mut fast = ring.subscribe(Format::Events);
+        for id in 1..=10 {
+            ring.publish(chat(id));
+            assert_eq!(fast.try_next().unwrap().unwrap().id, id);
+            assert!(ring.stored() <= 4);
+        }
+        assert_eq!(slow.backlog(), 10);
+        assert!(matches!(slow.try_next(), Err(Lagged(6))));
+        drop(slow);
+        assert_eq!(ring.stored(), 0);
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_a_publish() {
+        let ring = Ring::new(4);
+        let mut reader = ring.subscribe(Format::Plain);
+        let publisher = {
+            let ring = Arc::clone(&ring);
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                ring.publish(chat(7));
+            })
+        };
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivery.frame.as_str(), "p7");
+        publisher.await.unwrap();
+    }
+
+    #[test]
+    fn many_threads_publish_and_read_without_loss() {
+        let ring = Ring::new(1 << 16);
+        let readers: Vec<_> = (0..4).map(|_| ring.subscribe(Format::Events)).collect();
+        let publishers: Vec<_> = (0..4u64)
+            .map(|p| {
+                let ring = Arc::clone(&ring);
+                std::thread::spawn(move || {
+                    for n in 0..1000 {
+                        ring.publish(chat(p * 10_000 + n));
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = readers
+            .into_iter()
+            .map(|mut reader| {
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while seen.len() < 4000 {
+                        if let Some(d) = reader.try_next().unwrap() {
+                            seen.push(d.id);
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.join().unwrap();
+        }
+        let orders: Vec<Vec<u64>> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        for order in &orders {
+            assert_eq!(order, &orders[0], "one order for all");
+        }
+        assert_eq!(ring.stored(), 0);
+    }
+}
