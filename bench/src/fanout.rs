@@ -170,6 +170,11 @@ impl Shared {
 
     fn connect_failed(&self, error: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        self.record_error(error);
+    }
+
+    /// Keeps the first error of the run for the report.
+    fn record_error(&self, error: &str) {
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert_with(|| error.to_owned());
         }
@@ -285,6 +290,7 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         out_of_order: counts.out_of_order,
         errors: counts.errors,
         foreign: counts.foreign,
+        first_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
         stopped_by: timed.stopped_by.to_owned(),
         duration_s: secs,
         send_rate: timed

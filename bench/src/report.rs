@@ -151,6 +151,9 @@ pub struct FanoutReport {
     pub errors: u64,
     /// Messages that were not chat-bench's, or reached the wrong room.
     pub foreign: u64,
+    /// The first error, if any (e.g. the server's close code and reason).
+    #[serde(default)]
+    pub first_error: Option<String>,
     /// Why the timed phase ended: `complete` (every delivery made), `drain`
     /// (nothing more arrived for the drain time) or `max-time` (sending was
     /// cut short by the time limit, then drained).
@@ -298,6 +301,12 @@ impl FanoutReport {
             (
                 "errors / foreign",
                 format!("{} / {}", self.errors, self.foreign),
+            ),
+            (
+                "first error",
+                self.first_error
+                    .clone()
+                    .unwrap_or_else(|| "none".to_owned()),
             ),
             ("stopped by", self.stopped_by.clone()),
         ];

@@ -259,6 +259,22 @@ pub fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) 
     }
 }
 
+/// A close frame's payload as text: `1008 slow consumer`, or `no code`.
+pub fn describe_close(payload: &[u8]) -> String {
+    match payload {
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let reason = String::from_utf8_lossy(reason);
+            if reason.is_empty() {
+                code.to_string()
+            } else {
+                format!("{code} {reason}")
+            }
+        }
+        _ => "no code".to_owned(),
+    }
+}
+
 /// A fresh masking key: clients must mask, and a key that varies keeps
 /// the server's unmasking honest.
 pub fn mask_key() -> [u8; 4] {
@@ -305,6 +321,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn describes_close_frames() {
+        assert_eq!(
+            describe_close(b"\x03\xf0slow consumer"),
+            "1008 slow consumer"
+        );
+        assert_eq!(describe_close(b"\x03\xe8"), "1000");
+        assert_eq!(describe_close(b""), "no code");
     }
 
     #[test]

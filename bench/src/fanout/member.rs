@@ -273,6 +273,7 @@ impl Member {
         if phase != Phase::Stop {
             tracing::debug!(room = self.room, index = self.index, %error, "connection failed");
             self.counts.errors += 1;
+            shared.record_error(&error.to_string());
         }
         if let Some(sender) = &mut self.sender {
             if sender.sent < sender.quota {
@@ -395,7 +396,7 @@ impl Member {
         bytes: &[u8],
         local: &mut Shard,
         shared: &Shared,
-    ) -> (usize, Option<&'static str>) {
+    ) -> (usize, Option<String>) {
         let recv_ns = shared.now_ns();
         let was_warm = self.warm;
         let mut used = 0;
@@ -407,7 +408,7 @@ impl Member {
                 Ok(None) => break,
                 Err(error) => {
                     tracing::debug!(%error, "bad frame from server");
-                    end = Some("broken frame from the server");
+                    end = Some(format!("broken frame from the server: {error}"));
                     used = bytes.len();
                     break;
                 }
@@ -433,7 +434,10 @@ impl Member {
                 }
                 (OP_PONG, _) => {}
                 (OP_CLOSE, _) => {
-                    end = Some("close frame from the server");
+                    end = Some(format!(
+                        "close frame from the server: {}",
+                        crate::wire::describe_close(frame.payload)
+                    ));
                     used = bytes.len();
                     break;
                 }
