@@ -16,9 +16,9 @@
 #
 # What it does: builds chat-bench and chat-server in release mode (the
 # normal workspace target dir), installs the peers (bench/peers/install.sh),
-# then for each server and each workload starts the server fresh on a free
-# loopback port, pinned to CPU 0, runs chat-bench pinned to CPU 1 (--runs
-# times), and stops the server by its PID. Reports go to
+# then for each server, workload and run starts the server fresh on a free
+# loopback port, pinned to CPU 0, runs chat-bench pinned to CPU 1, and stops
+# the server by its PID. Reports go to
 # bench/results/<UTC stamp>/<server>/<workload>-<run>.json, the final table
 # to bench/results/<stamp>/table.md and stdout. A server that cannot be
 # built, installed or started is reported in the table, not fatal.
@@ -238,14 +238,16 @@ for name in "${server_list[@]}"; do
         continue
     fi
     for workload in "${workload_list[@]}"; do
-        if ! start_server "$name" "$out/$name/$workload-server.log"; then
-            log "$name: did not start (see $out/$name/$workload-server.log)"
-            echo "did not start for $workload (see $workload-server.log)" >>"$out/$name/FAILED"
-            continue
-        fi
         args="$(workload_args "$workload" "$name")"
         echo "chat-bench $args --url ws://127.0.0.1:PORT --server-pid PID --json" >"$out/$name/$workload-command.txt"
+        # A fresh server for every run: memory figures start from a clean
+        # process, and one run's leftovers cannot slow the next.
         for ((i = 1; i <= runs; i++)); do
+            if ! start_server "$name" "$out/$name/$workload-$i-server.log"; then
+                log "$name: did not start (see $out/$name/$workload-$i-server.log)"
+                echo "did not start for $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
+                continue
+            fi
             log "$name: $workload run $i/$runs (pid $server_pid, port $port)"
             report="$out/$name/$workload-$i.json"
             # shellcheck disable=SC2086
@@ -256,13 +258,12 @@ for name in "${server_list[@]}"; do
                 rm -f "$report"
             fi
             if ! kill -0 "$server_pid" 2>/dev/null; then
-                log "$name: the server died during $workload"
-                echo "died during $workload (see $workload-server.log)" >>"$out/$name/FAILED"
+                log "$name: the server died during $workload run $i"
+                echo "died during $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
                 server_pid=""
-                break
             fi
+            stop_server
         done
-        stop_server
     done
 done
 

@@ -161,8 +161,17 @@ pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
                 .map_or(stem.as_str(), |(w, _)| w)
                 .to_owned();
             let text = std::fs::read_to_string(&file)?;
-            let report: Report = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", file.display()))?;
+            let report: Report = match serde_json::from_str(&text) {
+                Ok(report) => report,
+                Err(error) => {
+                    // An interrupted run leaves an empty or partial file.
+                    notes.push(format!(
+                        "- {server}: {} is not a report ({error})",
+                        file.display()
+                    ));
+                    continue;
+                }
+            };
             *runs.entry((workload.clone(), server.clone())).or_default() += 1;
             for f in figures(&report) {
                 let key = (workload.clone(), f.name);
@@ -250,7 +259,11 @@ pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
         .collect();
     let _ = writeln!(out, "Runs: {}.", counts.join(", "));
     if !notes.is_empty() {
-        let _ = writeln!(out, "\nNot measured:\n{}", notes.join("\n"));
+        let _ = writeln!(
+            out,
+            "\nFailures (whole servers or single runs):\n{}",
+            notes.join("\n")
+        );
     }
     Ok(out)
 }

@@ -39,6 +39,8 @@ struct Sender {
     sent: u64,
     /// Own messages received back.
     echoed: u64,
+    /// Most messages in flight.
+    window: u32,
     /// Rate mode: time between two of this sender's messages.
     interval: Option<Duration>,
     /// When the run started (rate schedule), set on entering `Run`.
@@ -145,6 +147,7 @@ impl Member {
                 quota: cfg.quota(id),
                 sent: 0,
                 echoed: 0,
+                window: cfg.window,
                 interval: cfg.rate.map(|rate| {
                     Duration::from_secs_f64(f64::from(cfg.senders) / rate.max(f64::MIN_POSITIVE))
                 }),
@@ -292,6 +295,12 @@ impl Member {
         }
         let interval = sender.interval?;
         let start = sender.start?;
+        // A full window is freed by the sender's own echo (a read), not by
+        // the clock: waking on an overdue schedule would spin.
+        let in_flight = sender.sent - sender.echoed.min(sender.sent);
+        if in_flight >= u64::from(sender.window) {
+            return None;
+        }
         let scheduled = u32::try_from(sender.sent).ok()?;
         Some(start + interval.saturating_mul(scheduled))
     }
