@@ -175,6 +175,7 @@ pub struct ConnectOptions {
     name: Option<UserName>,
     origin: Origin,
     since: Option<u64>,
+    epoch: Option<String>,
     events: bool,
     token: Option<String>,
     tls: TlsOptions,
@@ -195,6 +196,7 @@ impl ConnectOptions {
             name: None,
             origin: Origin::Server,
             since: None,
+            epoch: None,
             events: true,
             token: None,
             tls: TlsOptions::default(),
@@ -221,6 +223,15 @@ impl ConnectOptions {
     #[must_use]
     pub fn since(mut self, last_seen_id: Option<u64>) -> Self {
         self.since = last_seen_id;
+        self
+    }
+
+    /// The epoch of the welcome in which `since` was seen (see
+    /// [`crate::Welcome::epoch`]): the server ignores `since` from another
+    /// epoch instead of misreading it.
+    #[must_use]
+    pub fn epoch(mut self, epoch: Option<String>) -> Self {
+        self.epoch = epoch;
         self
     }
 
@@ -395,6 +406,9 @@ impl Client {
             }
             if let Some(since) = options.since {
                 query.append_pair("since", &since.to_string());
+                if let Some(epoch) = &options.epoch {
+                    query.append_pair("epoch", epoch);
+                }
             }
         }
         if url.query() == Some("") {

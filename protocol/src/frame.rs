@@ -342,6 +342,12 @@ pub struct Welcome {
     /// history and cannot be recovered (0 means nothing was missed).
     #[serde(default)]
     pub missed: u64,
+    /// Names the room's id sequence. Ids are comparable only within one
+    /// epoch: when it differs from the one a client saw (the server's
+    /// rooms were reset, e.g. an in-memory server restarted), the client's
+    /// last id means nothing here and `since` was ignored.
+    #[serde(default)]
+    pub epoch: String,
     /// Server time in unix milliseconds.
     #[serde(default)]
     pub ts: u64,
@@ -609,6 +615,7 @@ mod tests {
             }],
             last_id: 1,
             missed: 0,
+            epoch: "e1".into(),
             ts: 3,
         });
         let json = welcome.to_json();

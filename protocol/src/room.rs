@@ -42,6 +42,12 @@ pub enum RoomNameError {
         /// The length of the refused name, in characters.
         len: usize,
     },
+    /// The name is `.` or `..`, which URLs resolve as paths, so no browser
+    /// or URL library could reach the room.
+    #[error(
+        "the room name {0:?} cannot appear in a URL; {ROOM_NAME_RULE}, and not just '.' or '..'"
+    )]
+    DotSegment(&'static str),
     /// The name holds a character outside the allowed set.
     #[error("the room name contains {character:?}, which is not allowed; {ROOM_NAME_RULE}")]
     InvalidCharacter {
@@ -84,6 +90,11 @@ pub fn validate_room_name(name: &str) -> Result<(), RoomNameError> {
     }
     if let Some(character) = name.chars().find(|c| !is_room_name_char(*c)) {
         return Err(RoomNameError::InvalidCharacter { character });
+    }
+    match name {
+        "." => return Err(RoomNameError::DotSegment(".")),
+        ".." => return Err(RoomNameError::DotSegment("..")),
+        _ => {}
     }
     // Every character is ASCII here, so bytes and characters agree.
     if name.len() > ROOM_NAME_MAX_LEN {
@@ -147,7 +158,15 @@ mod tests {
 
     #[test]
     fn accepts_the_channels_group_alphabet() {
-        for name in ["lobby", "a", "A-b_c.9", &"x".repeat(100), "..", "-"] {
+        for name in [
+            "lobby",
+            "a",
+            "A-b_c.9",
+            &"x".repeat(100),
+            "...",
+            "-",
+            ".hidden",
+        ] {
             assert!(RoomName::new(name).is_ok(), "{name:?} should be valid");
         }
     }
@@ -155,6 +174,8 @@ mod tests {
     #[test]
     fn refuses_everything_else_with_a_reason() {
         assert_eq!(RoomName::new(""), Err(RoomNameError::Empty));
+        assert_eq!(RoomName::new("."), Err(RoomNameError::DotSegment(".")));
+        assert_eq!(RoomName::new(".."), Err(RoomNameError::DotSegment("..")));
         assert_eq!(
             RoomName::new("x".repeat(101)),
             Err(RoomNameError::TooLong { len: 101 })

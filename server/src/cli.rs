@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chat_server::Config;
+use chat_server::{Config, RedisConfig};
 use clap::Parser;
 
 /// A WebSocket chat room server, wire-compatible with the Django Channels
@@ -12,7 +12,8 @@ use clap::Parser;
 ///
 /// Serves the room picker at /chat/, a chat page at /chat/<room>/, the
 /// WebSocket endpoint /ws/chat/<room>/, the active rooms at /api/rooms and
-/// a health check at /healthz. Rooms live in memory.
+/// a health check at /healthz. Rooms live in memory, or, with --redis, in
+/// a Redis shared by several instances behind a load balancer.
 ///
 /// Every flag can also be set through the environment variable named in
 /// its help. Log verbosity comes from RUST_LOG (default: info), e.g.
@@ -53,6 +54,28 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub write_timeout: u64,
 
+    /// Share rooms with other chat-server instances through this Redis
+    /// (redis://[:PASSWORD@]HOST:PORT/DB). Without it, rooms live in this
+    /// process's memory.
+    #[arg(long, env = "CHAT_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key and channel, so that several deployments
+    /// can share one Redis.
+    #[arg(
+        long,
+        env = "CHAT_REDIS_PREFIX",
+        default_value = "chat",
+        value_name = "PREFIX"
+    )]
+    pub redis_prefix: String,
+
+    /// With --redis: seconds a crashed instance's members stay listed
+    /// before they expire (live instances refresh theirs every third of it).
+    #[arg(long, env = "CHAT_PRESENCE_TTL", default_value_t = 15, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub presence_ttl: u64,
+
     /// Empty rooms whose history is kept in memory; past this, the rooms
     /// empty the longest are forgotten.
     #[arg(
@@ -73,6 +96,12 @@ impl Cli {
             max_idle_rooms: self.idle_rooms,
             queue_len: self.queue as usize,
             write_timeout: Duration::from_secs(self.write_timeout),
+            redis: self.redis.as_ref().map(|url| RedisConfig {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+                presence_ttl: Duration::from_secs(self.presence_ttl),
+                ..RedisConfig::new(url.clone())
+            }),
             ..Config::default()
         }
     }

@@ -3,6 +3,7 @@
 //! on lives (message ids, history, presence).
 //!
 //! * [`MemoryLayer`]: one instance, everything in-process (the default).
+//! * [`RedisLayer`]: several instances share rooms through Redis.
 //!
 //! Every layer delivers through the local [`RoomRegistry`], so a session
 //! only ever reads its room's ring, whatever the layer.
@@ -12,16 +13,19 @@
 //! dynamic dispatch.
 
 mod memory;
+mod redis;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use chat_protocol::{ChatEvent, RoomName, RoomSummary};
+use chat_protocol::{
+    ChatEvent, NickChange, Presence, RoomName, RoomSummary, ServerEvent, unix_millis,
+};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::MemoryLayer;
+pub use redis::{RedisConfig, RedisLayer};
 
 use crate::ring::{Format, Frames, Subscription};
-use crate::rooms::RoomRegistry;
 
 /// Why the layer could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,18 @@ pub enum LayerError {
     /// The shared backend cannot be reached now; try again later.
     #[error("the message bus is unavailable: {0}")]
     Unavailable(String),
+    /// The backend could not be set up at start.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A reconnecting client's place in a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The last message id the client saw.
+    pub since: u64,
+    /// The epoch that id belongs to, if the client knows it.
+    pub epoch: Option<String>,
 }
 
 /// What a session gets on joining a room.
@@ -47,6 +63,10 @@ pub struct Joined {
     pub last_id: u64,
     /// With `since`: messages after it that history no longer holds.
     pub missed: u64,
+    /// The epoch of the room's id sequence.
+    pub epoch: String,
+    /// Something the joiner should be told (e.g. history is unavailable).
+    pub notice: Option<String>,
 }
 
 /// A chat message to publish; the layer stamps the id and time.
@@ -60,21 +80,27 @@ pub struct Draft {
     pub emote: bool,
 }
 
+/// The layer's state, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Which layer.
+    pub layer: &'static str,
+    /// Whether the layer can deliver now.
+    pub ok: bool,
+    /// What is wrong, when something is.
+    pub detail: Option<String>,
+}
+
 /// The layer behind every room.
 #[derive(Debug, Clone)]
 pub enum Layer {
     /// In-process rooms.
     Memory(MemoryLayer),
+    /// Rooms shared through Redis.
+    Redis(RedisLayer),
 }
 
-// The methods are async for the Redis layer, which talks to Redis.
-#[allow(clippy::unused_async)]
 impl Layer {
-    /// An in-process layer delivering through `registry`.
-    pub fn memory(registry: Arc<RoomRegistry>, history_len: usize, max_idle_rooms: usize) -> Self {
-        Self::Memory(MemoryLayer::new(registry, history_len, max_idle_rooms))
-    }
-
     /// Joins `user` to `room`: subscribes in `format`, records presence,
     /// announces the join, and returns the welcome's contents.
     pub async fn join(
@@ -82,10 +108,11 @@ impl Layer {
         room: &RoomName,
         user: &str,
         format: Format,
-        since: Option<u64>,
+        resume: Option<Resume>,
     ) -> Result<Joined, LayerError> {
         match self {
-            Self::Memory(layer) => Ok(layer.join(room, user, format, since)),
+            Self::Memory(layer) => Ok(layer.join(room, user, format, resume.as_ref())),
+            Self::Redis(layer) => Ok(layer.join(room, user, format, resume.as_ref()).await),
         }
     }
 
@@ -94,6 +121,7 @@ impl Layer {
     pub async fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
         match self {
             Self::Memory(layer) => layer.leave(room, user, subscription),
+            Self::Redis(layer) => layer.leave(room, user, subscription).await,
         }
     }
 
@@ -104,6 +132,7 @@ impl Layer {
                 layer.publish(room, draft);
                 Ok(())
             }
+            Self::Redis(layer) => layer.publish(room, draft).await,
         }
     }
 
@@ -114,6 +143,7 @@ impl Layer {
                 layer.rename(room, old, new);
                 Ok(())
             }
+            Self::Redis(layer) => layer.rename(room, old, new).await,
         }
     }
 
@@ -121,6 +151,19 @@ impl Layer {
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, LayerError> {
         match self {
             Self::Memory(layer) => Ok(layer.rooms()),
+            Self::Redis(layer) => layer.rooms().await,
+        }
+    }
+
+    /// Whether the layer can deliver now.
+    pub fn health(&self) -> Health {
+        match self {
+            Self::Memory(_) => Health {
+                layer: "memory",
+                ok: true,
+                detail: None,
+            },
+            Self::Redis(layer) => layer.health(),
         }
     }
 
@@ -128,14 +171,123 @@ impl Layer {
     pub fn stored_rooms(&self) -> usize {
         match self {
             Self::Memory(layer) => layer.stored_rooms(),
+            Self::Redis(layer) => layer.stored_rooms(),
         }
     }
+}
+
+/// Display names present in a room, and how many connections use each.
+#[derive(Debug, Default)]
+pub(crate) struct NameCounts(BTreeMap<String, usize>);
+
+impl NameCounts {
+    /// Counts one more connection of `name`; true if it is the first.
+    pub(crate) fn add(&mut self, name: &str) -> bool {
+        let count = self.0.entry(name.to_owned()).or_default();
+        *count += 1;
+        *count == 1
+    }
+
+    /// Counts one connection of `name` less; true if it was the last.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        match self.0.get_mut(name) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                self.0.remove(name);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A join or leave notice.
+pub(crate) fn presence_event(joined: bool, room: &RoomName, user: &str) -> ServerEvent {
+    let presence = Presence {
+        message: format!("{user} {}", if joined { "joined" } else { "left" }),
+        user: user.to_owned(),
+        room: room.clone(),
+        ts: unix_millis(),
+    };
+    if joined {
+        ServerEvent::Join(presence)
+    } else {
+        ServerEvent::Leave(presence)
+    }
+}
+
+/// What a rename looks like to the room. A connection renamed from `old`
+/// to `new`; `old_gone` says no connection uses `old` any more,
+/// `new_first` that none used `new` before. When another tab still uses
+/// the old name, the room sees a join of the new one rather than a nick
+/// change that would wrongly take the old name off everyone's list.
+pub(crate) fn rename_events(
+    room: &RoomName,
+    old: &str,
+    new: &str,
+    old_gone: bool,
+    new_first: bool,
+) -> Vec<ServerEvent> {
+    match (old_gone, new_first) {
+        (true, true) => vec![ServerEvent::Nick(NickChange {
+            message: format!("{old} is now known as {new}"),
+            user: new.to_owned(),
+            old: old.to_owned(),
+            room: room.clone(),
+            ts: unix_millis(),
+        })],
+        (true, false) => vec![presence_event(false, room, old)],
+        (false, true) => vec![presence_event(true, room, new)],
+        (false, false) => Vec::new(),
+    }
+}
+
+/// The history a joiner gets from `history` (oldest first): all of it,
+/// or with a resume point in this epoch the messages after it, plus how
+/// many of those are gone.
+pub(crate) fn select_history(
+    history: Vec<ChatEvent>,
+    last_id: u64,
+    epoch: &str,
+    resume: Option<&Resume>,
+) -> (Vec<ChatEvent>, u64) {
+    let Some(resume) = resume else {
+        return (history, 0);
+    };
+    if resume.epoch.as_deref().is_some_and(|e| e != epoch) {
+        // Ids from another epoch mean nothing here: start afresh.
+        return (history, 0);
+    }
+    if resume.since >= last_id {
+        return (Vec::new(), 0);
+    }
+    let kept: Vec<ChatEvent> = history
+        .into_iter()
+        .filter(|e| e.id > resume.since)
+        .collect();
+    let first_kept = kept.first().map_or(last_id + 1, |e| e.id);
+    (kept, first_kept.saturating_sub(resume.since + 1))
 }
 
 /// Serialises a chat event in both formats: the typed event, and the plain
 /// frame byte for byte as Channels would send it.
 pub(crate) fn chat_frames(event: &ChatEvent) -> Frames {
-    let events = chat_protocol::ServerEvent::Chat(event.clone()).to_json();
+    let events = ServerEvent::Chat(event.clone()).to_json();
     let plain = chat_protocol::PlainMessage::encode(&event.message);
     Frames {
         id: event.id,
@@ -145,10 +297,87 @@ pub(crate) fn chat_frames(event: &ChatEvent) -> Frames {
 }
 
 /// Serialises an event that only typed clients see.
-pub(crate) fn events_only(event: &chat_protocol::ServerEvent) -> Frames {
+pub(crate) fn events_only(event: &ServerEvent) -> Frames {
     Frames {
         id: 0,
         events: Utf8Bytes::from(event.to_json()),
         plain: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: u64) -> ChatEvent {
+        ChatEvent {
+            message: id.to_string(),
+            user: "u".into(),
+            room: RoomName::new("r").unwrap(),
+            id,
+            ts: 0,
+            emote: false,
+        }
+    }
+
+    fn ids(events: &[ChatEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn history_selection_resumes_within_an_epoch_only() {
+        let history: Vec<ChatEvent> = (3..=5).map(chat).collect();
+        let resume = |since, epoch: Option<&str>| Resume {
+            since,
+            epoch: epoch.map(str::to_owned),
+        };
+        let (all, missed) = select_history(history.clone(), 5, "e", None);
+        assert_eq!((ids(&all), missed), (vec![3, 4, 5], 0));
+        let (after, missed) = select_history(history.clone(), 5, "e", Some(&resume(3, Some("e"))));
+        assert_eq!((ids(&after), missed), (vec![4, 5], 0));
+        let (gap, missed) = select_history(history.clone(), 5, "e", Some(&resume(0, None)));
+        assert_eq!((ids(&gap), missed), (vec![3, 4, 5], 2));
+        let (none, missed) = select_history(history.clone(), 5, "e", Some(&resume(5, Some("e"))));
+        assert_eq!((ids(&none), missed), (vec![], 0));
+        let (reset, missed) = select_history(history, 5, "e", Some(&resume(9, Some("old"))));
+        assert_eq!(
+            (ids(&reset), missed),
+            (vec![3, 4, 5], 0),
+            "another epoch: everything, afresh"
+        );
+    }
+
+    #[test]
+    fn renames_keep_every_members_list_right() {
+        let room = RoomName::new("r").unwrap();
+        let kinds = |events: Vec<ServerEvent>| {
+            events
+                .iter()
+                .map(|e| match e {
+                    ServerEvent::Nick(_) => "nick",
+                    ServerEvent::Join(_) => "join",
+                    ServerEvent::Leave(_) => "leave",
+                    _ => "other",
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(rename_events(&room, "a", "b", true, true)), ["nick"]);
+        assert_eq!(kinds(rename_events(&room, "a", "b", false, true)), ["join"]);
+        assert_eq!(
+            kinds(rename_events(&room, "a", "b", true, false)),
+            ["leave"]
+        );
+        assert!(rename_events(&room, "a", "b", false, false).is_empty());
+    }
+
+    #[test]
+    fn name_counts_report_first_and_last() {
+        let mut names = NameCounts::default();
+        assert!(names.add("a"));
+        assert!(!names.add("a"));
+        assert!(!names.remove("a"));
+        assert!(names.remove("a"));
+        assert!(!names.remove("a"));
+        assert!(names.is_empty());
     }
 }

@@ -35,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::layer::Layer;
+use crate::layer::{Layer, LayerError, MemoryLayer, RedisLayer};
+
 use crate::rooms::RoomRegistry;
+pub use layer::RedisConfig;
 
 pub use upgrade::socket_config;
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// How long shutdown waits for connections to close.
     pub shutdown_grace: Duration,
+    /// Share rooms with other instances through Redis; `None`: in memory.
+    pub redis: Option<RedisConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             queue_len: 1024,
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_millis(1500),
+            redis: None,
         }
     }
 }
@@ -80,6 +85,9 @@ pub enum ServerError {
     /// Reading the listener's address or serving failed.
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The layer (Redis) could not be set up.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
 }
 
 /// What every handler shares. Cheap to clone.
@@ -103,18 +111,37 @@ struct Shared {
 }
 
 impl AppState {
-    fn new(config: Config) -> Self {
+    /// Builds the state, connecting to the layer's backend first.
+    async fn new(config: Config) -> Result<Self, ServerError> {
         let registry = Arc::new(RoomRegistry::new(config.queue_len));
-        let layer = Layer::memory(registry.clone(), config.history_len, config.max_idle_rooms);
-        Self {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let layer = match &config.redis {
+            None => Layer::Memory(MemoryLayer::new(
+                registry.clone(),
+                config.history_len,
+                config.max_idle_rooms,
+            )),
+            Some(redis) => Layer::Redis(
+                RedisLayer::connect(
+                    redis.clone(),
+                    registry.clone(),
+                    config.history_len,
+                    &shutdown,
+                    &tracker,
+                )
+                .await?,
+            ),
+        };
+        Ok(Self {
             inner: Arc::new(Shared {
                 config,
                 registry,
                 layer,
-                shutdown: CancellationToken::new(),
-                tracker: TaskTracker::new(),
+                shutdown,
+                tracker,
             }),
-        }
+        })
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -153,7 +180,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(config);
+    let state = AppState::new(config).await?;
     let token = state.shutdown_token().clone();
     tokio::spawn({
         let token = token.clone();
@@ -223,11 +250,11 @@ pub struct ServerHandle {
 ///
 /// # Errors
 ///
-/// [`ServerError`] when the listener's address cannot be read.
-#[allow(clippy::unused_async)] // async so that a layer may connect to its backend first
+/// [`ServerError`] when the listener's address cannot be read, or the
+/// layer's backend (Redis) cannot be reached.
 pub async fn spawn(listener: TcpListener, config: Config) -> Result<ServerHandle, ServerError> {
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
+    let state = AppState::new(config).await?;
     let task = tokio::spawn(serve(listener, state.clone()));
     Ok(ServerHandle { addr, state, task })
 }

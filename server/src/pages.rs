@@ -151,12 +151,21 @@ async fn api_rooms(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn healthz() -> Response {
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({ "status": "ok" })),
-    )
-        .into_response()
+/// 200 when the server can deliver; 503 with the reason when its layer
+/// (Redis) is down, so a load balancer can route around it.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let health = state.layer().health();
+    let status = if health.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if health.ok { "ok" } else { "degraded" },
+        "layer": health.layer,
+        "detail": health.detail,
+    });
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 /// Fills `{{name}}` placeholders (and `{{v}}`, the asset version).

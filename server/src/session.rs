@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::layer::{Draft, Joined, Layer, LayerError};
+use crate::layer::{Draft, Joined, Layer, LayerError, Resume};
 use crate::ring::{Format, Lagged, Subscription};
 
 /// The socket type of an upgraded connection.
@@ -76,8 +76,8 @@ pub struct SessionParams {
     pub user: UserName,
     /// Typed events or plain frames.
     pub format: Format,
-    /// `?since=`: the last message id the client saw.
-    pub since: Option<u64>,
+    /// `?since=` (and `&epoch=`): where a reconnecting client left off.
+    pub resume: Option<Resume>,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
     /// How many messages the client may fall behind.
@@ -169,7 +169,7 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: Cancellati
         &session.params.room,
         session.params.user.as_str(),
         session.params.format,
-        session.params.since,
+        session.params.resume.take(),
     ))
     .await;
     let joined = match joined {
@@ -211,6 +211,8 @@ impl Session {
             history,
             last_id,
             missed,
+            epoch,
+            notice,
         } = joined;
         self.skip_through = last_id;
         if self.params.format == Format::Plain {
@@ -232,9 +234,14 @@ impl Session {
             history,
             last_id,
             missed,
+            epoch,
             ts: unix_millis(),
         });
-        match self.send_text(Utf8Bytes::from(welcome.to_json())).await {
+        let mut sent = self.send_text(Utf8Bytes::from(welcome.to_json())).await;
+        if let (Ok(()), Some(notice)) = (&sent, notice) {
+            sent = self.send_error(ErrorCode::Unavailable, notice).await;
+        }
+        match sent {
             Ok(()) => Ok(subscription),
             Err(end) => Err((end, subscription)),
         }
@@ -470,7 +477,10 @@ impl Session {
         };
         match published {
             Ok(()) => Ok(()),
-            Err(LayerError::Unavailable(reason)) => match self.params.format {
+            Err(LayerError::Unavailable(reason) | LayerError::Setup(reason)) => match self
+                .params
+                .format
+            {
                 Format::Events => {
                     self.send_error(
                         ErrorCode::Unavailable,

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
+use crate::layer::Resume;
 use crate::ring::Format;
 use crate::session::{self, SessionParams};
 
@@ -28,6 +29,8 @@ pub struct SocketQuery {
     name: Option<String>,
     /// Last message id seen, for recovery.
     since: Option<String>,
+    /// The epoch `since` belongs to.
+    epoch: Option<String>,
     /// `v=2` opts in to typed events.
     v: Option<String>,
 }
@@ -108,7 +111,10 @@ pub async fn ws_chat(
         room,
         user,
         format,
-        since,
+        resume: since.map(|since| Resume {
+            since,
+            epoch: query.epoch.clone(),
+        }),
         peer,
         queue_len: state.config().queue_len,
         write_timeout: state.config().write_timeout,

@@ -190,6 +190,8 @@ pub struct RoomState {
     pub connected_once: bool,
     /// The highest message id seen (for de-duplication).
     pub last_id: u64,
+    /// The epoch `last_id` belongs to (see `Welcome::epoch`), once known.
+    pub epoch: Option<String>,
     /// Messages received while not looked at.
     pub unread: usize,
     /// A message named the user while not looked at.
@@ -216,6 +218,7 @@ impl RoomState {
             mode: None,
             connected_once: false,
             last_id: 0,
+            epoch: None,
             unread: 0,
             mentioned: false,
             scroll: 0,
@@ -1179,7 +1182,12 @@ fn on_welcome(room: &mut RoomState, welcome: Welcome) -> Vec<Effect> {
         .iter()
         .map(|c| c.id)
         .fold(welcome.last_id, u64::max);
-    if newest < room.last_id {
+    let epoch_changed =
+        !welcome.epoch.is_empty() && room.epoch.as_deref().is_some_and(|e| e != welcome.epoch);
+    if !welcome.epoch.is_empty() {
+        room.epoch = Some(welcome.epoch.clone());
+    }
+    if epoch_changed || newest < room.last_id {
         // The server counts from scratch: it restarted without its history.
         // Its ids are new, so nothing it sends now is a duplicate.
         room.last_id = 0;

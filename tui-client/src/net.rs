@@ -77,6 +77,8 @@ struct Room {
     inbox: mpsc::UnboundedReceiver<RoomCommand>,
     out: mpsc::Sender<Msg>,
     since: Option<u64>,
+    /// The epoch `since` belongs to.
+    epoch: Option<String>,
 }
 
 impl Room {
@@ -109,6 +111,7 @@ impl Room {
             // and resuming from an old, higher id would skip its messages.
             ServerEvent::Welcome(w) => {
                 self.since = Some(w.history.iter().map(|c| c.id).fold(w.last_id, u64::max));
+                self.epoch = Some(w.epoch.clone()).filter(|e| !e.is_empty());
             }
             ServerEvent::Chat(c) if c.id > 0 => {
                 self.since = Some(self.since.map_or(c.id, |s| s.max(c.id)));
@@ -119,7 +122,11 @@ impl Room {
 
     /// Connects once; `Err` carries why it failed, or `Ok(None)` on Leave.
     async fn connect(&mut self) -> Result<Option<Client>, ClientError> {
-        let options = self.options.clone().since(self.since);
+        let options = self
+            .options
+            .clone()
+            .since(self.since)
+            .epoch(self.epoch.clone());
         let (server, name) = (self.server.clone(), self.name.clone());
         let connect = Client::connect(&server, &name, &options);
         tokio::pin!(connect);
@@ -212,6 +219,7 @@ async fn run(
         inbox,
         out,
         since: None,
+        epoch: None,
     };
     let mut backoff = Backoff::for_clients();
     let mut attempt: u32 = 0;

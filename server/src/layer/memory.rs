@@ -1,27 +1,32 @@
 //! The in-process layer: ids, history and presence in this process's
 //! memory, delivery straight into the local registry.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use chat_protocol::{
-    ChatEvent, NickChange, Presence, RoomName, RoomSummary, ServerEvent, unix_millis,
-};
+use chat_protocol::{ChatEvent, RoomName, RoomSummary, unix_millis};
 
-use super::{Draft, Joined, chat_frames, events_only};
+use super::{
+    Draft, Joined, NameCounts, Resume, chat_frames, events_only, presence_event, rename_events,
+    select_history,
+};
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
 
 /// Per-room state shared by the room's members.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RoomState {
+    /// Names this room's id sequence: the process's epoch and the room's
+    /// creation number, so that ids from before a restart (or before the
+    /// room was forgotten) are never mistaken for current ones.
+    epoch: String,
     /// The id of the latest message (0: none yet).
     last_id: u64,
     /// The latest messages, oldest first, at most `history_len`.
     history: VecDeque<ChatEvent>,
-    /// Display name -> number of connections using it.
-    members: BTreeMap<String, usize>,
-    /// When the room last became empty, as a tick of `MemoryInner::clock`;
+    /// Who is here.
+    members: NameCounts,
+    /// When the room last became empty, as a tick of `Rooms::clock`;
     /// `None` while it has members.
     emptied_at: Option<u64>,
 }
@@ -33,6 +38,8 @@ struct MemoryInner {
     history_len: usize,
     /// How many empty rooms keep their history.
     max_idle_rooms: usize,
+    /// Random per process: the first part of every room's epoch.
+    process_epoch: u32,
 }
 
 #[derive(Debug, Default)]
@@ -40,8 +47,28 @@ struct Rooms {
     by_name: HashMap<RoomName, RoomState>,
     /// Rooms with no members but with history.
     idle: usize,
-    /// Monotonic counter ordering rooms by when they became empty.
+    /// Monotonic counter ordering rooms by when they became empty, and
+    /// numbering room creations for epochs.
     clock: u64,
+}
+
+impl Rooms {
+    /// The state of `room`, created (with a fresh epoch) if needed.
+    fn entry(&mut self, room: &RoomName, process_epoch: u32) -> &mut RoomState {
+        if !self.by_name.contains_key(room) {
+            self.clock += 1;
+            let state = RoomState {
+                epoch: format!("{process_epoch:08x}.{}", self.clock),
+                last_id: 0,
+                history: VecDeque::new(),
+                members: NameCounts::default(),
+                emptied_at: None,
+            };
+            self.by_name.insert(room.clone(), state);
+        }
+        // Inserted just above when missing.
+        self.by_name.get_mut(room).unwrap_or_else(|| unreachable!())
+    }
 }
 
 /// In-process rooms. Cheap to clone.
@@ -64,6 +91,7 @@ impl MemoryLayer {
                 rooms: Mutex::new(Rooms::default()),
                 history_len,
                 max_idle_rooms,
+                process_epoch: fastrand::u32(..),
             }),
         }
     }
@@ -73,44 +101,43 @@ impl MemoryLayer {
         room: &RoomName,
         user: &str,
         format: Format,
-        since: Option<u64>,
+        resume: Option<&Resume>,
     ) -> Joined {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
         let (subscription, _) = inner.registry.subscribe(room, format);
         let rooms = &mut *rooms;
-        let state = rooms.by_name.entry(room.clone()).or_default();
-        if state.emptied_at.take().is_some() {
-            rooms.idle -= 1;
-        }
-        let count = state.members.entry(user.to_owned()).or_default();
-        *count += 1;
-        let first_of_name = *count == 1;
+        let state = rooms.entry(room, inner.process_epoch);
+        let was_idle = state.emptied_at.take().is_some();
+        let first_of_name = state.members.add(user);
         // Only typed clients get a welcome: a plain join costs no copies.
         let (members, history, missed) = match format {
             Format::Events => {
-                let (history, missed) = recent_history(&state.history, state.last_id, since);
-                (state.members.keys().cloned().collect(), history, missed)
+                let history = state.history.iter().cloned().collect();
+                let (history, missed) =
+                    select_history(history, state.last_id, &state.epoch, resume);
+                (state.members.names().cloned().collect(), history, missed)
             }
             Format::Plain => (Vec::new(), Vec::new(), 0),
         };
-        let last_id = state.last_id;
-        if first_of_name {
-            let join = ServerEvent::Join(Presence {
-                message: format!("{user} joined"),
-                user: user.to_owned(),
-                room: room.clone(),
-                ts: unix_millis(),
-            });
-            inner.registry.deliver(room, events_only(&join));
-        }
-        Joined {
+        let joined = Joined {
             subscription,
             members,
             history,
-            last_id,
+            last_id: state.last_id,
             missed,
+            epoch: state.epoch.clone(),
+            notice: None,
+        };
+        if was_idle {
+            rooms.idle -= 1;
         }
+        if first_of_name {
+            inner
+                .registry
+                .deliver(room, events_only(&presence_event(true, room, user)));
+        }
+        joined
     }
 
     pub(super) fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
@@ -122,25 +149,10 @@ impl MemoryLayer {
         let Some(state) = rooms.by_name.get_mut(room) else {
             return;
         };
-        let last_of_name = match state.members.get_mut(user) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
-            }
-            Some(_) => {
-                state.members.remove(user);
-                true
-            }
-            None => false,
-        };
-        if last_of_name {
-            let leave = ServerEvent::Leave(Presence {
-                message: format!("{user} left"),
-                user: user.to_owned(),
-                room: room.clone(),
-                ts: unix_millis(),
-            });
-            inner.registry.deliver(room, events_only(&leave));
+        if state.members.remove(user) {
+            inner
+                .registry
+                .deliver(room, events_only(&presence_event(false, room, user)));
         }
         if state.members.is_empty() {
             if state.history.is_empty() {
@@ -157,7 +169,7 @@ impl MemoryLayer {
     pub(super) fn publish(&self, room: &RoomName, draft: Draft) {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let state = rooms.by_name.entry(room.clone()).or_default();
+        let state = rooms.entry(room, inner.process_epoch);
         state.last_id += 1;
         let event = ChatEvent {
             message: draft.message,
@@ -183,22 +195,11 @@ impl MemoryLayer {
         let Some(state) = rooms.by_name.get_mut(room) else {
             return;
         };
-        match state.members.get_mut(old) {
-            Some(count) if *count > 1 => *count -= 1,
-            Some(_) => {
-                state.members.remove(old);
-            }
-            None => {}
+        let old_gone = state.members.remove(old);
+        let new_first = state.members.add(new);
+        for event in rename_events(room, old, new, old_gone, new_first) {
+            inner.registry.deliver(room, events_only(&event));
         }
-        *state.members.entry(new.to_owned()).or_default() += 1;
-        let nick = ServerEvent::Nick(NickChange {
-            message: format!("{old} is now known as {new}"),
-            user: new.to_owned(),
-            old: old.to_owned(),
-            room: room.clone(),
-            ts: unix_millis(),
-        });
-        inner.registry.deliver(room, events_only(&nick));
     }
 
     pub(super) fn rooms(&self) -> Vec<RoomSummary> {
@@ -219,24 +220,6 @@ impl MemoryLayer {
     pub(super) fn stored_rooms(&self) -> usize {
         lock(&self.inner.rooms).by_name.len()
     }
-}
-
-/// The history a joiner gets: the whole (bounded) history, or with `since`
-/// the messages after it, plus how many of those are gone.
-fn recent_history(
-    history: &VecDeque<ChatEvent>,
-    last_id: u64,
-    since: Option<u64>,
-) -> (Vec<ChatEvent>, u64) {
-    let Some(since) = since else {
-        return (history.iter().cloned().collect(), 0);
-    };
-    if since >= last_id {
-        return (Vec::new(), 0);
-    }
-    let kept: Vec<ChatEvent> = history.iter().filter(|e| e.id > since).cloned().collect();
-    let first_kept = kept.first().map_or(last_id + 1, |e| e.id);
-    (kept, first_kept.saturating_sub(since + 1))
 }
 
 /// Forgets the history of the longest-empty rooms beyond `max_idle_rooms`.
@@ -278,6 +261,14 @@ mod tests {
         );
     }
 
+    fn next_frame(joined: &mut Joined) -> Option<String> {
+        joined
+            .subscription
+            .try_next()
+            .unwrap()
+            .map(|d| d.frame.to_string())
+    }
+
     #[test]
     fn ids_increase_and_history_is_bounded() {
         let (layer, _) = layer(3, 10);
@@ -295,65 +286,49 @@ mod tests {
         );
         assert_eq!(late.last_id, 5);
         assert_eq!(late.members, vec!["alice".to_owned(), "bob".to_owned()]);
+        assert_eq!(late.epoch, joined.epoch);
     }
 
     #[test]
-    fn since_returns_exactly_what_was_missed() {
+    fn resume_returns_exactly_what_was_missed() {
         let (layer, _) = layer(3, 10);
-        let _keep = layer.join(&room("a"), "alice", Format::Plain, None);
+        let keep = layer.join(&room("a"), "alice", Format::Plain, None);
         for i in 1..=5 {
             say(&layer, "a", &i.to_string());
         }
-        let resumed = layer.join(&room("a"), "bob", Format::Events, Some(3));
+        let epoch = Some(keep.epoch.clone());
+        let resume = |since| Resume {
+            since,
+            epoch: epoch.clone(),
+        };
+        let resumed = layer.join(&room("a"), "bob", Format::Events, Some(&resume(3)));
         assert_eq!(
             resumed.history.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![4, 5]
         );
         assert_eq!(resumed.missed, 0);
-        let far = layer.join(&room("a"), "carol", Format::Events, Some(0));
-        assert_eq!(
-            far.history.iter().map(|e| e.id).collect::<Vec<_>>(),
-            vec![3, 4, 5]
-        );
+        let far = layer.join(&room("a"), "carol", Format::Events, Some(&resume(0)));
         assert_eq!(far.missed, 2);
-        let current = layer.join(&room("a"), "dave", Format::Events, Some(5));
-        assert!(current.history.is_empty());
-        assert_eq!(current.missed, 0);
     }
 
     #[test]
     fn presence_counts_names_and_announces_first_and_last() {
         let (layer, registry) = layer(3, 10);
         let mut watcher = layer.join(&room("a"), "watcher", Format::Events, None);
-        let _ = watcher.subscription.try_next(); // own join
+        assert!(next_frame(&mut watcher).unwrap().contains("watcher joined"));
         let one = layer.join(&room("a"), "alice", Format::Plain, None);
         let two = layer.join(&room("a"), "alice", Format::Plain, None);
-        assert!(
-            watcher
-                .subscription
-                .try_next()
-                .unwrap()
-                .unwrap()
-                .frame
-                .contains("alice joined")
-        );
-        assert!(
-            watcher.subscription.try_next().unwrap().is_none(),
+        assert!(next_frame(&mut watcher).unwrap().contains("alice joined"));
+        assert_eq!(
+            next_frame(&mut watcher),
+            None,
             "a second tab is not a second join"
         );
         assert_eq!(layer.rooms()[0].members, 2);
         layer.leave(&room("a"), "alice", one.subscription);
-        assert!(watcher.subscription.try_next().unwrap().is_none());
+        assert_eq!(next_frame(&mut watcher), None);
         layer.leave(&room("a"), "alice", two.subscription);
-        assert!(
-            watcher
-                .subscription
-                .try_next()
-                .unwrap()
-                .unwrap()
-                .frame
-                .contains("alice left")
-        );
+        assert!(next_frame(&mut watcher).unwrap().contains("alice left"));
         layer.leave(&room("a"), "watcher", watcher.subscription);
         assert!(registry.is_empty());
         assert!(layer.rooms().is_empty());
@@ -365,10 +340,29 @@ mod tests {
     }
 
     #[test]
-    fn idle_rooms_keep_history_up_to_a_bound() {
+    fn renaming_one_of_two_tabs_is_a_join_not_a_nick() {
+        let (layer, _) = layer(3, 10);
+        let mut watcher = layer.join(&room("a"), "watcher", Format::Events, None);
+        let _one = layer.join(&room("a"), "alice", Format::Plain, None);
+        let _two = layer.join(&room("a"), "alice", Format::Plain, None);
+        while next_frame(&mut watcher).is_some() {}
+        layer.rename(&room("a"), "alice", "alicia");
+        let event = next_frame(&mut watcher).unwrap();
+        assert!(
+            event.contains("\"type\":\"join\"") && event.contains("alicia"),
+            "{event}"
+        );
+        let names = layer.join(&room("a"), "x", Format::Events, None).members;
+        assert!(names.contains(&"alice".to_owned()) && names.contains(&"alicia".to_owned()));
+    }
+
+    #[test]
+    fn idle_rooms_keep_history_up_to_a_bound_and_a_new_room_has_a_new_epoch() {
         let (layer, registry) = layer(3, 2);
+        let mut epochs = Vec::new();
         for name in ["a", "b", "c"] {
             let joined = layer.join(&room(name), "alice", Format::Plain, None);
+            epochs.push(joined.epoch.clone());
             say(&layer, name, "hello");
             layer.leave(&room(name), "alice", joined.subscription);
         }
@@ -376,7 +370,9 @@ mod tests {
         assert_eq!(layer.stored_rooms(), 2, "the oldest idle room was evicted");
         let back = layer.join(&room("c"), "bob", Format::Events, None);
         assert_eq!(back.history.len(), 1);
+        assert_eq!(back.epoch, epochs[2]);
         let gone = layer.join(&room("a"), "bob", Format::Events, None);
         assert!(gone.history.is_empty());
+        assert_ne!(gone.epoch, epochs[0], "a forgotten room starts a new epoch");
     }
 }

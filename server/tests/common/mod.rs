@@ -2,6 +2,8 @@
 //! clients of both kinds, raw HTTP, and receives that cannot hang.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod redis;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,10 +39,13 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), config).await
+    }
+
+    /// Starts on `addr` (to restart a server on the port it had).
+    pub async fn start_on(addr: SocketAddr, config: Config) -> Self {
         init_tracing();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = bind_retrying(addr).await;
         let handle = chat_server::spawn(listener, config)
             .await
             .expect("spawn the server");
@@ -269,4 +274,80 @@ pub fn rss_kib() -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0)
+}
+
+/// Binds `addr`, retrying briefly while a just-stopped server releases it.
+pub async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("cannot bind {addr}: {err}"),
+        }
+    }
+}
+
+/// Which layer a shared test body runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// One or more servers sharing rooms: a single in-memory server (every
+/// "instance" is the same one), or several servers on one Redis.
+pub struct Cluster {
+    pub servers: Vec<TestServer>,
+    pub redis: Option<redis::RedisServer>,
+    pub backend: Backend,
+    pub prefix: String,
+}
+
+impl Cluster {
+    /// `instances` servers on `backend`, or `None` when Redis is needed and
+    /// missing (said loudly; a failure under CI).
+    pub async fn start(backend: Backend, instances: usize, config: Config) -> Option<Self> {
+        match backend {
+            Backend::Memory => Some(Self {
+                servers: vec![TestServer::start_with(config).await],
+                redis: None,
+                backend,
+                prefix: String::new(),
+            }),
+            Backend::Redis => {
+                let redis = redis::RedisServer::start()?;
+                let prefix = format!("t{}", redis.port());
+                let mut servers = Vec::new();
+                for _ in 0..instances {
+                    let config = Config {
+                        redis: Some(Self::redis_config(&redis, &prefix)),
+                        ..config.clone()
+                    };
+                    servers.push(TestServer::start_with(config).await);
+                }
+                Some(Self {
+                    servers,
+                    redis: Some(redis),
+                    backend,
+                    prefix,
+                })
+            }
+        }
+    }
+
+    pub fn redis_config(redis: &redis::RedisServer, prefix: &str) -> chat_server::RedisConfig {
+        chat_server::RedisConfig {
+            prefix: prefix.to_owned(),
+            presence_ttl: Duration::from_secs(2),
+            ..chat_server::RedisConfig::new(redis.url())
+        }
+    }
+
+    /// Instance `i` (round robin; the one server in memory).
+    pub fn server(&self, i: usize) -> &TestServer {
+        &self.servers[i % self.servers.len()]
+    }
 }

@@ -81,6 +81,7 @@ pub(crate) fn welcome(name: &str, me: &str, members: &[&str], history: Vec<ChatE
             history,
             last_id,
             missed: 0,
+            epoch: "e1".into(),
             ts: 1_795_618_560_000,
         })),
     )
@@ -688,6 +689,39 @@ fn late_events_from_a_left_room_are_ignored() {
     enter(&mut app, "/leave dev");
     app.update(says("dev", "bob", 9, "late"));
     assert_eq!(app.rooms.len(), 1);
+}
+
+#[test]
+fn a_new_epoch_resets_ids_even_when_the_new_sequence_is_already_ahead() {
+    let mut app = online(&["lobby"]);
+    app.update(says("lobby", "bob", 5, "before the restart"));
+    app.update(disconnected("lobby"));
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    // The restarted server has already passed id 5 in its new epoch.
+    let history = vec![
+        chat("lobby", "carol", 3, "new 3"),
+        chat("lobby", "carol", 9, "new 9"),
+    ];
+    let Msg::Net(room, NetEvent::Server(ServerEvent::Welcome(mut fresh))) =
+        welcome("lobby", "alice", &["alice", "carol"], history)
+    else {
+        unreachable!()
+    };
+    fresh.epoch = "e2".into();
+    app.update(Msg::Net(
+        room,
+        NetEvent::Server(ServerEvent::Welcome(fresh)),
+    ));
+    let shown = texts(&app, 0);
+    assert!(
+        shown.iter().any(|t| t.contains("history was reset")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|t| t == "new 3"),
+        "ids of the new epoch are not duplicates: {shown:?}"
+    );
+    assert_eq!(app.rooms[0].epoch.as_deref(), Some("e2"));
 }
 
 #[test]
