@@ -202,7 +202,12 @@ impl fmt::Display for ServerUrl {
         let mut url = self.http_base.clone();
         let _ = url.set_scheme(if self.is_secure() { "wss" } else { "ws" });
         let text = url.as_str();
-        f.write_str(text.strip_suffix('/').unwrap_or(text))
+        // Drop the prefix's closing '/', which `parse` adds back, but not
+        // when another '/' precedes it: `parse` would not restore both.
+        match text.strip_suffix('/') {
+            Some(short) if !short.ends_with('/') => f.write_str(short),
+            _ => f.write_str(text),
+        }
     }
 }
 
