@@ -144,6 +144,14 @@ pub struct FanoutArgs {
     /// (what is missing then is counted lost).
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     pub drain: f64,
+
+    /// Poll the sockets in a busy loop instead of sleeping in epoll_wait.
+    /// A sleeping load generator must be woken for every segment, and on
+    /// loopback that wake-up is charged to the server's CPU time; busy
+    /// polling keeps the server's figures its own but keeps each
+    /// load-generator thread 100 % busy (its CPU figure then means nothing).
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 /// `conns` options.
@@ -327,6 +335,7 @@ pub fn fanout_config(args: &FanoutArgs, progress: bool) -> anyhow::Result<Fanout
         drain: secs(args.drain, "--drain")?,
         setup_timeout: secs(args.target.setup_timeout, "--setup-timeout")?,
         progress,
+        busy_poll: args.busy_poll,
     })
 }
 

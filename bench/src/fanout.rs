@@ -82,6 +82,13 @@ pub struct FanoutConfig {
     pub setup_timeout: Duration,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// Never let a load-generator thread sleep: poll the sockets in a busy
+    /// loop. A sleeping receiver must be woken for each segment that
+    /// arrives, and on loopback that wake-up (an inter-processor interrupt,
+    /// costly in a VM) runs in the *sender's* system call, so it is charged
+    /// to the server's CPU time. Busy polling keeps the server's figures its
+    /// own, at the price of one load-generator core per thread at 100 %.
+    pub busy_poll: bool,
 }
 
 impl FanoutConfig {
@@ -306,7 +313,8 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
             cpu_cores: self_cores,
             // The controller thread adds a little; 90 % of every runtime
             // thread busy means the figures may be the load generator's.
-            saturated: self_cores >= 0.9 * config.threads as f64,
+            saturated: !config.busy_poll && self_cores >= 0.9 * config.threads as f64,
+            busy_poll: config.busy_poll,
             waited_cores: timed
                 .self_after
                 .run_delay

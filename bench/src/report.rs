@@ -112,6 +112,10 @@ pub struct LoadGenUsage {
     /// generator starved by other processes looks idle yet falls behind.
     #[serde(default)]
     pub waited_cores: f64,
+    /// Did it busy-poll (`--busy-poll`)? Then its CPU use is 100 % by
+    /// design and says nothing about saturation.
+    #[serde(default)]
+    pub busy_poll: bool,
 }
 
 /// The result of one `fanout` run.
@@ -328,9 +332,10 @@ impl FanoutReport {
         rows.push((
             "load generator CPU",
             format!(
-                "{:.2} cores on {} thread(s){}",
+                "{:.2} cores on {} thread(s){}{}",
                 g.cpu_cores,
                 g.threads,
+                if g.busy_poll { ", busy polling" } else { "" },
                 if g.saturated {
                     "  SATURATED: the figures may be the load generator's"
                 } else {

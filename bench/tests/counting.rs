@@ -162,3 +162,14 @@ fn a_time_limit_cuts_the_sending_but_not_the_checking() {
     assert_eq!(report.distinct, report.sent * 4);
     assert_eq!(report.lost, 0);
 }
+
+#[test]
+fn busy_polling_counts_the_same() {
+    let server = TestServer::start(vec![fault(FaultKind::Drop, 7, None)]).unwrap();
+    let mut config = common::fanout(server.addr(), 2, 3, 2, 100);
+    config.busy_poll = true;
+    let report = chat_bench::fanout::run(&config).unwrap();
+    assert_eq!(report.lost, 2 * 3);
+    assert_eq!(report.distinct, 100 * 3 - 6);
+    assert!(report.loadgen.busy_poll && !report.loadgen.saturated);
+}

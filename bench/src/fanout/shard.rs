@@ -84,6 +84,17 @@ pub fn run(
         last_delivery_ns: 0,
     }));
     let counts = tasks_set.block_on(&runtime, async {
+        if shared.config.busy_poll {
+            // Keep the runtime from ever sleeping in epoll_wait: with a task
+            // always ready, the I/O driver is polled without blocking. See
+            // `FanoutConfig::busy_poll` for why.
+            let mut rx = rx.clone();
+            tokio::task::spawn_local(async move {
+                while *rx.borrow_and_update() != Phase::Stop {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
         let gate = Rc::new(Semaphore::new(connect_concurrency.max(1)));
         let mut tasks = Vec::with_capacity(members.len());
         for (room, index) in members {

@@ -45,6 +45,7 @@ pub fn fanout(
         drain: Duration::from_millis(300),
         setup_timeout: Duration::from_secs(10),
         progress: false,
+        busy_poll: false,
     }
 }
 
