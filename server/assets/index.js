@@ -12,6 +12,14 @@
   const ROOM_MAX = 100;
   const REFRESH_MS = 4000;
 
+    // A server that requires a token gets it in the page's URL (?token=...);
+  // it is kept for this tab and passed on to every request the page makes.
+  const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("chat.token");
+  if (token) sessionStorage.setItem("chat.token", token);
+  function withToken(url) {
+    return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+  }
+
   const input = document.querySelector("#room-name-input");
   const submit = document.querySelector("#room-name-submit");
   const error = document.querySelector("#room-name-error");
@@ -62,7 +70,7 @@
       return;
     }
     clearError();
-    window.location.assign("/chat/" + name + "/");
+    window.location.assign(withToken("/chat/" + name + "/"));
   }
 
   input.addEventListener("keydown", (event) => {
@@ -86,7 +94,7 @@
   function roomRow(room) {
     const li = document.createElement("li");
     const link = document.createElement("a");
-    link.href = "/chat/" + encodeURIComponent(room.name) + "/";
+    link.href = withToken("/chat/" + encodeURIComponent(room.name) + "/");
     link.className = "room-link";
     const hash = document.createElement("span");
     hash.className = "hash";
@@ -107,7 +115,7 @@
     if (refreshing) return;
     refreshing = true;
     try {
-      const response = await fetch("/api/rooms", { cache: "no-store" });
+      const response = await fetch(withToken("/api/rooms"), { cache: "no-store" });
       if (!response.ok) throw new Error("the server answered " + response.status);
       const { rooms } = await response.json();
       rooms.sort((a, b) => b.members - a.members || a.name.localeCompare(b.name));

@@ -331,7 +331,17 @@
   }
 
   let socket = null;
-  let lastId = 0;
+    let lastId = 0;
+  /** The epoch `lastId` belongs to (the welcome names it). */
+  let epoch = null;
+  // A server that requires a token gets it in the page's URL (?token=...);
+  // it is kept for this tab and passed on to the socket.
+  const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("chat.token");
+  if (token) {
+    sessionStorage.setItem("chat.token", token);
+    const back = document.querySelector(".back");
+    if (back) back.href = "/chat/?token=" + encodeURIComponent(token);
+  }
   let welcomed = false;
   let attempt = 0;
   let retryTimer = null;
@@ -344,7 +354,11 @@
   function socketUrl() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const params = new URLSearchParams({ name: me });
-    if (lastId > 0) params.set("since", String(lastId));
+        if (lastId > 0) {
+      params.set("since", String(lastId));
+      if (epoch) params.set("epoch", epoch);
+    }
+    if (token) params.set("token", token);
     return scheme + location.host + "/ws/chat/" + encodeURIComponent(roomName) + "/?" + params;
   }
 
@@ -493,7 +507,15 @@
 
   function handle(event, ws) {
     switch (event.type) {
-      case "welcome": {
+            case "welcome": {
+        const serverEpoch = typeof event.epoch === "string" ? event.epoch : "";
+        if (epoch !== null && serverEpoch !== "" && serverEpoch !== epoch) {
+          // A new id sequence (the server restarted, or lost its rooms):
+          // the server ignored our `since` and sent its history afresh.
+          lastId = 0;
+          noticeRow("info", "The server was restarted; earlier messages are no longer kept there.");
+        }
+        if (serverEpoch !== "") epoch = serverEpoch;
         const serverLast = Number(event.last_id) || 0;
         if (lastId > serverLast) {
           // The room's sequence went backwards: the server restarted and

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chat_server::{Config, RedisConfig};
+use chat_server::{Access, Config, Limits, RedisConfig, TlsFiles};
 use clap::Parser;
 
 /// A WebSocket chat room server, wire-compatible with the Django Channels
@@ -76,6 +76,127 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub presence_ttl: u64,
 
+    /// Messages per second a connection may send, sustained; more gets an
+    /// error event, and a client that keeps on flooding is closed with 1008.
+    /// 0 turns the limit off (as benchmarks need).
+    #[arg(
+        long,
+        env = "CHAT_RATE_LIMIT",
+        default_value_t = 10.0,
+        value_name = "PER_SECOND"
+    )]
+    pub rate_limit: f64,
+
+    /// How many messages a connection may send at once above the rate.
+    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 30, value_name = "MESSAGES",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+
+    /// Open WebSocket connections in total; more are refused with HTTP 503.
+    /// Default: what the open-file limit allows (one file per connection).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", value_name = "CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open WebSocket connections from one IP address; more are refused
+    /// with HTTP 429. 0: no cap (many users share one address behind NAT).
+    #[arg(
+        long,
+        env = "CHAT_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "CONNECTIONS"
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// New WebSocket connections per second from one IP address; more are
+    /// refused with HTTP 429. 0: no limit.
+    #[arg(
+        long,
+        env = "CHAT_NEW_CONNECTIONS_PER_IP",
+        default_value_t = 0.0,
+        value_name = "PER_SECOND"
+    )]
+    pub new_connections_per_ip: f64,
+
+    /// Rooms with members on this instance; a connection that would open
+    /// one more is refused with HTTP 503. 0: no cap.
+    #[arg(
+        long,
+        env = "CHAT_MAX_ROOMS",
+        default_value_t = 100_000,
+        value_name = "ROOMS"
+    )]
+    pub max_rooms: usize,
+
+    /// Members of one room on this instance; more are refused with HTTP
+    /// 503. 0: no cap.
+    #[arg(
+        long,
+        env = "CHAT_MAX_MEMBERS_PER_ROOM",
+        default_value_t = 0,
+        value_name = "MEMBERS"
+    )]
+    pub max_members_per_room: usize,
+
+    /// Seconds between pings to a connection the server has not heard from.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_interval: u64,
+
+    /// Seconds a pinged connection may stay silent before it is dropped
+    /// (half-open connections do not pile up).
+    #[arg(long, env = "CHAT_PING_TIMEOUT", default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_timeout: u64,
+
+    /// Seconds a client may take to send its request headers (and finish
+    /// TLS); slower clients are dropped (slowloris).
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub handshake_timeout: u64,
+
+    /// Accept browser WebSocket connections from pages of this origin too
+    /// (e.g. https://app.example.com; repeatable, or comma-separated in the
+    /// environment; * accepts any). By default only pages of this server
+    /// may connect, and clients sending no Origin (terminals, scripts).
+    #[arg(
+        long = "allowed-origin",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Do not check Origin at all (behind a proxy that does).
+    #[arg(long, env = "CHAT_NO_ORIGIN_CHECK")]
+    pub no_origin_check: bool,
+
+    /// Require a bearer token on the socket, the pages and the API, from
+    /// this file (one token per line; # starts a comment). A single token
+    /// can also be given in the CHAT_TOKEN environment variable. Clients
+    /// send it as "Authorization: Bearer TOKEN" or ?token=TOKEN; others get
+    /// HTTP 401. Tokens are never logged.
+    #[arg(long, env = "CHAT_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
+
+    /// Serve HTTPS and wss:// with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// On shutdown, close connections in batches spread over this many
+    /// milliseconds, so that clients do not all reconnect at once.
+    #[arg(long, env = "CHAT_DRAIN_WINDOW_MS", default_value_t = 500, value_name = "MILLISECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub drain_window_ms: u64,
+
+    /// Serve /ws/echo, an echo endpoint over the same connection handling,
+    /// for WebSocket conformance tests (Autobahn). Not for production.
+    #[arg(long, env = "CHAT_ECHO_ENDPOINT")]
+    pub echo_endpoint: bool,
+
     /// Empty rooms whose history is kept in memory; past this, the rooms
     /// empty the longest are forgotten.
     #[arg(
@@ -88,9 +209,58 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The library configuration these flags describe.
-    pub fn config(&self) -> Config {
-        Config {
+    /// The library configuration these flags describe; `max_connections`
+    /// is the default cap when the flag is not given.
+    ///
+    /// # Errors
+    ///
+    /// A message when the token file or `CHAT_TOKEN` is unusable.
+    pub fn config(&self, max_connections: usize) -> Result<Config, String> {
+        let mut tokens = match &self.token_file {
+            Some(path) => chat_server::access::read_token_file(path)?,
+            None => Vec::new(),
+        };
+        if let Ok(token) = std::env::var("CHAT_TOKEN") {
+            tokens.extend(
+                chat_server::access::parse_tokens(&token)
+                    .map_err(|err| format!("CHAT_TOKEN: {err}"))?,
+            );
+        }
+        let limits = Limits {
+            rate_per_sec: self.rate_limit.max(0.0),
+            rate_burst: self.rate_burst,
+            flood_close_after: Limits::default().flood_close_after,
+            max_connections: self.max_connections.unwrap_or(max_connections),
+            max_connections_per_ip: self.max_connections_per_ip,
+            new_connections_per_ip_per_sec: self.new_connections_per_ip.max(0.0),
+            max_rooms: self.max_rooms,
+            max_members_per_room: self.max_members_per_room,
+            ping_interval: Duration::from_secs(self.ping_interval),
+            ping_timeout: Duration::from_secs(self.ping_timeout),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout),
+        };
+        let access = Access {
+            check_origin: !self.no_origin_check,
+            allowed_origins: self
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            tokens,
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Config {
+            limits,
+            access,
+            tls,
+            drain_window: Duration::from_millis(self.drain_window_ms),
+            echo_endpoint: self.echo_endpoint,
             max_message_size: self.max_message_size as usize,
             history_len: self.history as usize,
             max_idle_rooms: self.idle_rooms,
@@ -102,8 +272,7 @@ impl Cli {
                 presence_ttl: Duration::from_secs(self.presence_ttl),
                 ..RedisConfig::new(url.clone())
             }),
-            ..Config::default()
-        }
+        })
     }
 }
 
@@ -121,12 +290,15 @@ mod tests {
     #[test]
     fn defaults_match_the_library() {
         let cli = Cli::try_parse_from(["chat-server"]).unwrap();
-        let config = cli.config();
+        let config = cli.config(100_000).unwrap();
         let default = Config::default();
         assert_eq!(cli.addr.to_string(), "127.0.0.1:8000");
         assert_eq!(config.max_message_size, default.max_message_size);
         assert_eq!(config.history_len, default.history_len);
         assert_eq!(config.queue_len, default.queue_len);
+        assert!(config.access.check_origin);
+        assert!(config.limits.rate_per_sec > 0.0);
+        assert_eq!(config.drain_window, default.drain_window);
     }
 
     #[test]

@@ -5,26 +5,35 @@
 //!
 //! * [`spawn`] / [`run`]: start the server on a bound listener (what
 //!   `main` and the tests call).
-//! * `pages`: the HTML pages, static assets, `/api/rooms`, `/healthz`.
+//! * `serve`: the accept loop (TCP, TLS, HTTP/1.1, handshake timeout).
+//! * `pages`: the HTML pages, static assets, `/api/rooms`, `/healthz`, `/metrics`.
 //! * `upgrade`: the `/ws/chat/<room>/` handshake and its refusals.
-//! * `session`: one connection: welcome, relay, limits, close.
-//! * `rooms`: the local registry and fan-out (room -> subscribers).
+//! * `access`, `limits`: who may connect, and how much.
+//! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
+//! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers).
 //! * `layer`: ids, history, presence and cross-instance delivery.
 //!
 //! The path of a message: `session` (socket in) -> `layer::Layer::publish`
-//! -> `rooms::RoomRegistry::deliver` -> every `session` of the room
-//! (socket out).
+//! -> `rooms::RoomRegistry::deliver` -> the room's `ring` -> every
+//! `session` of the room (socket out).
 
+pub mod access;
 pub mod layer;
+pub mod limits;
+mod metrics;
 mod pages;
 pub mod ring;
 pub mod rooms;
+mod serve;
 mod session;
+pub mod tls;
 mod upgrade;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,12 +44,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::layer::{Layer, LayerError, MemoryLayer, RedisLayer};
-
-use crate::rooms::RoomRegistry;
+pub use access::Access;
 pub use layer::RedisConfig;
-
+pub use limits::Limits;
 pub use upgrade::socket_config;
+
+use crate::layer::{Layer, LayerError, MemoryLayer, RedisLayer};
+use crate::limits::Admission;
+use crate::metrics::Metrics;
+use crate::rooms::RoomRegistry;
 
 /// Server settings. [`Config::default`] is what `chat-server` runs with
 /// when given no flags.
@@ -58,10 +70,29 @@ pub struct Config {
     /// How long a write to a client may stay blocked before the client is
     /// disconnected as a slow consumer.
     pub write_timeout: Duration,
-    /// How long shutdown waits for connections to close.
-    pub shutdown_grace: Duration,
+    /// On shutdown, connections are closed in batches spread over this
+    /// window, so that clients do not all reconnect at the same instant.
+    pub drain_window: Duration,
+    /// Caps, rates and timeouts.
+    pub limits: Limits,
+    /// Origin check and tokens.
+    pub access: Access,
+    /// Serve HTTPS and `wss://` with this certificate chain and key (PEM).
+    pub tls: Option<TlsFiles>,
     /// Share rooms with other instances through Redis; `None`: in memory.
     pub redis: Option<RedisConfig>,
+    /// Serve `/ws/echo`, an echo endpoint over the same connection handling,
+    /// for protocol conformance tests (Autobahn). Off in production.
+    pub echo_endpoint: bool,
+}
+
+/// Where the TLS certificate chain and private key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -72,8 +103,12 @@ impl Default for Config {
             max_idle_rooms: 1000,
             queue_len: 1024,
             write_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_millis(1500),
+            drain_window: Duration::from_millis(500),
+            limits: Limits::default(),
+            access: Access::new(),
+            tls: None,
             redis: None,
+            echo_endpoint: false,
         }
     }
 }
@@ -82,12 +117,15 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// Reading the listener's address or serving failed.
+    /// Reading the listener's address failed.
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// The layer (Redis) could not be set up.
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What every handler shares. Cheap to clone.
@@ -103,10 +141,14 @@ struct Shared {
     registry: Arc<RoomRegistry>,
     /// Ids, history, presence, delivery.
     layer: Layer,
-    /// Cancelled when the server shuts down; every session holds a child.
+    /// Open connections, in total and per address.
+    admission: Arc<Admission>,
+    metrics: Metrics,
+    /// Numbers sessions, to spread them over the drain window.
+    sessions_started: AtomicU64,
+    /// Cancelled when the server shuts down; every session watches it.
     shutdown: CancellationToken,
-    /// Tracks upgraded connections, which axum's graceful shutdown does not
-    /// see (axum #3003), so that shutdown can wait for their close frames.
+    /// Tracks connections (HTTP and upgraded), which shutdown waits for.
     tracker: TaskTracker,
 }
 
@@ -133,11 +175,16 @@ impl AppState {
                 .await?,
             ),
         };
+        let metrics = Metrics::new(config.redis.is_some());
+        let admission = Arc::new(Admission::new(config.limits.clone()));
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
                 registry,
                 layer,
+                admission,
+                metrics,
+                sessions_started: AtomicU64::new(0),
                 shutdown,
                 tracker,
             }),
@@ -152,6 +199,18 @@ impl AppState {
         &self.inner.layer
     }
 
+    pub(crate) fn registry(&self) -> &RoomRegistry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn admission(&self) -> &Arc<Admission> {
+        &self.inner.admission
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
@@ -159,66 +218,59 @@ impl AppState {
     pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.inner.tracker
     }
+
+    /// How long a new session waits before closing when the server shuts
+    /// down: sessions are spread over ten batches across the drain window.
+    pub(crate) fn drain_delay(&self) -> Duration {
+        const BATCHES: u64 = 10;
+        let n = self.inner.sessions_started.fetch_add(1, Ordering::Relaxed);
+        let batch = u32::try_from(n % BATCHES).unwrap_or(0);
+        self.inner.config.drain_window * batch / 10
+    }
 }
 
 /// All routes of the server.
 fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/ws/chat/{*room}", get(upgrade::ws_chat))
-        .merge(pages::routes())
-        .with_state(state)
+    let mut router = Router::new().route("/ws/chat/{*room}", get(upgrade::ws_chat));
+    if state.config().echo_endpoint {
+        router = router.route("/ws/echo", get(upgrade::ws_echo));
+    }
+    router.merge(pages::routes(&state)).with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` completes, then closes every
-/// socket with 1001 and returns (within `Config::shutdown_grace`).
+/// socket with 1001 (spread over the drain window) and returns.
 ///
 /// # Errors
 ///
-/// [`ServerError`] when serving fails.
+/// [`ServerError`] when the layer or TLS cannot be set up.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(config).await?;
-    let token = state.shutdown_token().clone();
-    tokio::spawn({
-        let token = token.clone();
-        async move {
-            tokio::select! {
-                () = shutdown => token.cancel(),
-                () = token.cancelled() => {}
-            }
-        }
-    });
-    serve(listener, state).await
+    let handle = spawn(listener, config).await?;
+    let token = handle.state.shutdown_token().clone();
+    tokio::select! {
+        () = shutdown => {}
+        () = token.cancelled() => {}
+    }
+    handle.shutdown().await
 }
 
-async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError> {
-    let addr = listener.local_addr()?;
+/// The serving task: accept until shutdown, then wait for connections to
+/// close, within the drain window plus a second.
+async fn serve(listener: TcpListener, state: AppState, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let addr = listener.local_addr().ok();
+    if let Some(addr) = addr {
+        serve::announce(addr, tls.is_some());
+    }
     let token = state.shutdown_token().clone();
-    let tracker = state.tracker().clone();
-    let grace = state.config().shutdown_grace;
-    info!(%addr, "listening");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        // Chat frames are small: send them now rather than wait for more.
-        let _ = tcp.set_nodelay(true);
-    });
-    let serving =
-        axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-    let mut serving = std::pin::pin!(serving.into_future());
-    // Serving stops accepting on shutdown; upgraded sockets are closed by
-    // their sessions, which watch the same token. Both get `grace`.
-    let result = tokio::select! {
-        result = &mut serving => result,
-        () = token.cancelled() => {
-            let deadline = tokio::time::Instant::now() + grace;
-            tokio::time::timeout_at(deadline, &mut serving).await.unwrap_or(Ok(()))
-        }
-    };
+    serve::accept_loop(listener, router(state.clone()), state.clone(), tls).await;
     token.cancel();
+    let tracker = state.tracker().clone();
     tracker.close();
+    let grace = state.config().drain_window + Duration::from_secs(1);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         warn!(
             open = tracker.len(),
@@ -226,7 +278,6 @@ async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError
         );
     }
     info!("stopped");
-    result.map_err(ServerError::Io)
 }
 
 /// A server running in the background, for tests and embedding.
@@ -234,7 +285,7 @@ async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError
 pub struct ServerHandle {
     addr: SocketAddr,
     state: AppState,
-    task: JoinHandle<Result<(), ServerError>>,
+    task: JoinHandle<()>,
 }
 
 /// Starts serving on `listener` in a background task.
@@ -250,12 +301,16 @@ pub struct ServerHandle {
 ///
 /// # Errors
 ///
-/// [`ServerError`] when the listener's address cannot be read, or the
-/// layer's backend (Redis) cannot be reached.
+/// [`ServerError`] when the listener's address cannot be read, the TLS
+/// files are unusable, or the layer's backend (Redis) cannot be reached.
 pub async fn spawn(listener: TcpListener, config: Config) -> Result<ServerHandle, ServerError> {
     let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key).map_err(ServerError::Tls)?),
+        None => None,
+    };
     let state = AppState::new(config).await?;
-    let task = tokio::spawn(serve(listener, state.clone()));
+    let task = tokio::spawn(serve(listener, state.clone(), tls));
     Ok(ServerHandle { addr, state, task })
 }
 
@@ -267,7 +322,7 @@ impl ServerHandle {
 
     /// Rooms with at least one local subscriber.
     pub fn active_rooms(&self) -> usize {
-        self.state.inner.registry.len()
+        self.state.registry().len()
     }
 
     /// Rooms whose history or presence the layer still holds in memory.
@@ -277,20 +332,19 @@ impl ServerHandle {
 
     /// Open WebSocket sessions.
     pub fn open_sessions(&self) -> usize {
-        self.state.tracker().len()
+        self.state.admission().open()
     }
 
     /// Closes every socket with 1001 and waits for the server to stop.
     ///
     /// # Errors
     ///
-    /// [`ServerError`] when serving had failed.
+    /// [`ServerError::Io`] when the serving task failed.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.state.shutdown_token().cancel();
-        match (&mut self.task).await {
-            Ok(result) => result,
-            Err(err) => Err(ServerError::Io(std::io::Error::other(err))),
-        }
+        (&mut self.task)
+            .await
+            .map_err(|err| ServerError::Io(std::io::Error::other(err)))
     }
 }
 

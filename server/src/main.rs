@@ -41,7 +41,15 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
-    raise_file_limit();
+    let files = raise_file_limit();
+    // One file per connection, and some to spare for everything else.
+    let config = cli
+        .config(
+            usize::try_from(files.saturating_sub(128))
+                .unwrap_or(usize::MAX)
+                .max(1),
+        )
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(cli.addr)
         .await
         .with_context(|| {
@@ -50,26 +58,26 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
                 cli.addr
             )
         })?;
-    info!(
-        "chat server on http://{addr}/chat/ (WebSocket ws://{addr}/ws/chat/<room>/)",
-        addr = listener
-            .local_addr()
-            .context("reading the listening address")?
-    );
-    chat_server::run(listener, cli.config(), shutdown_signal())
+    chat_server::run(listener, config, shutdown_signal())
         .await
-        .context("serving")
+        .context("starting the server")
 }
 
 /// Every connection is a file descriptor: raise the soft limit to the hard
 /// limit so the server holds as many as the system allows.
-fn raise_file_limit() {
+fn raise_file_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => info!(
-            limit,
-            "open-file limit raised to the hard limit (one per connection)"
-        ),
-        Err(err) => warn!(%err, "could not raise the open-file limit"),
+        Ok(limit) => {
+            info!(
+                limit,
+                "open-file limit raised to the hard limit (one file per connection)"
+            );
+            limit
+        }
+        Err(err) => {
+            warn!(%err, "could not raise the open-file limit");
+            1024
+        }
     }
 }
 

@@ -71,15 +71,61 @@ static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     format!("{hash:016x}")
 });
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
+    // Pages, the room list and the metrics need the token when the server
+    // has one; assets (no secrets in them) and the health check do not.
+    let protected = Router::new()
+        .route("/chat/", get(index_page))
+        .route("/chat/{*room}", get(room_page))
+        .route("/api/rooms", get(api_rooms))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/", get(|| async { Redirect::to("/chat/") }))
         .route("/chat", get(|| async { Redirect::permanent("/chat/") }))
-        .route("/chat/", get(index_page))
-        .route("/chat/{*room}", get(room_page))
         .route("/static/{name}", get(static_asset))
-        .route("/api/rooms", get(api_rooms))
         .route("/healthz", get(healthz))
+        .merge(protected)
+}
+
+/// Refuses requests without a valid token (401), when tokens are set.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let query_token = request.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "token")
+            .map(|(_, value)| value.into_owned())
+    });
+    match crate::upgrade::check_access_token(&state, request.headers(), query_token.as_deref()) {
+        Ok(()) => next.run(request).await,
+        Err(response) => response,
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let metrics = state.metrics();
+    metrics
+        .rooms
+        .set(i64::try_from(state.registry().len()).unwrap_or(i64::MAX));
+    metrics.redis_up.set(i64::from(state.layer().health().ok));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 async fn index_page() -> Response {

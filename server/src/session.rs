@@ -2,24 +2,28 @@
 //!
 //! The data path of a message, end to end:
 //!
-//! 1. [`Session::on_text`] parses the client's frame and hands a [`Draft`]
-//!    to the layer (`Layer::publish`), stamped with this connection's name;
+//! 1. [`Session::on_text`] parses the client's frame, checks the rate
+//!    limit, and hands a [`Draft`] to the layer (`Layer::publish`), stamped
+//!    with this connection's name;
 //! 2. the layer assigns the id and serialises the event once per format
-//!    (`layer::chat_frames`), and the room registry sends the shared bytes
-//!    into the room's broadcast ring (`RoomRegistry::deliver`);
-//! 3. every session of the room wakes in [`Session::run`], takes what is
-//!    queued for it and writes it to its socket in one batch
+//!    (`layer::chat_frames`), and the room registry stores the shared
+//!    bytes once in the room's ring (`RoomRegistry::deliver`);
+//! 3. every session of the room wakes in [`Session::relay`], takes what is
+//!    queued for it and writes it to its socket in one batch and one flush
 //!    ([`Session::forward`]).
 //!
 //! One task per connection does both directions, so an idle connection
-//! costs one task and no queue of its own: the room's ring is the queue.
+//! costs one small task and no queue of its own: the room's ring is the
+//! queue.
 
-use std::borrow::Cow;
+mod echo;
+mod ending;
+
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_protocol::close;
 use chat_protocol::{
@@ -28,18 +32,20 @@ use chat_protocol::{
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::layer::{Draft, Joined, Layer, LayerError, Resume};
-use crate::ring::{Format, Lagged, Subscription};
+pub use echo::echo;
+use ending::End;
+
+use crate::AppState;
+use crate::layer::{Draft, Joined, LayerError, Resume};
+use crate::limits::{RateLimit, Ticket, Verdict};
+use crate::ring::{Delivery, Format, Subscription};
 
 /// The socket type of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -65,7 +71,7 @@ const LAG_CHECK: Duration = Duration::from_millis(200);
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
 /// How long closing may take when the server is shutting down.
-const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 
 /// What a session needs to know about its connection.
 #[derive(Debug)]
@@ -80,10 +86,6 @@ pub struct SessionParams {
     pub resume: Option<Resume>,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
-    /// How many messages the client may fall behind.
-    pub queue_len: usize,
-    /// How long a blocked write may wait before the client counts as gone.
-    pub write_timeout: Duration,
 }
 
 /// A session waiting for its upgrade to complete.
@@ -93,36 +95,12 @@ pub struct Pending {
     pub config: WebSocketConfig,
     /// The connection's parameters.
     pub params: SessionParams,
-    /// Where the room lives.
-    pub layer: Layer,
-}
-
-/// Why the session loop ended.
-#[derive(Debug)]
-enum End {
-    /// The client closed, or the connection dropped: nothing more to send.
-    Gone,
-    /// Close with this code and reason.
-    Close(u16, Cow<'static, str>),
-}
-
-impl End {
-    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::Close(code, reason.into())
-    }
-
-    fn slow_consumer(behind: u64) -> Self {
-        Self::close(
-            close::POLICY_VIOLATION,
-            format!("slow consumer: fell {behind} messages behind"),
-        )
-    }
-}
-
-impl From<Lagged> for End {
-    fn from(Lagged(behind): Lagged) -> Self {
-        Self::slow_consumer(behind)
-    }
+    /// The connection's admission; dropped when the session ends.
+    pub ticket: Ticket,
+    /// When the server shuts down, how long to wait before closing.
+    pub drain_delay: Duration,
+    /// The server.
+    pub state: AppState,
 }
 
 /// A live connection in a room.
@@ -133,10 +111,18 @@ impl From<Lagged> for End {
 struct Session {
     ws: Socket,
     params: SessionParams,
-    layer: Layer,
+    state: AppState,
+    /// Holds the connection's place under the caps until the session ends.
+    _ticket: Ticket,
+    rate: RateLimit,
+    drain_delay: Duration,
     /// Deliveries with an id up to this one were in the welcome (or predate
     /// the join) and are skipped.
     skip_through: u64,
+    /// A frame arrived since the keepalive last looked.
+    heard: bool,
+    /// A ping is out and unanswered.
+    awaiting_pong: bool,
 }
 
 /// Runs a connection until it ends: upgrade, join, welcome, relay, leave,
@@ -144,7 +130,7 @@ struct Session {
 ///
 /// Everything the task carries is boxed, so that the task itself (alive as
 /// long as the connection) holds little more than the state of its wait.
-pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: CancellationToken) {
+pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
     let upgraded = match upgrade.await {
         Ok(upgraded) => upgraded,
         Err(err) => {
@@ -155,17 +141,28 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: Cancellati
     let Pending {
         config,
         params,
-        layer,
+        ticket,
+        drain_delay,
+        state,
     } = *pending;
     let ws =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let rate = RateLimit::new(&state.config().limits);
     let mut session = Box::new(Session {
         ws,
         params,
-        layer,
+        state,
+        _ticket: ticket,
+        rate,
+        drain_delay,
         skip_through: 0,
+        heard: false,
+        awaiting_pong: false,
     });
-    let joined = Box::pin(session.layer.join(
+    let metrics = session.state.metrics();
+    metrics.connections.inc();
+    metrics.connections_opened.inc();
+    let joined = Box::pin(session.state.layer().join(
         &session.params.room,
         session.params.user.as_str(),
         session.params.format,
@@ -178,9 +175,10 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: Cancellati
             warn!(room = %session.params.room, %err, "join failed");
             let end = End::close(
                 close::TRY_AGAIN_LATER,
+                "unavailable",
                 "the server cannot join rooms right now; try again later",
             );
-            Box::pin(session.finish(end, &shutdown)).await;
+            Box::pin(session.finish(end)).await;
             return;
         }
     };
@@ -194,12 +192,12 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>, shutdown: Cancellati
     let mut subscription = match Box::pin(session.welcome(joined)).await {
         Ok(subscription) => subscription,
         Err((end, subscription)) => {
-            Box::pin(session.end(end, subscription, &shutdown)).await;
+            Box::pin(session.end(end, subscription)).await;
             return;
         }
     };
-    let end = session.relay(&mut subscription, &shutdown).await;
-    Box::pin(session.end(end, subscription, &shutdown)).await;
+    let end = session.relay(&mut subscription).await;
+    Box::pin(session.end(end, subscription)).await;
 }
 
 impl Session {
@@ -218,15 +216,14 @@ impl Session {
         if self.params.format == Format::Plain {
             return Ok(subscription);
         }
+        let people = match members.len() {
+            1 => "only you".to_owned(),
+            n => format!("{n} people"),
+        };
         let welcome = ServerEvent::Welcome(Welcome {
             message: format!(
-                "Welcome to {}, {}: {} here",
-                self.params.room,
-                self.params.user,
-                match members.len() {
-                    1 => "only you".to_owned(),
-                    n => format!("{n} people"),
-                }
+                "Welcome to {}, {}: {people} here",
+                self.params.room, self.params.user
             ),
             room: self.params.room.clone(),
             user: self.params.user.to_string(),
@@ -248,31 +245,34 @@ impl Session {
     }
 
     /// Leaves the room and closes the connection as `end` says.
-    async fn end(
-        self: Box<Self>,
-        end: End,
-        subscription: Subscription,
-        shutdown: &CancellationToken,
-    ) {
+    async fn end(self: Box<Self>, end: End, subscription: Subscription) {
+        let state = &self.state;
         Box::pin(
-            self.layer
+            state
+                .layer()
                 .leave(&self.params.room, self.params.user.as_str(), subscription),
         )
         .await;
         info!(room = %self.params.room, user = %self.params.user, reason = ?end, "left");
-        Box::pin(self.finish(end, shutdown)).await;
+        Box::pin(self.finish(end)).await;
     }
 
-    /// The main loop: room events out, client frames in, until one side ends.
-    async fn relay(
-        &mut self,
-        subscription: &mut Subscription,
-        shutdown: &CancellationToken,
-    ) -> End {
+    /// The main loop: room events out, client frames in, keepalive, until
+    /// one side ends.
+    async fn relay(&mut self, subscription: &mut Subscription) -> End {
+        let shutdown = self.state.shutdown_token().clone();
+        let limits = &self.state.config().limits;
+        let (interval, timeout) = (limits.ping_interval, limits.ping_timeout);
+        let mut keepalive = pin!(tokio::time::sleep(interval));
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return End::close(close::GOING_AWAY, "server shutting down"),
+                () = shutdown.cancelled() => {
+                    // Spread closes over the drain window, so that clients
+                    // do not all come back at the same instant.
+                    Box::pin(tokio::time::sleep(self.drain_delay)).await;
+                    return End::close(close::GOING_AWAY, "shutdown", "server shutting down; reconnect in a moment");
+                }
                 delivery = subscription.next() => {
                     let result = match delivery {
                         Ok(delivery) => self.forward(delivery, subscription).await,
@@ -283,35 +283,70 @@ impl Session {
                     }
                 }
                 inbound = self.ws.next() => {
+                    self.heard = true;
                     if let Err(end) = Box::pin(self.on_frame(inbound)).await {
                         return end;
                     }
                 }
+                () = keepalive.as_mut() => {
+                    let next = match Box::pin(self.keepalive(subscription)).await {
+                        Ok(next) => next,
+                        Err(end) => return end,
+                    };
+                    let wait = if next { timeout } else { interval };
+                    keepalive.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
             }
         }
+    }
+
+    /// One keepalive tick: a connection heard from since the last tick is
+    /// alive; a silent one gets a ping; a ping unanswered for a whole tick
+    /// ends the connection. Returns whether a ping is now out.
+    async fn keepalive(&mut self, subscription: &Subscription) -> Result<bool, End> {
+        let heard = std::mem::take(&mut self.heard);
+        if heard {
+            self.awaiting_pong = false;
+            return Ok(false);
+        }
+        if self.awaiting_pong {
+            return Err(End::close(
+                1001,
+                "ping_timeout",
+                "no answer to ping; closing",
+            ));
+        }
+        self.ws
+            .feed(Message::Ping(bytes::Bytes::new()))
+            .await
+            .map_err(|err| ending::write_failed(&err))?;
+        self.flush_watching(subscription).await?;
+        self.awaiting_pong = true;
+        Ok(true)
     }
 
     /// Writes `first` and whatever else is already queued, as one batch and
     /// one flush.
     async fn forward(
         &mut self,
-        first: crate::ring::Delivery,
+        first: Delivery,
         subscription: &mut Subscription,
     ) -> Result<(), End> {
         if first.frame.len() > FRAGMENT_BYTES {
+            self.count_out(1, first.frame.len());
             return Box::pin(self.send_text(first.frame)).await;
         }
         let skip_through = self.skip_through;
         let ws = &mut self.ws;
         let mut first = Some(first);
+        let (mut frames, mut bytes) = (0u64, 0usize);
         // Queue the batch into the socket's write buffer in one poll: no
         // state is kept across awaits, and nothing is copied but the frame
         // bytes into the buffer.
         let large = poll_fn(|cx| {
-            let mut batch = 0;
             loop {
                 if let Err(err) = std::task::ready!(Pin::new(&mut *ws).poll_ready(cx)) {
-                    return Poll::Ready(Err(write_failed(&err)));
+                    return Poll::Ready(Err(ending::write_failed(&err)));
                 }
                 let delivery = match first.take() {
                     Some(delivery) => delivery,
@@ -327,21 +362,30 @@ impl Session {
                 if delivery.frame.len() > FRAGMENT_BYTES {
                     return Poll::Ready(Ok(Some(delivery.frame)));
                 }
-                batch += delivery.frame.len();
+                frames += 1;
+                bytes += delivery.frame.len();
                 if let Err(err) = Pin::new(&mut *ws).start_send(Message::Text(delivery.frame)) {
-                    return Poll::Ready(Err(write_failed(&err)));
+                    return Poll::Ready(Err(ending::write_failed(&err)));
                 }
-                if batch >= BATCH_BYTES {
+                if bytes >= BATCH_BYTES {
                     return Poll::Ready(Ok(None));
                 }
             }
         })
         .await?;
+        self.count_out(frames, bytes);
         self.flush_watching(subscription).await?;
         if let Some(frame) = large {
+            self.count_out(1, frame.len());
             Box::pin(self.send_text(frame)).await?;
         }
         Ok(())
+    }
+
+    fn count_out(&self, frames: u64, bytes: usize) {
+        let metrics = self.state.metrics();
+        metrics.messages_out.inc_by(frames);
+        metrics.bytes_out.inc_by(bytes as u64);
     }
 
     /// Flushes, but gives up on a client that stopped reading: once it is
@@ -349,24 +393,26 @@ impl Session {
     async fn flush_watching(&mut self, subscription: &Subscription) -> Result<(), End> {
         // Most flushes complete at once; only a blocked one needs a timer.
         match self.ws.flush().now_or_never() {
-            Some(result) => result.map_err(|err| write_failed(&err)),
+            Some(result) => result.map_err(|err| ending::write_failed(&err)),
             None => Box::pin(self.flush_blocked(subscription)).await,
         }
     }
 
     async fn flush_blocked(&mut self, subscription: &Subscription) -> Result<(), End> {
         let started = tokio::time::Instant::now();
+        let config = self.state.config();
+        let (queue_len, write_timeout) = (config.queue_len as u64, config.write_timeout);
         loop {
             tokio::select! {
                 biased;
-                result = self.ws.flush() => return result.map_err(|err| write_failed(&err)),
+                result = self.ws.flush() => return result.map_err(|err| ending::write_failed(&err)),
                 () = tokio::time::sleep(LAG_CHECK) => {
                     let behind = subscription.backlog();
-                    if behind >= self.params.queue_len as u64 {
+                    if behind >= queue_len {
                         return Err(End::slow_consumer(behind));
                     }
-                    if started.elapsed() >= self.params.write_timeout {
-                        return Err(End::close(close::POLICY_VIOLATION, "slow consumer: not reading"));
+                    if started.elapsed() >= write_timeout {
+                        return Err(End::close(close::POLICY_VIOLATION, "slow_consumer", "slow consumer: not reading"));
                     }
                 }
             }
@@ -377,7 +423,7 @@ impl Session {
     /// fragments; a client that does not read it within the write timeout
     /// is dropped.
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        let timeout = self.params.write_timeout;
+        let timeout = self.state.config().write_timeout;
         let send = async {
             if text.len() > FRAGMENT_BYTES {
                 self.send_fragmented(text).await
@@ -385,7 +431,7 @@ impl Session {
                 self.ws
                     .send(Message::Text(text))
                     .await
-                    .map_err(|err| write_failed(&err))
+                    .map_err(|err| ending::write_failed(&err))
             }
         };
         tokio::time::timeout(timeout, send)
@@ -393,6 +439,7 @@ impl Session {
             .unwrap_or_else(|_| {
                 Err(End::close(
                     close::POLICY_VIOLATION,
+                    "slow_consumer",
                     "slow consumer: not reading",
                 ))
             })
@@ -401,7 +448,10 @@ impl Session {
     /// Sends a large text as fragments of [`FRAGMENT_BYTES`], flushing each,
     /// so the socket's write buffer never has to grow to hold it whole.
     async fn send_fragmented(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        self.flush().await?;
+        self.ws
+            .flush()
+            .await
+            .map_err(|err| ending::write_failed(&err))?;
         let bytes = bytes::Bytes::from(text);
         let mut offset = 0;
         while offset < bytes.len() {
@@ -415,14 +465,10 @@ impl Session {
             self.ws
                 .send(Message::Frame(frame))
                 .await
-                .map_err(|err| write_failed(&err))?;
+                .map_err(|err| ending::write_failed(&err))?;
             offset = end;
         }
         Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), End> {
-        self.ws.flush().await.map_err(|err| write_failed(&err))
     }
 
     /// Handles one inbound frame (or the end of the stream).
@@ -432,9 +478,14 @@ impl Session {
     ) -> Result<(), End> {
         match inbound {
             None => Err(End::Gone),
-            Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Message::Text(text))) => {
+                let metrics = self.state.metrics();
+                metrics.bytes_in.inc_by(text.len() as u64);
+                self.on_text(&text).await
+            }
             Some(Ok(Message::Binary(_))) => Err(End::close(
                 close::UNSUPPORTED_DATA,
+                "binary",
                 "binary frames are not supported; send JSON text: {\"message\": \"...\"}",
             )),
             Some(Ok(Message::Close(_))) => {
@@ -443,11 +494,12 @@ impl Session {
                 Err(End::Gone)
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
-            Some(Err(err)) => Err(self.read_failed(err)),
+            Some(Err(err)) => Err(ending::read_failed(err)),
         }
     }
 
-    /// Handles one client text frame: parse, then publish, rename or refuse.
+    /// Handles one client text frame: parse, rate-limit, then publish,
+    /// rename or refuse.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let message = match ClientMessage::from_json(text) {
             Ok(message) => message,
@@ -456,17 +508,35 @@ impl Session {
                 return match self.params.format {
                     Format::Events => self.send_error(err.code(), err.to_string()).await,
                     // A plain client has no error channel but the close.
-                    Format::Plain => Err(End::close(close::INVALID_PAYLOAD, err.to_string())),
+                    Format::Plain => Err(End::close(
+                        close::INVALID_PAYLOAD,
+                        "invalid_payload",
+                        err.to_string(),
+                    )),
                 };
             }
         };
+        match self
+            .rate
+            .check(Instant::now(), self.params.format == Format::Plain)
+        {
+            Verdict::Allow => {}
+            Verdict::Wait(wait) => {
+                // Slow a plain client down: its next frame is read only
+                // after this, so TCP pushes back on it.
+                self.state.metrics().rate_limited.inc();
+                tokio::time::sleep(wait).await;
+            }
+            verdict => return self.rate_limited(verdict).await,
+        }
         let published = match message {
             ClientMessage::Chat { message } => self.publish(message, false).await,
             ClientMessage::Emote { message } => self.publish(message, true).await,
             ClientMessage::Nick { name } => {
                 let old = std::mem::replace(&mut self.params.user, name);
                 let result = self
-                    .layer
+                    .state
+                    .layer()
                     .rename(&self.params.room, old.as_str(), self.params.user.as_str())
                     .await;
                 if result.is_err() {
@@ -477,24 +547,42 @@ impl Session {
         };
         match published {
             Ok(()) => Ok(()),
-            Err(LayerError::Unavailable(reason) | LayerError::Setup(reason)) => match self
-                .params
-                .format
-            {
-                Format::Events => {
-                    self.send_error(
-                        ErrorCode::Unavailable,
-                        format!(
+            Err(LayerError::Unavailable(reason) | LayerError::Setup(reason)) => {
+                match self.params.format {
+                    Format::Events => {
+                        let message = format!(
                             "your message was NOT delivered: {reason}; send it again in a moment"
-                        ),
-                    )
-                    .await
+                        );
+                        self.send_error(ErrorCode::Unavailable, message).await
+                    }
+                    Format::Plain => Err(End::close(
+                        close::TRY_AGAIN_LATER,
+                        "unavailable",
+                        "message not delivered: server unavailable",
+                    )),
                 }
-                Format::Plain => Err(End::close(
-                    close::TRY_AGAIN_LATER,
-                    "message not delivered: server unavailable",
-                )),
-            },
+            }
+        }
+    }
+
+    /// A message over the rate limit: refused with an error event (a plain
+    /// client, which has no error channel, is closed), and a client that
+    /// keeps on flooding is closed with 1008.
+    async fn rate_limited(&mut self, verdict: Verdict) -> Result<(), End> {
+        let state = self.state.clone();
+        state.metrics().rate_limited.inc();
+        let limit = RateLimit::describe(&state.config().limits);
+        match (verdict, self.params.format) {
+            (Verdict::Refuse, Format::Events) => {
+                let message =
+                    format!("slow down: your message was NOT delivered; the limit is {limit}");
+                self.send_error(ErrorCode::RateLimited, message).await
+            }
+            _ => Err(End::close(
+                close::POLICY_VIOLATION,
+                "rate_limit",
+                format!("rate limit exceeded: at most {limit}"),
+            )),
         }
     }
 
@@ -505,7 +593,11 @@ impl Session {
             message,
             emote,
         };
-        self.layer.publish(&self.params.room, draft).await
+        let result = self.state.layer().publish(&self.params.room, draft).await;
+        if result.is_ok() {
+            self.state.metrics().messages_in.inc();
+        }
+        result
     }
 
     async fn send_error(&mut self, code: ErrorCode, message: String) -> Result<(), End> {
@@ -517,86 +609,26 @@ impl Session {
         self.send_text(Utf8Bytes::from(event.to_json())).await
     }
 
-    /// Maps a read error to how the connection ends.
-    fn read_failed(&self, err: tungstenite::Error) -> End {
-        use tungstenite::Error as E;
-        match err {
-            E::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::Close(
-                close::MESSAGE_TOO_BIG,
-                format!("message of {size} bytes is over the limit of {max_size}").into(),
-            ),
-            E::Utf8(_) => End::close(close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
-            E::Protocol(err) => End::Close(1002, format!("protocol error: {err}").into()),
-            E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => {
-                debug!(room = %self.params.room, user = %self.params.user, %err, "connection dropped");
-                End::Gone
-            }
-            other => End::Close(1002, format!("{other}").into()),
+    /// Closes the connection as `end` says, and counts it.
+    async fn finish(mut self: Box<Self>, end: End) {
+        let metrics = self.state.metrics();
+        metrics.connections.dec();
+        if let Some(label) = end.label() {
+            metrics.disconnected(label);
         }
-    }
-
-    /// Closes the connection as `end` says: send the close frame, then read
-    /// and discard what the client still sends (up to its close reply or a
-    /// short timeout), so that unread bytes do not turn the close into a
-    /// TCP reset that would lose the close frame.
-    async fn finish(mut self: Box<Self>, end: End, shutdown: &CancellationToken) {
-        let End::Close(code, reason) = end else {
+        let End::Close { code, reason, .. } = end else {
             return;
         };
-        let linger_for = if code == close::GOING_AWAY {
+        let linger = if code == close::GOING_AWAY {
             SHUTDOWN_LINGER
         } else {
             CLOSE_LINGER
         };
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: Utf8Bytes::from(truncate_reason(&reason)),
-        };
-        let linger = async {
-            if self.ws.send(Message::Close(Some(frame))).await.is_err() {
-                return;
-            }
-            let socket = self.ws.get_mut();
-            let mut sink = vec![0u8; 4096];
-            let mut total = 0usize;
-            while let Ok(n) = socket.read(&mut sink).await {
-                total += n;
-                if n == 0 || total > (1 << 20) {
-                    break;
-                }
-            }
-        };
+        let shutdown = self.state.shutdown_token().clone();
         tokio::select! {
-            _ = tokio::time::timeout(linger_for, linger) => {}
+            () = ending::close(&mut self.ws, code, &reason, linger) => {}
             // Shutting down: a lingering close must not hold up the exit.
             () = shutdown.cancelled(), if code != close::GOING_AWAY => {}
         }
-    }
-}
-
-fn write_failed(err: &tungstenite::Error) -> End {
-    debug!(%err, "write failed");
-    End::Gone
-}
-
-/// Close reasons must fit in a control frame: at most 123 bytes of UTF-8.
-fn truncate_reason(reason: &str) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_reasons_fit_a_control_frame() {
-        assert_eq!(truncate_reason("short"), "short");
-        let long = "é".repeat(100);
-        let cut = truncate_reason(&long);
-        assert!(cut.len() <= 123 && long.starts_with(&cut));
     }
 }

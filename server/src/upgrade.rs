@@ -19,6 +19,7 @@ use tracing::debug;
 
 use crate::AppState;
 use crate::layer::Resume;
+use crate::limits::Refusal;
 use crate::ring::Format;
 use crate::session::{self, SessionParams};
 
@@ -33,6 +34,8 @@ pub struct SocketQuery {
     epoch: Option<String>,
     /// `v=2` opts in to typed events.
     v: Option<String>,
+    /// A bearer token, for browsers (which cannot set headers on sockets).
+    token: Option<String>,
 }
 
 /// `GET /ws/chat/{*room}`.
@@ -46,42 +49,54 @@ pub async fn ws_chat(
     let room = match path {
         Ok(Path(raw)) => match parse_room_path(&raw) {
             Ok(room) => room,
-            Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
+            Err(reason) => return refuse(&state, StatusCode::BAD_REQUEST, "bad_room", &reason),
         },
         Err(err) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid room in the URL: {err}"),
-            );
+            let reason = format!("invalid room in the URL: {err}");
+            return refuse(&state, StatusCode::BAD_REQUEST, "bad_room", &reason);
         }
     };
     let Ok(Query(query)) = query else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "the query string could not be read",
-        );
+        let reason = "the query string could not be read";
+        return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
     };
+    let headers = request.headers();
+    // Access first: a stranger learns nothing else about the server.
+    if let Err(response) = check_access(&state, headers, query.token.as_deref()) {
+        return response;
+    }
     let user = match query.name.as_deref() {
         None | Some("") => guest_name(),
         Some(name) => match UserName::new(name) {
             Ok(user) => user,
-            Err(err) => return refuse(StatusCode::BAD_REQUEST, &err.to_string()),
+            Err(err) => {
+                return refuse(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    "bad_name",
+                    &err.to_string(),
+                );
+            }
         },
     };
     let since = match query.since.as_deref().map(str::parse::<u64>) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "since must be a message id (a whole number)",
-            );
+            let reason = "since must be a message id (a whole number)";
+            return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
         }
     };
-    let headers = request.headers();
-    let key = match handshake_key(headers) {
+    let key = match handshake_key(&state, headers) {
         Ok(key) => key,
         Err(response) => return response,
+    };
+    if let Err(refusal) = check_room_caps(&state, &room) {
+        return refuse_for(&state, &refusal);
+    }
+    let ticket = match state.admission().admit(peer.ip()) {
+        Ok(ticket) => ticket,
+        Err(refusal) => return refuse_for(&state, &refusal),
     };
     let offers_v2 = offered_protocols(headers).any(|p| p == SUBPROTOCOL_V2);
     let format = if offers_v2 || query.v.as_deref() == Some(QUERY_OPT_IN.1) {
@@ -89,23 +104,7 @@ pub async fn ws_chat(
     } else {
         Format::Plain
     };
-
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    response_headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    // The accept key is base64, always a valid header value.
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        response_headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if offers_v2 {
-        response_headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL_V2),
-        );
-    }
-
+    let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
     let params = SessionParams {
         room,
@@ -116,21 +115,110 @@ pub async fn ws_chat(
             epoch: query.epoch.clone(),
         }),
         peer,
-        queue_len: state.config().queue_len,
-        write_timeout: state.config().write_timeout,
     };
-    let ws_config = socket_config(state.config().max_message_size);
-    let layer = state.layer().clone();
-    // A clone, not a child token: a child costs an allocation per connection.
-    let shutdown = state.shutdown_token().clone();
     let pending = Box::new(session::Pending {
-        config: ws_config,
+        config: socket_config(state.config().max_message_size),
         params,
-        layer,
+        ticket,
+        drain_delay: state.drain_delay(),
+        state: state.clone(),
     });
-    state
-        .tracker()
-        .spawn(session::run(on_upgrade, pending, shutdown));
+    state.tracker().spawn(session::run(on_upgrade, pending));
+    response
+}
+
+/// `GET /ws/echo`: echoes every message back, over the same socket
+/// settings and close handling as the chat endpoint (for conformance
+/// tests; only served with `--echo-endpoint`).
+pub async fn ws_echo(State(state): State<AppState>, request: Request) -> Response {
+    let key = match handshake_key(&state, request.headers()) {
+        Ok(key) => key,
+        Err(response) => return response,
+    };
+    let response = switching_protocols(&key, None);
+    let on_upgrade = hyper::upgrade::on(request);
+    let config = socket_config(state.config().max_message_size);
+    state.tracker().spawn(session::echo(
+        on_upgrade,
+        config,
+        state.shutdown_token().clone(),
+    ));
+    response
+}
+
+/// The `101 Switching Protocols` answer.
+fn switching_protocols(key: &str, protocol: Option<&'static str>) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    // The accept key is base64, always a valid header value.
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
+    }
+    response
+}
+
+/// The token (401) and origin (403) checks of a socket request.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+fn check_access(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<(), Response> {
+    check_access_token(state, headers, token)?;
+    let access = &state.config().access;
+    if let Err(reason) = access.check_origin(headers) {
+        return Err(refuse(state, StatusCode::FORBIDDEN, "origin", &reason));
+    }
+    Ok(())
+}
+
+/// The token check (401), for sockets and pages alike.
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+pub(crate) fn check_access_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<(), Response> {
+    let access = &state.config().access;
+    if let Err(reason) = access.check_token(headers, token) {
+        let mut response = refuse(state, StatusCode::UNAUTHORIZED, "unauthorized", reason);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Err(response);
+    }
+    Ok(())
+}
+
+/// Refuses a new room past `--max-rooms`, a member past `--max-members-per-room`.
+fn check_room_caps(state: &AppState, room: &RoomName) -> Result<(), Refusal> {
+    let limits = state.admission().limits();
+    let members = state.registry().subscribers(room);
+    if limits.max_members_per_room > 0 && members >= limits.max_members_per_room {
+        return Err(Refusal::RoomFull(limits.max_members_per_room));
+    }
+    if limits.max_rooms > 0 && members == 0 && state.registry().len() >= limits.max_rooms {
+        return Err(Refusal::TooManyRooms(limits.max_rooms));
+    }
+    Ok(())
+}
+
+fn refuse_for(state: &AppState, refusal: &Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = refuse(state, status, refusal.label(), &refusal.to_string());
+    // Clients should not come back at once.
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 
@@ -160,7 +248,7 @@ const WRITE_THRESHOLD_BYTES: usize = 128 * 1024;
 
 /// Checks the WebSocket handshake headers and returns the client's key.
 #[allow(clippy::result_large_err)] // the refusal is the response itself; it is built once
-fn handshake_key(headers: &HeaderMap) -> Result<String, Response> {
+fn handshake_key(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -170,20 +258,21 @@ fn handshake_key(headers: &HeaderMap) -> Result<String, Response> {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        let reason = "this is a WebSocket endpoint: connect with a WebSocket client \
+                      (the chat page is at /chat/<room>/)";
         return Err(refuse(
+            state,
             StatusCode::BAD_REQUEST,
-            "this is a WebSocket endpoint: connect with a WebSocket client (the chat page is at /chat/<room>/)",
+            "not_websocket",
+            reason,
         ));
     }
-    if headers
+    let version = headers
         .get(header::SEC_WEBSOCKET_VERSION)
-        .and_then(|v| v.to_str().ok())
-        != Some("13")
-    {
-        let mut response = refuse(
-            StatusCode::UPGRADE_REQUIRED,
-            "only WebSocket version 13 is supported",
-        );
+        .and_then(|v| v.to_str().ok());
+    if version != Some("13") {
+        let reason = "only WebSocket version 13 is supported";
+        let mut response = refuse(state, StatusCode::UPGRADE_REQUIRED, "not_websocket", reason);
         response.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
@@ -194,7 +283,14 @@ fn handshake_key(headers: &HeaderMap) -> Result<String, Response> {
         .get(header::SEC_WEBSOCKET_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header"))
+        .ok_or_else(|| {
+            refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "not_websocket",
+                "missing Sec-WebSocket-Key header",
+            )
+        })
 }
 
 fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -220,9 +316,11 @@ fn guest_name() -> UserName {
     UserName::new(name).expect("guest names are valid display names")
 }
 
-/// A refusal before the upgrade: the status and the reason as plain text.
-pub fn refuse(status: StatusCode, reason: &str) -> Response {
+/// A refusal before the upgrade: the status and the reason as plain text,
+/// counted in the metrics under `label`.
+pub fn refuse(state: &AppState, status: StatusCode, label: &'static str, reason: &str) -> Response {
     debug!(%status, reason, "refused a socket request");
+    state.metrics().refused(label);
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -16,8 +16,14 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test]
 async fn a_slow_consumer_is_dropped_and_the_others_miss_nothing() {
     let queue = 64;
+    // The sender floods on purpose: no rate limit here.
+    let limits = chat_server::Limits {
+        rate_per_sec: 0.0,
+        ..chat_server::Limits::default()
+    };
     let server = TestServer::start_with(Config {
         queue_len: queue,
+        limits,
         ..Config::default()
     })
     .await;
