@@ -89,6 +89,13 @@ pub struct FanoutConfig {
     /// to the server's CPU time. Busy polling keeps the server's figures its
     /// own, at the price of one load-generator core per thread at 100 %.
     pub busy_poll: bool,
+    /// Stall each load-generator thread this long between rounds of reads,
+    /// so that frames pile up in the sockets and one `read` takes many:
+    /// against servers that write each frame separately this replaces a
+    /// wake-up and a read per delivery (whose wake-up, on loopback, is
+    /// charged to the server) by a read per socket per round. Adds up to
+    /// the interval to every latency: for throughput runs only.
+    pub read_interval: Option<Duration>,
 }
 
 impl FanoutConfig {

@@ -173,3 +173,13 @@ fn busy_polling_counts_the_same() {
     assert_eq!(report.distinct, 100 * 3 - 6);
     assert!(report.loadgen.busy_poll && !report.loadgen.saturated);
 }
+
+#[test]
+fn batched_reads_count_the_same() {
+    let server = TestServer::start(vec![fault(FaultKind::Duplicate, 5, None)]).unwrap();
+    let mut config = common::fanout(server.addr(), 2, 3, 2, 100);
+    config.read_interval = Some(std::time::Duration::from_micros(500));
+    let report = chat_bench::fanout::run(&config).unwrap();
+    assert_eq!(report.duplicated, 2 * 3);
+    assert_eq!((report.distinct, report.lost), (300, 0));
+}

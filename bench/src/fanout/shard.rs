@@ -84,6 +84,17 @@ pub fn run(
         last_delivery_ns: 0,
     }));
     let counts = tasks_set.block_on(&runtime, async {
+        if let Some(interval) = shared.config.read_interval {
+            // Batch reads: stall the thread between rounds so that frames
+            // pile up in the sockets. See `FanoutConfig::read_interval`.
+            let mut rx = rx.clone();
+            tokio::task::spawn_local(async move {
+                while *rx.borrow_and_update() != Phase::Stop {
+                    std::thread::sleep(interval);
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
         if shared.config.busy_poll {
             // Keep the runtime from ever sleeping in epoll_wait: with a task
             // always ready, the I/O driver is polled without blocking. See

@@ -46,6 +46,7 @@ pub fn fanout(
         setup_timeout: Duration::from_secs(10),
         progress: false,
         busy_poll: false,
+        read_interval: None,
     }
 }
 
