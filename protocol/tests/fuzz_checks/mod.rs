@@ -23,7 +23,7 @@ use chat_protocol::{
     RoomNameError, ServerEvent, ServerUrl, USER_NAME_MAX_LEN, USER_NAME_RULE, UserName,
     UserNameError, validate_room_name, validate_user_name,
 };
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 /// Fuzzers hand over bytes; the server only ever parses valid UTF-8 (a text
@@ -80,16 +80,27 @@ pub fn client_frame(text: &str) {
 /// and "me" need a string `message`; "nick" needs a string `name` that is a
 /// valid display name; unknown fields are ignored.
 ///
-/// One behaviour that is not in the docs is pinned here too: a known field
-/// (`type`, `message`, `name`) given twice makes the frame invalid JSON
-/// (serde refuses duplicate fields), where Python's `json.loads` would keep
-/// the last one.
+/// Two behaviours that the docs do not spell out are pinned here too, both
+/// from serde_json: a known field (`type`, `message`, `name`) given twice
+/// makes the frame invalid JSON (serde refuses duplicate fields, where
+/// Python's `json.loads` keeps the last one), and so does a known field
+/// holding a number out of `f64` range (`1e400`) or a string with a lone
+/// surrogate escape (`"\ud800"`), which the JSON grammar allows but serde_json
+/// cannot represent. In unknown fields, and as a top-level value that is not
+/// an object, both are fine: they are skipped, not represented.
 fn expected_client_frame(text: &str) -> Result<ClientMessage, ErrorCode> {
-    let Ok(shape) = serde_json::from_str::<Shape>(text) else {
+    if serde_json::from_str::<IgnoredAny>(text).is_err() {
         return Err(ErrorCode::InvalidJson);
-    };
-    let Shape::Object(fields) = shape else {
+    }
+    // The text is JSON, so its first token says what kind of value it is.
+    if !text
+        .trim_start_matches(['\t', '\n', '\r', ' '])
+        .starts_with('{')
+    {
         return Err(ErrorCode::NotAnObject);
+    }
+    let Ok(Fields(fields)) = serde_json::from_str::<Fields>(text) else {
+        return Err(ErrorCode::InvalidJson);
     };
     let field = |key: &str| -> Result<Option<&Value>, ErrorCode> {
         let mut found = fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
@@ -129,30 +140,26 @@ fn expected_client_frame(text: &str) -> Result<ClientMessage, ErrorCode> {
     }
 }
 
-/// The top level of a JSON document: an object with its known fields (in
-/// order, duplicates kept) or anything else. Unknown fields are skipped
-/// without being built, as the server skips them.
-enum Shape {
-    Object(Vec<(String, Value)>),
-    Other,
-}
+/// The known fields of a JSON object, in order, duplicates kept. Unknown
+/// fields are skipped without being built, as the server skips them.
+struct Fields(Vec<(String, Value)>);
 
-impl<'de> Deserialize<'de> for Shape {
+impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor)
+        deserializer.deserialize_map(FieldsVisitor)
     }
 }
 
-struct ShapeVisitor;
+struct FieldsVisitor;
 
-impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Shape;
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+        f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             if matches!(key.as_str(), "type" | "message" | "name") {
@@ -162,31 +169,7 @@ impl<'de> Visitor<'de> for ShapeVisitor {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(Shape::Object(fields))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Shape::Other)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Shape, E> {
-        Ok(Shape::Other)
+        Ok(Fields(fields))
     }
 }
 
