@@ -120,7 +120,7 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         let jitter = half.mul_f64(self.rng.f64());
-        (half + jitter).max(min_delay + jitter / 4)
+        (half + jitter).max(min_delay.saturating_add(jitter / 4))
     }
 
     /// How many delays were handed out since the last reset.

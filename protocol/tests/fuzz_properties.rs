@@ -11,6 +11,9 @@
 
 mod fuzz_checks;
 
+use std::time::Duration;
+
+use chat_protocol::close::{Advice, Backoff};
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::Value;
@@ -189,7 +192,10 @@ fn client_frame_text() -> impl Strategy<Value = String> {
             .boxed(),
     ];
     let extra = vec!["user", "x", "message~", "type~", "name~", "id"];
-    mutated(object_of(fields_of(fields, extra)))
+    mutated(prop_oneof![
+        8 => object_of(fields_of(fields, extra)),
+        1 => value_text(),
+    ])
 }
 
 /// A room as JSON: usually valid, sometimes not.
@@ -523,6 +529,47 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
+// Reconnect advice and backoff: not parsers, but they take numbers from the
+// server (close codes, HTTP statuses) and from callers.
+// ---------------------------------------------------------------------------
+
+/// Any duration, the extremes included.
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        (any::<u64>(), 0..1_000_000_000u32).prop_map(|(secs, nanos)| Duration::new(secs, nanos)),
+        (0..100u64).prop_map(Duration::from_secs),
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn close_advice_never_panics(code in any::<Option<u16>>(), status in any::<u16>()) {
+        let _ = Advice::for_close_code(code);
+        let _ = Advice::for_http_status(status);
+    }
+
+    #[test]
+    fn backoff_never_panics(
+        base in duration(),
+        cap in duration(),
+        waits in proptest::collection::vec(duration(), 1..24),
+    ) {
+        let mut backoff = Backoff::new(base, cap);
+        for min_delay in waits {
+            let delay = backoff.next_delay(min_delay);
+            prop_assert!(delay >= min_delay, "{delay:?} < {min_delay:?}");
+            if min_delay.is_zero() {
+                prop_assert!(delay <= cap, "{delay:?} > cap {cap:?}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The seeds of the long runs: every file under `fuzz/seeds/<target>/` is
 // checked by its target's properties, so the hand-written starting corpus and
 // every input a fuzzer once broke the code with (`fuzz/seeds/*/regression-*`)
@@ -613,5 +660,85 @@ fn oracles_agree_with_the_documented_examples() {
     assert_eq!(
         python_json_dumps_message("hé 🦀\n\u{7f}\""),
         r#"{"message": "h\u00e9 \ud83e\udd80\n\u007f\""}"#
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Against the real thing: CPython's json.dumps. Not run by default (it needs
+// python3); the long fuzzing sessions run it over the plain_encode corpus:
+//
+//   FUZZ_CORPUS=fuzz/out/plain_encode/default/queue \
+//     cargo test -p chat-protocol --test fuzz_properties -- --ignored
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs python3; the long fuzzing sessions run it"]
+fn plain_encode_matches_cpython_json_dumps() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let mut messages: Vec<String> = seeds("plain_encode")
+        .into_iter()
+        .map(|(_, data)| fuzz_checks::text_of(&data).into_owned())
+        .collect();
+    // Every character below U+0100 alone, then a few far beyond.
+    messages.extend((0..0x100u32).filter_map(char::from_u32).map(String::from));
+    messages.extend(
+        [
+            '\u{7ff}',
+            '\u{800}',
+            '\u{d7ff}',
+            '\u{e000}',
+            '\u{fffd}',
+            '\u{10000}',
+            '\u{10ffff}',
+        ]
+        .map(String::from),
+    );
+    if let Ok(dir) = std::env::var("FUZZ_CORPUS") {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{dir}: {e}")).path();
+            if path.is_file() {
+                let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                messages.push(fuzz_checks::text_of(&data).into_owned());
+            }
+        }
+    }
+
+    let script = "import json, sys\n\
+                  for line in sys.stdin:\n    \
+                      print(json.dumps({'message': json.loads(line)}))\n";
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut input = String::new();
+    for message in &messages {
+        input.push_str(&serde_json::to_string(message).expect("a string serialises"));
+        input.push('\n');
+    }
+    let mut stdin = python.stdin.take().expect("piped stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = python.wait_with_output().expect("python3 finishes");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to python3");
+    assert!(output.status.success(), "python3 failed");
+    let printed = String::from_utf8(output.stdout).expect("json.dumps prints ASCII");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), messages.len());
+    for (message, line) in messages.iter().zip(lines) {
+        assert_eq!(
+            chat_protocol::PlainMessage::encode(message),
+            line,
+            "{message:?}"
+        );
+    }
+    eprintln!(
+        "{} messages encoded exactly as CPython does",
+        messages.len()
     );
 }
