@@ -277,6 +277,11 @@ impl ConnectOptions {
     pub fn connect_timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// The configured bearer token.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
 }
 
 /// Which stream the server agreed to send.

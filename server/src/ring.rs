@@ -244,6 +244,12 @@ impl Subscription {
         }
     }
 
+    /// Events stored in the ring: how far the room's slowest subscriber is
+    /// behind.
+    pub fn room_backlog(&self) -> usize {
+        lock(&self.ring.state).slots.len()
+    }
+
     /// Events queued for this subscriber and not read yet.
     pub fn backlog(&self) -> u64 {
         lock(&self.ring.state).end().saturating_sub(self.cursor)

@@ -276,16 +276,28 @@ impl Session {
                 delivery = subscription.next() => {
                     let result = match delivery {
                         Ok(delivery) => self.forward(delivery, subscription).await,
-                        Err(lagged) => Err(lagged.into()),
+                        Err(_lagged) => Err(End::slow_consumer(self.state.config().queue_len)),
                     };
                     if let Err(end) = result {
                         return end;
                     }
                 }
-                inbound = self.ws.next() => {
+                                inbound = self.ws.next() => {
                     self.heard = true;
                     if let Err(end) = Box::pin(self.on_frame(inbound)).await {
                         return end;
+                    }
+                    // Fairness: while the room's slowest member is far
+                    // behind, let the members (woken by what this sender
+                    // published) run before reading its next message. A
+                    // sender that kept the CPU could otherwise publish far
+                    // ahead of members that read as fast as they are
+                    // scheduled, and push them over their queue. Members
+                    // that keep up cost no yield, so batching is kept.
+                    let mut rounds = 0;
+                    while subscription.room_backlog() > self.state.config().queue_len / 4 && rounds < 16 {
+                        tokio::task::yield_now().await;
+                        rounds += 1;
                     }
                 }
                 () = keepalive.as_mut() => {
@@ -337,6 +349,7 @@ impl Session {
             return Box::pin(self.send_text(first.frame)).await;
         }
         let skip_through = self.skip_through;
+        let queue_len = self.state.config().queue_len;
         let ws = &mut self.ws;
         let mut first = Some(first);
         let (mut frames, mut bytes) = (0u64, 0usize);
@@ -353,7 +366,7 @@ impl Session {
                     None => match subscription.try_next() {
                         Ok(Some(delivery)) => delivery,
                         Ok(None) => return Poll::Ready(Ok(None)),
-                        Err(lagged) => return Poll::Ready(Err(lagged.into())),
+                        Err(_lagged) => return Poll::Ready(Err(End::slow_consumer(queue_len))),
                     },
                 };
                 if delivery.id != 0 && delivery.id <= skip_through {
@@ -409,7 +422,7 @@ impl Session {
                 () = tokio::time::sleep(LAG_CHECK) => {
                     let behind = subscription.backlog();
                     if behind >= queue_len {
-                        return Err(End::slow_consumer(behind));
+                        return Err(End::slow_consumer(self.state.config().queue_len));
                     }
                     if started.elapsed() >= write_timeout {
                         return Err(End::close(close::POLICY_VIOLATION, "slow_consumer", "slow consumer: not reading"));

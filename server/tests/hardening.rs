@@ -399,6 +399,16 @@ async fn a_token_guards_the_socket_the_pages_and_the_api() {
         "browsers pass it in the query"
     );
 
+    let url = server.url();
+    assert!(matches!(
+        chat_protocol::fetch_rooms(&url, &ConnectOptions::new()).await,
+        Err(ClientError::Refused { status: 401, .. })
+    ));
+    let with_token = ConnectOptions::new().token(Some("s3cret-token".into()));
+    assert!(
+        chat_protocol::fetch_rooms(&url, &with_token).await.is_ok(),
+        "the room picker passes the token"
+    );
     for path in ["/chat/", "/chat/r/", "/api/rooms", "/metrics"] {
         assert_eq!(get(server.addr(), path).await.status, 401, "{path}");
         assert_eq!(
@@ -476,7 +486,7 @@ async fn tls_serves_wss_and_https_and_clients_trust_a_private_ca() {
     ));
     client.say("over TLS").await.unwrap();
     assert_eq!(next_chat(&mut client).await.message, "over TLS");
-    let rooms = chat_protocol::fetch_rooms(&url, &tls, Duration::from_secs(5))
+    let rooms = chat_protocol::fetch_rooms(&url, &ConnectOptions::new().tls(tls.clone()))
         .await
         .unwrap();
     assert_eq!(rooms.rooms.len(), 1, "https works too");

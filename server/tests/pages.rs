@@ -140,13 +140,9 @@ async fn api_rooms_lists_active_rooms_with_member_counts() {
         .collect();
     assert_eq!(rows, vec![("busy".to_owned(), 2), ("quiet".to_owned(), 1)]);
 
-    let fetched = chat_protocol::fetch_rooms(
-        &server.url(),
-        &chat_protocol::TlsOptions::default(),
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let fetched = chat_protocol::fetch_rooms(&server.url(), &chat_protocol::ConnectOptions::new())
+        .await
+        .unwrap();
     assert_eq!(fetched, list, "the protocol client reads the same list");
 }
 

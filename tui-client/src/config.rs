@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_protocol::{ConnectOptions, RoomName, ServerUrl, UserName};
+use chat_protocol::{ConnectOptions, RoomName, ServerUrl, TlsOptions, UserName};
 use clap::Parser;
 
 /// Exit codes, the same in every mode.
@@ -119,6 +119,11 @@ pub struct Cli {
     /// A bearer token, for servers that require one.
     #[arg(long, env = "CHAT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+
+    /// Trust the CA certificates in this PEM file for wss:// and https://
+    /// (a private CA), besides the system's roots.
+    #[arg(long, env = "CHAT_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the client runs.
@@ -153,6 +158,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Bearer token.
     pub token: Option<String>,
+    /// How to trust a TLS server.
+    pub tls: TlsOptions,
 }
 
 /// What the process knows about its surroundings, for [`Config::from_cli`].
@@ -217,6 +224,9 @@ impl Config {
             mouse: !cli.no_mouse,
             log_file: cli.log_file,
             token: cli.token,
+            tls: TlsOptions {
+                ca_file: cli.ca_file,
+            },
         })
     }
 
@@ -225,7 +235,8 @@ impl Config {
         let mut options = ConnectOptions::new()
             .events(self.events)
             .timeout(self.timeout)
-            .token(self.token.clone());
+            .token(self.token.clone())
+            .tls(self.tls.clone());
         if let Some(name) = &self.name {
             options = options.name(name.clone());
         }

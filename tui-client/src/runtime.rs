@@ -99,11 +99,10 @@ impl Runner {
                 }
                 Effect::FetchRooms => {
                     let server = self.ctx.server.clone();
-                    let tls = self.ctx.options.tls_options().clone();
-                    let timeout = self.ctx.options.connect_timeout();
+                    let options = self.ctx.options.clone();
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
-                        let result = chat_protocol::fetch_rooms(&server, &tls, timeout)
+                        let result = chat_protocol::fetch_rooms(&server, &options)
                             .await
                             .map(|list| list.rooms)
                             .map_err(|err| err.to_string());

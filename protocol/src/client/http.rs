@@ -1,31 +1,31 @@
 //! The one HTTP call a client makes: `GET /api/rooms`, the list of active
 //! rooms that a room picker shows.
 
-use std::time::Duration;
-
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use super::ClientError;
-use super::transport::{self, TlsOptions};
+use super::transport;
+use super::{ClientError, ConnectOptions};
 use crate::{RoomList, ServerUrl};
 
 /// The largest room list accepted, in bytes.
 const MAX_BODY: usize = 4 << 20;
 
-/// Fetches the server's active rooms with their member counts.
+/// Fetches the server's active rooms with their member counts, with the
+/// TLS settings, timeout and token of `options`.
 ///
 /// # Errors
 ///
 /// A [`ClientError`] when the server cannot be reached, answers with an
-/// error status, or sends something that is not a room list.
+/// error status (401 without a valid token), or sends something that is
+/// not a room list.
 pub async fn fetch_rooms(
     server: &ServerUrl,
-    tls: &TlsOptions,
-    timeout: Duration,
+    options: &ConnectOptions,
 ) -> Result<RoomList, ClientError> {
     let url = server.rooms_api_url();
+    let (tls, timeout) = (options.tls_options(), options.connect_timeout());
     let fetch = async {
         let io = transport::connect(server, tls, timeout).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
@@ -40,9 +40,13 @@ pub async fn fetch_rooms(
             Some(port) => format!("{}:{port}", server.host()),
             None => server.host().to_owned(),
         };
-        let request = hyper::Request::get(url.path())
+        let mut request = hyper::Request::get(url.path())
             .header(hyper::header::HOST, authority)
-            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::ACCEPT, "application/json");
+        if let Some(token) = options.bearer_token() {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|err| ClientError::Http(format!("GET {url}: {err}")))?;
         let response = sender

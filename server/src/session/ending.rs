@@ -16,7 +16,6 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::debug;
 
 use super::Socket;
-use crate::ring::Lagged;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -44,11 +43,13 @@ impl End {
         }
     }
 
-    pub(crate) fn slow_consumer(behind: u64) -> Self {
+    /// A client more than `queue_len` messages behind (its outbound queue
+    /// is full).
+    pub(crate) fn slow_consumer(queue_len: usize) -> Self {
         Self::close(
             close::POLICY_VIOLATION,
             "slow_consumer",
-            format!("slow consumer: fell {behind} messages behind"),
+            format!("slow consumer: fell more than {queue_len} messages behind"),
         )
     }
 
@@ -58,12 +59,6 @@ impl End {
             Self::Gone => None,
             Self::Close { label, .. } => Some(label),
         }
-    }
-}
-
-impl From<Lagged> for End {
-    fn from(Lagged(behind): Lagged) -> Self {
-        Self::slow_consumer(behind)
     }
 }
 
