@@ -3,7 +3,8 @@
 //! | code | name              | when the server sends it                        | reconnect?                        |
 //! |------|-------------------|-------------------------------------------------|-----------------------------------|
 //! | 1000 | normal            | the client asked to close                        | no                                |
-//! | 1001 | going away        | the server is shutting down or restarting        | yes, after a random 1-5 s, backoff |
+//! | 1001 | going away        | the server is shutting down or restarting; keepalive timeout | yes, after a random 1-5 s, backoff |
+//! | 1002 | protocol error    | the client broke the WebSocket protocol          | no: fix the client                |
 //! | 1003 | unsupported data  | the client sent a binary frame                   | no: fix the client                |
 //! | 1007 | invalid payload   | invalid UTF-8, or (plain clients) a frame that is not `{"message": string}` | no: fix the client |
 //! | 1008 | policy violation  | rate limit exceeded, or too slow to keep up      | yes, not before 10 s              |
@@ -22,6 +23,8 @@ use std::time::Duration;
 pub const NORMAL: u16 = 1000;
 /// The server is going away (shutdown, restart).
 pub const GOING_AWAY: u16 = 1001;
+/// The client broke the WebSocket protocol.
+pub const PROTOCOL_ERROR: u16 = 1002;
 /// The client sent data the server does not accept (binary frames).
 pub const UNSUPPORTED_DATA: u16 = 1003;
 /// The client sent a malformed payload.
@@ -57,7 +60,7 @@ impl Advice {
             min_delay: Duration::from_secs(secs),
         };
         match code {
-            Some(NORMAL | UNSUPPORTED_DATA | INVALID_PAYLOAD) => Self::Stop,
+                        Some(NORMAL | PROTOCOL_ERROR | UNSUPPORTED_DATA | INVALID_PAYLOAD) => Self::Stop,
             Some(GOING_AWAY) => reconnect(1),
             Some(POLICY_VIOLATION) => reconnect(10),
             Some(TRY_AGAIN_LATER) => reconnect(5),
