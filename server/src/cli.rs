@@ -137,16 +137,12 @@ pub struct Cli {
     )]
     pub max_members_per_room: usize,
 
-    /// Seconds between pings to a connection the server has not heard from.
+    /// Keepalive: a connection silent for this many seconds is pinged, and
+    /// dropped if it is still silent after as many more (half-open
+    /// connections do not pile up).
     #[arg(long, env = "CHAT_PING_INTERVAL", default_value_t = 30, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ping_interval: u64,
-
-    /// Seconds a pinged connection may stay silent before it is dropped
-    /// (half-open connections do not pile up).
-    #[arg(long, env = "CHAT_PING_TIMEOUT", default_value_t = 30, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub ping_timeout: u64,
 
     /// Seconds a client may take to send its request headers (and finish
     /// TLS); slower clients are dropped (slowloris).
@@ -236,7 +232,6 @@ impl Cli {
             max_rooms: self.max_rooms,
             max_members_per_room: self.max_members_per_room,
             ping_interval: Duration::from_secs(self.ping_interval),
-            ping_timeout: Duration::from_secs(self.ping_timeout),
             handshake_timeout: Duration::from_secs(self.handshake_timeout),
         };
         let access = Access {

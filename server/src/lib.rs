@@ -39,6 +39,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -146,6 +147,12 @@ struct Shared {
     metrics: Metrics,
     /// Numbers sessions, to spread them over the drain window.
     sessions_started: AtomicU64,
+    /// The server's clock for per-connection times kept in milliseconds.
+    started: std::time::Instant,
+    /// What every session watches: keepalive ticks, and the shutdown. One
+    /// shared signal instead of a timer per connection keeps idle
+    /// connections small.
+    signals: watch::Sender<Signals>,
     /// Cancelled when the server shuts down; every session watches it.
     shutdown: CancellationToken,
     /// Tracks connections (HTTP and upgraded), which shutdown waits for.
@@ -177,6 +184,12 @@ impl AppState {
         };
         let metrics = Metrics::new(config.redis.is_some());
         let admission = Arc::new(Admission::new(config.limits.clone()));
+        let (signals, _) = watch::channel(Signals::default());
+        tracker.spawn(tick(
+            signals.clone(),
+            config.limits.ping_interval,
+            shutdown.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
@@ -185,6 +198,8 @@ impl AppState {
                 admission,
                 metrics,
                 sessions_started: AtomicU64::new(0),
+                started: std::time::Instant::now(),
+                signals,
                 shutdown,
                 tracker,
             }),
@@ -219,13 +234,52 @@ impl AppState {
         &self.inner.tracker
     }
 
-    /// How long a new session waits before closing when the server shuts
-    /// down: sessions are spread over ten batches across the drain window.
-    pub(crate) fn drain_delay(&self) -> Duration {
-        const BATCHES: u64 = 10;
+    /// Which of ten batches a new session closes in when the server shuts
+    /// down, so that closes spread across the drain window.
+    pub(crate) fn drain_batch(&self) -> u8 {
         let n = self.inner.sessions_started.fetch_add(1, Ordering::Relaxed);
-        let batch = u32::try_from(n % BATCHES).unwrap_or(0);
-        self.inner.config.drain_window * batch / 10
+        u8::try_from(n % 10).unwrap_or(0)
+    }
+
+    /// How long a session of `batch` waits before closing at shutdown.
+    pub(crate) fn drain_delay(&self, batch: u8) -> Duration {
+        self.inner.config.drain_window * u32::from(batch) / 10
+    }
+
+    /// Milliseconds since the server started (wrapping), for times kept
+    /// per connection.
+    pub(crate) fn now_ms(&self) -> u32 {
+        #[allow(clippy::cast_possible_truncation)] // wrapping on purpose
+        let ms = self.inner.started.elapsed().as_millis() as u32;
+        ms
+    }
+
+    /// The keepalive ticks and the shutdown, for a session to watch.
+    pub(crate) fn signals(&self) -> watch::Receiver<Signals> {
+        self.inner.signals.subscribe()
+    }
+}
+
+/// What the server tells every session at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Signals {
+    /// Counts keepalive ticks (one per ping interval).
+    pub tick: u64,
+    /// The server is shutting down.
+    pub shutting_down: bool,
+}
+
+/// Ticks every `interval` for the sessions' keepalive, and says when the
+/// server shuts down.
+async fn tick(signals: watch::Sender<Signals>, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                signals.send_modify(|s| s.shutting_down = true);
+                return;
+            }
+            () = tokio::time::sleep(interval) => signals.send_modify(|s| s.tick += 1),
+        }
     }
 }
 

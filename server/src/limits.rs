@@ -36,10 +36,10 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Members of one room on this instance (0: no cap).
     pub max_members_per_room: usize,
-    /// How often the server pings an idle connection.
+    /// How often the server looks at its connections: one silent for a
+    /// whole interval is pinged, and dropped if it is still silent at the
+    /// next (so half-open connections go within two intervals).
     pub ping_interval: Duration,
-    /// How long after a ping a silent connection is dropped.
-    pub ping_timeout: Duration,
     /// How long a client may take to send its request headers (and finish
     /// the TLS handshake): slow or silent clients are dropped.
     pub handshake_timeout: Duration,
@@ -57,7 +57,6 @@ impl Default for Limits {
             max_rooms: 100_000,
             max_members_per_room: 0,
             ping_interval: Duration::from_secs(30),
-            ping_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
         }
     }
@@ -260,7 +259,9 @@ impl TokenBucket {
     }
 }
 
-/// A connection's message rate limit.
+/// A connection's message rate limit: a token bucket kept in a few bytes
+/// (times in milliseconds of a server-wide clock, tokens as `f32`), since
+/// every connection carries one; the rate and burst live in [`Limits`].
 ///
 /// Typed clients over the limit get their message refused with an error
 /// event, and are closed (1008) when they keep on regardless. Plain
@@ -268,15 +269,15 @@ impl TokenBucket {
 /// down instead of refused (the session reads their next frame only when
 /// the limit allows: TCP pushes back on the sender, nothing is lost); one
 /// that floods for `flood_close_after` without pause is closed (1008).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
-    bucket: Option<TokenBucket>,
+    tokens: f32,
+    /// When `tokens` was last brought up to date (ms of the clock).
+    updated_ms: u32,
+    /// When a plain client started being slowed down, without pause (ms
+    /// of the clock); 0 when it is not.
+    throttled_since_ms: u32,
     refused_in_a_row: u32,
-    /// Refusals in a row after which a typed client is closed.
-    close_after: u32,
-    /// When a plain client started being slowed down, without pause.
-    throttled_since: Option<Instant>,
-    flood_close_after: Duration,
 }
 
 /// What to do with a message under the rate limit.
@@ -293,39 +294,50 @@ pub enum Verdict {
 }
 
 impl RateLimit {
-    /// The limit from `limits` (none when the rate is 0).
-    pub fn new(limits: &Limits) -> Self {
-        let bucket = (limits.rate_per_sec > 0.0)
-            .then(|| TokenBucket::new(limits.rate_per_sec, f64::from(limits.rate_burst.max(1))));
+    /// A full bucket at `now_ms`.
+    #[allow(clippy::cast_precision_loss)] // bursts are far below where f32 loses whole numbers
+    pub fn new(limits: &Limits, now_ms: u32) -> Self {
         Self {
-            bucket,
+            tokens: limits.rate_burst as f32,
+            updated_ms: now_ms,
+            throttled_since_ms: 0,
             refused_in_a_row: 0,
-            close_after: limits.rate_burst.max(1),
-            throttled_since: None,
-            flood_close_after: limits.flood_close_after,
         }
     }
 
-    /// The verdict on one more message now; `can_wait` says the client is
-    /// a plain one, to be slowed down rather than refused.
-    pub fn check(&mut self, now: Instant, can_wait: bool) -> Verdict {
-        let Some(bucket) = &mut self.bucket else {
+    /// The verdict on one more message at `now_ms`; `can_wait` says the
+    /// client is a plain one, to be slowed down rather than refused.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)] // rates and bursts are small
+    pub fn check(&mut self, limits: &Limits, now_ms: u32, can_wait: bool) -> Verdict {
+        if limits.rate_per_sec <= 0.0 {
             return Verdict::Allow;
-        };
-        if bucket.take(now) {
+        }
+        let rate = limits.rate_per_sec as f32;
+        let elapsed_ms = now_ms.wrapping_sub(self.updated_ms);
+        self.tokens =
+            (self.tokens + elapsed_ms as f32 / 1000.0 * rate).min(limits.rate_burst.max(1) as f32);
+        self.updated_ms = now_ms;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             self.refused_in_a_row = 0;
-            self.throttled_since = None;
+            self.throttled_since_ms = 0;
             return Verdict::Allow;
         }
         if can_wait {
-            let since = *self.throttled_since.get_or_insert(now);
-            if now.saturating_duration_since(since) > self.flood_close_after {
+            if self.throttled_since_ms == 0 {
+                self.throttled_since_ms = now_ms.max(1);
+            }
+            let flooding_ms = now_ms.wrapping_sub(self.throttled_since_ms);
+            if u128::from(flooding_ms) > limits.flood_close_after.as_millis() {
                 return Verdict::Close;
             }
-            return Verdict::Wait(bucket.borrow_one());
+            // Take the token that is not there yet: the bucket goes into
+            // debt, and the wait is how long until it would have been there.
+            self.tokens -= 1.0;
+            return Verdict::Wait(Duration::from_secs_f32((-self.tokens / rate).max(0.0)));
         }
         self.refused_in_a_row += 1;
-        if self.refused_in_a_row > self.close_after {
+        if self.refused_in_a_row > limits.rate_burst.max(1) {
             Verdict::Close
         } else {
             Verdict::Refuse
@@ -338,18 +350,6 @@ impl RateLimit {
             "{} messages per second (bursts of {})",
             limits.rate_per_sec, limits.rate_burst
         )
-    }
-}
-
-impl TokenBucket {
-    /// Takes a token that is not there yet; returns how long until it
-    /// would have been (the bucket goes into debt).
-    fn borrow_one(&mut self) -> Duration {
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 || self.rate <= 0.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64(-self.tokens / self.rate)
     }
 }
 
@@ -405,29 +405,27 @@ mod tests {
             rate_burst: 3,
             ..Limits::default()
         };
-        let mut limit = RateLimit::new(&limits);
-        let now = Instant::now();
+        let now = 1000;
+        let mut limit = RateLimit::new(&limits, now);
         for _ in 0..3 {
-            assert_eq!(limit.check(now, false), Verdict::Allow);
+            assert_eq!(limit.check(&limits, now, false), Verdict::Allow);
         }
         for _ in 0..3 {
-            assert_eq!(limit.check(now, false), Verdict::Refuse);
+            assert_eq!(limit.check(&limits, now, false), Verdict::Refuse);
         }
-        assert_eq!(limit.check(now, false), Verdict::Close);
+        assert_eq!(limit.check(&limits, now, false), Verdict::Close);
         // A client that slows down is forgiven.
-        let mut limit = RateLimit::new(&limits);
+        let mut limit = RateLimit::new(&limits, now);
         for _ in 0..4 {
-            limit.check(now, false);
+            limit.check(&limits, now, false);
         }
-        assert_eq!(
-            limit.check(now + Duration::from_secs(2), false),
-            Verdict::Allow
-        );
-        let mut off = RateLimit::new(&Limits {
+        assert_eq!(limit.check(&limits, now + 2000, false), Verdict::Allow);
+        let off = Limits {
             rate_per_sec: 0.0,
             ..Limits::default()
-        });
-        assert!((0..10_000).all(|_| off.check(now, false) == Verdict::Allow));
+        };
+        let mut limit = RateLimit::new(&off, now);
+        assert!((0..10_000).all(|_| limit.check(&off, now, false) == Verdict::Allow));
     }
 
     #[test]
@@ -437,29 +435,32 @@ mod tests {
             rate_burst: 2,
             ..Limits::default()
         };
-        let mut limit = RateLimit::new(&limits);
-        let now = Instant::now();
-        assert_eq!(limit.check(now, true), Verdict::Allow);
-        assert_eq!(limit.check(now, true), Verdict::Allow);
+        let now = 1000;
+        let mut limit = RateLimit::new(&limits, now);
+        assert_eq!(limit.check(&limits, now, true), Verdict::Allow);
+        assert_eq!(limit.check(&limits, now, true), Verdict::Allow);
         assert_eq!(
-            limit.check(now, true),
+            limit.check(&limits, now, true),
             Verdict::Wait(Duration::from_millis(500))
         );
         assert_eq!(
-            limit.check(now, true),
+            limit.check(&limits, now, true),
             Verdict::Wait(Duration::from_secs(1))
         );
         // A client that keeps sending as fast as it is let through is
         // closed once it has flooded for `flood_close_after`.
-        let mut t = now + Duration::from_secs(1);
+        let mut t = now + 1000;
         let closed_at = loop {
-            match limit.check(t, true) {
-                Verdict::Wait(wait) => t += wait,
+            match limit.check(&limits, t, true) {
+                Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap(),
                 Verdict::Close => break t,
                 other => panic!("{other:?}"),
             }
         };
-        let flood = limits.flood_close_after;
-        assert!(closed_at - now > flood && closed_at - now < flood + Duration::from_secs(2));
+        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        assert!(
+            closed_at - now > flood && closed_at - now < flood + 2000,
+            "{closed_at}"
+        );
     }
 }

@@ -21,9 +21,9 @@ mod ending;
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat_protocol::close;
 use chat_protocol::{
@@ -82,10 +82,6 @@ pub struct SessionParams {
     pub user: UserName,
     /// Typed events or plain frames.
     pub format: Format,
-    /// `?since=` (and `&epoch=`): where a reconnecting client left off.
-    pub resume: Option<Resume>,
-    /// The peer's address, for logs.
-    pub peer: SocketAddr,
 }
 
 /// A session waiting for its upgrade to complete.
@@ -95,12 +91,26 @@ pub struct Pending {
     pub config: WebSocketConfig,
     /// The connection's parameters.
     pub params: SessionParams,
+    /// `?since=` (and `&epoch=`): where a reconnecting client left off.
+    pub resume: Option<Resume>,
+    /// The peer's address, for logs.
+    pub peer: SocketAddr,
     /// The connection's admission; dropped when the session ends.
     pub ticket: Ticket,
-    /// When the server shuts down, how long to wait before closing.
-    pub drain_delay: Duration,
+    /// Which batch of the drain this session closes in at shutdown.
+    pub drain_batch: u8,
     /// The server.
     pub state: AppState,
+}
+
+/// What woke the relay loop.
+enum Woken {
+    /// A keepalive tick or the shutdown (`false`: the server is gone).
+    Signal(bool),
+    /// The room's next event for this connection.
+    Delivery(Result<Delivery, crate::ring::Lagged>),
+    /// The client's next frame.
+    Inbound(Option<Result<Message, tungstenite::Error>>),
 }
 
 /// A live connection in a room.
@@ -115,7 +125,7 @@ struct Session {
     /// Holds the connection's place under the caps until the session ends.
     _ticket: Ticket,
     rate: RateLimit,
-    drain_delay: Duration,
+    drain_batch: u8,
     /// Deliveries with an id up to this one were in the welcome (or predate
     /// the join) and are skipped.
     skip_through: u64,
@@ -130,35 +140,14 @@ struct Session {
 ///
 /// Everything the task carries is boxed, so that the task itself (alive as
 /// long as the connection) holds little more than the state of its wait.
-pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
-    let upgraded = match upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(err) => {
-            debug!(%err, peer = %pending.params.peer, "upgrade failed");
-            return;
-        }
+pub async fn run(upgrade: OnUpgrade, mut pending: Box<Pending>) {
+    // Boxed: the upgrade's and the socket's setup state is short-lived, and
+    // must not widen the task that lives as long as the connection.
+    let Some(ws) = Box::pin(open_socket(upgrade, pending.config, pending.peer)).await else {
+        return;
     };
-    let Pending {
-        config,
-        params,
-        ticket,
-        drain_delay,
-        state,
-    } = *pending;
-    let ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let rate = RateLimit::new(&state.config().limits);
-    let mut session = Box::new(Session {
-        ws,
-        params,
-        state,
-        _ticket: ticket,
-        rate,
-        drain_delay,
-        skip_through: 0,
-        heard: false,
-        awaiting_pong: false,
-    });
+    let resume = pending.resume.take();
+    let mut session = Box::new(Session::new(ws, pending));
     let metrics = session.state.metrics();
     metrics.connections.inc();
     metrics.connections_opened.inc();
@@ -166,7 +155,7 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
         &session.params.room,
         session.params.user.as_str(),
         session.params.format,
-        session.params.resume.take(),
+        resume,
     ))
     .await;
     let joined = match joined {
@@ -182,13 +171,6 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
             return;
         }
     };
-    info!(
-        room = %session.params.room,
-        user = %session.params.user,
-        peer = %session.params.peer,
-        format = ?session.params.format,
-        "joined"
-    );
     let mut subscription = match Box::pin(session.welcome(joined)).await {
         Ok(subscription) => subscription,
         Err((end, subscription)) => {
@@ -200,7 +182,51 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
     Box::pin(session.end(end, subscription)).await;
 }
 
+/// Completes the upgrade and wraps the connection in a WebSocket.
+async fn open_socket(
+    upgrade: OnUpgrade,
+    config: WebSocketConfig,
+    peer: SocketAddr,
+) -> Option<Socket> {
+    match upgrade.await {
+        Ok(upgraded) => Some(
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await,
+        ),
+        Err(err) => {
+            debug!(%err, %peer, "upgrade failed");
+            None
+        }
+    }
+}
+
 impl Session {
+    /// The session of an upgraded connection; `pending` is freed here (a
+    /// box moved out of lives on until its variable goes out of scope).
+    fn new(ws: Socket, pending: Box<Pending>) -> Self {
+        let Pending {
+            params,
+            peer,
+            ticket,
+            drain_batch,
+            state,
+            ..
+        } = *pending;
+        info!(room = %params.room, user = %params.user, %peer, format = ?params.format, "joined");
+        let rate = RateLimit::new(&state.config().limits, state.now_ms());
+        Self {
+            ws,
+            params,
+            state,
+            _ticket: ticket,
+            rate,
+            drain_batch,
+            skip_through: 0,
+            heard: false,
+            awaiting_pong: false,
+        }
+    }
+
     /// Sends the welcome (typed clients) and sets the duplicate filter.
     async fn welcome(&mut self, joined: Joined) -> Result<Subscription, (End, Subscription)> {
         let Joined {
@@ -260,66 +286,76 @@ impl Session {
     /// The main loop: room events out, client frames in, keepalive, until
     /// one side ends.
     async fn relay(&mut self, subscription: &mut Subscription) -> End {
-        let shutdown = self.state.shutdown_token().clone();
-        let limits = &self.state.config().limits;
-        let (interval, timeout) = (limits.ping_interval, limits.ping_timeout);
-        let mut keepalive = pin!(tokio::time::sleep(interval));
+        let mut signals = self.state.signals();
         loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {
-                    // Spread closes over the drain window, so that clients
-                    // do not all come back at the same instant.
-                    Box::pin(tokio::time::sleep(self.drain_delay)).await;
-                    return End::close(close::GOING_AWAY, "shutdown", "server shutting down; reconnect in a moment");
-                }
-                delivery = subscription.next() => {
-                    let result = match delivery {
-                        Ok(delivery) => self.forward(delivery, subscription).await,
-                        Err(_lagged) => Err(End::slow_consumer(self.state.config().queue_len)),
-                    };
-                    if let Err(end) = result {
-                        return end;
-                    }
-                }
-                                inbound = self.ws.next() => {
-                    self.heard = true;
-                    if let Err(end) = Box::pin(self.on_frame(inbound)).await {
-                        return end;
-                    }
-                    // Fairness: while the room's slowest member is far
-                    // behind, let the members (woken by what this sender
-                    // published) run before reading its next message. A
-                    // sender that kept the CPU could otherwise publish far
-                    // ahead of members that read as fast as they are
-                    // scheduled, and push them over their queue. Members
-                    // that keep up cost no yield, so batching is kept.
-                    let mut rounds = 0;
-                    while subscription.room_backlog() > self.state.config().queue_len / 4 && rounds < 16 {
-                        tokio::task::yield_now().await;
-                        rounds += 1;
-                    }
-                }
-                () = keepalive.as_mut() => {
-                    let next = match Box::pin(self.keepalive(subscription)).await {
-                        Ok(next) => next,
-                        Err(end) => return end,
-                    };
-                    let wait = if next { timeout } else { interval };
-                    keepalive.as_mut().reset(tokio::time::Instant::now() + wait);
-                }
+            if signals.borrow_and_update().shutting_down {
+                // Spread closes over the drain window, so that clients
+                // do not all come back at the same instant.
+                Box::pin(tokio::time::sleep(self.state.drain_delay(self.drain_batch))).await;
+                return End::close(
+                    close::GOING_AWAY,
+                    "shutdown",
+                    "server shutting down; reconnect in a moment",
+                );
             }
+            // Only wait inside the select; handle after it, once its
+            // futures are gone, so that the task's state holds the waits or
+            // a handler, not both (it is what every idle connection costs).
+            let woken = tokio::select! {
+                biased;
+                changed = signals.changed() => Woken::Signal(changed.is_ok()),
+                delivery = subscription.next() => Woken::Delivery(delivery),
+                inbound = self.ws.next() => Woken::Inbound(inbound),
+            };
+            let shutting_down = signals.borrow().shutting_down;
+            let handled = match woken {
+                Woken::Signal(false) => Err(End::close(
+                    close::GOING_AWAY,
+                    "shutdown",
+                    "server shutting down",
+                )),
+                Woken::Signal(true) if shutting_down => Ok(()),
+                Woken::Signal(true) => Box::pin(self.keepalive(subscription)).await,
+                Woken::Delivery(Ok(delivery)) => self.forward(delivery, subscription).await,
+                Woken::Delivery(Err(_lagged)) => {
+                    Err(End::slow_consumer(self.state.config().queue_len))
+                }
+                Woken::Inbound(inbound) => {
+                    self.heard = true;
+                    let handled = Box::pin(self.on_frame(inbound)).await;
+                    self.yield_to_lagging_members(subscription).await;
+                    handled
+                }
+            };
+            if let Err(end) = handled {
+                return end;
+            }
+        }
+    }
+
+    /// Fairness: while the room's slowest member is far behind, let the
+    /// members (woken by what this sender published) run before reading its
+    /// next message. A sender that kept the CPU could otherwise publish far
+    /// ahead of members that read as fast as they are scheduled, and push
+    /// them over their queue. Rooms whose members keep up cost no yield, so
+    /// batching is kept.
+    async fn yield_to_lagging_members(&mut self, subscription: &Subscription) {
+        let high_water = self.state.config().queue_len / 4;
+        let mut rounds = 0;
+        while subscription.room_backlog() > high_water && rounds < 16 {
+            tokio::task::yield_now().await;
+            rounds += 1;
         }
     }
 
     /// One keepalive tick: a connection heard from since the last tick is
     /// alive; a silent one gets a ping; a ping unanswered for a whole tick
-    /// ends the connection. Returns whether a ping is now out.
-    async fn keepalive(&mut self, subscription: &Subscription) -> Result<bool, End> {
+    /// ends the connection.
+    async fn keepalive(&mut self, subscription: &Subscription) -> Result<(), End> {
         let heard = std::mem::take(&mut self.heard);
         if heard {
             self.awaiting_pong = false;
-            return Ok(false);
+            return Ok(());
         }
         if self.awaiting_pong {
             return Err(End::close(
@@ -334,7 +370,7 @@ impl Session {
             .map_err(|err| ending::write_failed(&err))?;
         self.flush_watching(subscription).await?;
         self.awaiting_pong = true;
-        Ok(true)
+        Ok(())
     }
 
     /// Writes `first` and whatever else is already queued, as one batch and
@@ -529,10 +565,12 @@ impl Session {
                 };
             }
         };
-        match self
-            .rate
-            .check(Instant::now(), self.params.format == Format::Plain)
-        {
+        let now_ms = self.state.now_ms();
+        match self.rate.check(
+            &self.state.config().limits,
+            now_ms,
+            self.params.format == Format::Plain,
+        ) {
             Verdict::Allow => {}
             Verdict::Wait(wait) => {
                 // Slow a plain client down: its next frame is read only

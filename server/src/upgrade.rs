@@ -106,21 +106,16 @@ pub async fn ws_chat(
     };
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
-    let params = SessionParams {
-        room,
-        user,
-        format,
+    let pending = Box::new(session::Pending {
+        config: socket_config(state.config().max_message_size),
+        params: SessionParams { room, user, format },
         resume: since.map(|since| Resume {
             since,
             epoch: query.epoch.clone(),
         }),
         peer,
-    };
-    let pending = Box::new(session::Pending {
-        config: socket_config(state.config().max_message_size),
-        params,
         ticket,
-        drain_delay: state.drain_delay(),
+        drain_batch: state.drain_batch(),
         state: state.clone(),
     });
     state.tracker().spawn(session::run(on_upgrade, pending));

@@ -272,7 +272,6 @@ async fn new_connections_per_address_are_limited_when_asked() {
 async fn a_silent_connection_is_pinged_then_dropped() {
     let limits = Limits {
         ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
     let server = TestServer::start_with(with_limits(limits)).await;
