@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::conns::{self, ConnsConfig};
 use crate::fanout::{self, FanoutConfig};
 use crate::report::Report;
+use crate::soak::{self, SoakConfig};
 use crate::testserver::TestServer;
 use crate::wire::Target;
 
@@ -50,6 +51,13 @@ pub enum Command {
     /// Reports the open rate and with --server-pid the server's RSS before and
     /// after (per connection).
     Conns(ConnsArgs),
+    /// Soak test of chat-server: for a bounded time, well-behaved clients
+    /// (some churning between random rooms), slow clients that stop reading
+    /// and abusive ones (floods, malformed, binary, oversize frames).
+    /// Reports messages lost among the well-behaved (exactly), disconnects
+    /// by reason, and the server's RSS over time with a "flat once warm"
+    /// verdict; exits with status 1 if anything failed.
+    Soak(SoakArgs),
     /// Print the comparison table (Markdown) from a folder of --json reports
     /// laid out as DIR/<server>/<workload>-<run>.json (what compare.sh writes).
     Table(TableArgs),
@@ -205,6 +213,100 @@ pub struct ConnsArgs {
     pub in_process: bool,
 }
 
+/// `soak` options.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Run for this many minutes (the default is 10).
+    #[arg(long, conflicts_with = "seconds")]
+    pub minutes: Option<f64>,
+
+    /// Run for this many seconds instead.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+
+    /// Rooms of well-behaved clients (R).
+    #[arg(long, default_value_t = 50)]
+    pub rooms: u32,
+
+    /// Well-behaved members per room at the start (M).
+    #[arg(long, default_value_t = 4)]
+    pub members: u32,
+
+    /// Fraction of the well-behaved members that leave and rejoin random
+    /// rooms.
+    #[arg(long, default_value_t = 0.25)]
+    pub churn: f64,
+
+    /// Average stay of a churning member in a room, seconds (each stay is
+    /// 0.5 to 1.5 times this).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub churn_every: f64,
+
+    /// Slowest sending rate of a well-behaved member, messages per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_min: f64,
+
+    /// Fastest sending rate of a well-behaved member (each session picks a
+    /// rate in between; intervals are jittered ±50 %).
+    #[arg(long, default_value_t = 5.0)]
+    pub rate_max: f64,
+
+    /// Message text size in ordinary rooms, bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+
+    /// Busy rooms: the first rooms, whose members send --busy-size messages
+    /// and where the slow clients go.
+    #[arg(long, default_value_t = 3)]
+    pub busy_rooms: u32,
+
+    /// Message text size in busy rooms, bytes.
+    #[arg(long, default_value_t = 2048)]
+    pub busy_size: usize,
+
+    /// Slow clients (they never read) at any time.
+    #[arg(long, default_value_t = 4)]
+    pub slow: u32,
+
+    /// Longest a slow client waits to be dropped before it counts as not
+    /// closed (a failure); above the server's --write-timeout.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub slow_max_stall: f64,
+
+    /// Abusive clients at any time (each goes through every kind of abuse).
+    #[arg(long, default_value_t = 7)]
+    pub abusers: u32,
+
+    /// Longest a flood waits to be closed (the server closes a plain
+    /// flooder after 30 s of flooding).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub abuse_timeout: f64,
+
+    /// Load-generator runtime threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+
+    /// Do not read the server's /metrics and /healthz.
+    #[arg(long)]
+    pub no_metrics: bool,
+
+    /// Step of the reported RSS series, seconds (default: about 30 points).
+    #[arg(long, value_name = "SECS")]
+    pub rss_every: Option<f64>,
+
+    /// RSS growth allowed from the middle third's peak to the last third's,
+    /// percent (plus --rss-slack-mib).
+    #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+    pub rss_tolerance: f64,
+
+    /// RSS growth allowed on top of --rss-tolerance, MiB.
+    #[arg(long, default_value_t = 2.0, value_name = "MIB")]
+    pub rss_slack_mib: f64,
+}
+
 /// `table` options.
 #[derive(Debug, Args)]
 pub struct TableArgs {
@@ -228,17 +330,38 @@ pub struct ServeArgs {
     pub threads: usize,
 }
 
+/// What a command prints on stdout, and what failed (a soak's verdict).
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The report.
+    pub text: String,
+    /// Checks that failed; the binary exits with status 1 if any.
+    pub failures: Vec<String>,
+}
+
+impl Output {
+    fn text(text: String) -> Self {
+        Self {
+            text,
+            failures: Vec::new(),
+        }
+    }
+}
+
 /// Runs the command; returns what to print on stdout.
 ///
 /// # Errors
 ///
 /// Bad arguments, a server that cannot be reached, or a failed run.
-pub fn run(cli: Cli) -> anyhow::Result<Option<String>> {
+pub fn run(cli: Cli) -> anyhow::Result<Option<Output>> {
     let progress = !cli.quiet;
     let report = match cli.command {
         Command::Fanout(args) => Report::Fanout(fanout::run(&fanout_config(&args, progress)?)?),
         Command::Conns(args) => Report::Conns(conns::run(&conns_config(&args, progress)?)?),
-        Command::Table(args) => return crate::summary::table(&args.dir, &args.servers).map(Some),
+        Command::Soak(args) => Report::Soak(Box::new(soak::run(&soak_config(&args, progress)?)?)),
+        Command::Table(args) => {
+            return crate::summary::table(&args.dir, &args.servers).map(|t| Some(Output::text(t)));
+        }
         Command::Serve(args) => {
             if !args.addr.ip().is_loopback() {
                 bail!("serve listens on loopback only");
@@ -254,14 +377,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Option<String>> {
             return Ok(None);
         }
     };
-    let output = if cli.json {
+    let text = if cli.json {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
         text
     } else {
         report.to_table()
     };
-    Ok(Some(output))
+    let failures = match &report {
+        Report::Soak(r) => r.failures.clone(),
+        Report::Fanout(_) | Report::Conns(_) => Vec::new(),
+    };
+    Ok(Some(Output { text, failures }))
 }
 
 /// The server's address, `Host` header and default `Origin` from `--url`,
@@ -380,6 +507,51 @@ pub fn conns_config(args: &ConnsArgs, progress: bool) -> anyhow::Result<ConnsCon
         connect_concurrency: args.connect_concurrency,
         server_pid: args.target.server_pid,
         worker_exe,
+        progress,
+    })
+}
+
+/// The soak configuration of `args`.
+///
+/// # Errors
+///
+/// A bad URL, duration or percentage.
+pub fn soak_config(args: &SoakArgs, progress: bool) -> anyhow::Result<SoakConfig> {
+    let duration = match (args.minutes, args.seconds) {
+        (_, Some(secs_value)) => secs(secs_value, "--seconds")?,
+        (Some(minutes), None) => secs(minutes * 60.0, "--minutes")?,
+        (None, None) => Duration::from_secs(600),
+    };
+    if !(args.rss_tolerance >= 0.0 && args.rss_slack_mib >= 0.0) {
+        bail!("--rss-tolerance and --rss-slack-mib must not be negative");
+    }
+    Ok(SoakConfig {
+        target: target(&args.target)?,
+        url: args.target.url.clone(),
+        room_prefix: format!("{}s", nonce()),
+        duration,
+        rooms: args.rooms,
+        members: args.members,
+        churn: args.churn,
+        churn_every: secs(args.churn_every, "--churn-every")?,
+        rate_min: args.rate_min,
+        rate_max: args.rate_max,
+        size: args.size,
+        busy_rooms: args.busy_rooms,
+        busy_size: args.busy_size,
+        slow: args.slow,
+        slow_max_stall: secs(args.slow_max_stall, "--slow-max-stall")?,
+        abusers: args.abusers,
+        abuse_timeout: secs(args.abuse_timeout, "--abuse-timeout")?,
+        threads: args.threads,
+        server_pid: args.target.server_pid,
+        metrics: !args.no_metrics,
+        rss_every: args.rss_every.map(|s| secs(s, "--rss-every")).transpose()?,
+        rss_tolerance: args.rss_tolerance / 100.0,
+        // Whole bytes; a fraction of a byte does not matter.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        rss_slack: (args.rss_slack_mib * 1024.0 * 1024.0) as u64,
+        setup_timeout: secs(args.target.setup_timeout, "--setup-timeout")?,
         progress,
     })
 }

@@ -13,6 +13,12 @@
 //!   worker processes; open rate, proof that each still receives, and the
 //!   server's memory per connection.
 //!
+//! And one check of chat-server itself:
+//!
+//! * [`soak`]: a bounded run of well-behaved (churning), slow and abusive
+//!   clients; exact loss among the well-behaved, disconnects by reason,
+//!   and whether the server's RSS stays flat once warm.
+//!
 //! # Layout
 //!
 //! | module | job |
@@ -23,6 +29,7 @@
 //! | [`tracker`] | exact loss / duplicate / out-of-order accounting per stream |
 //! | [`fanout`] | the fan-out workload (controller, per-thread shards, members) |
 //! | [`conns`] | the idle-connections workload (parent and workers) |
+//! | [`soak`] | the soak test (members, slow clients, abusers, RSS verdict) |
 //! | [`procstat`] | CPU time and RSS from `/proc` |
 //! | [`limits`] | raising the file-descriptor limit |
 //! | [`report`] | report types, JSON and tables |
@@ -38,6 +45,7 @@ pub mod payload;
 pub mod procstat;
 pub mod progress;
 pub mod report;
+pub mod soak;
 pub mod summary;
 pub mod testserver;
 pub mod tracker;

@@ -1,4 +1,5 @@
-//! `chat-bench`: parse the command line, run the workload, print the report.
+//! `chat-bench`: parse the command line, run the workload, print the report;
+//! exit with status 1 on an error or a failed check (a soak's verdict).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -17,9 +18,15 @@ fn main() -> ExitCode {
     match chat_bench::cli::run(cli) {
         Ok(Some(output)) => {
             let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(output.as_bytes());
+            let _ = stdout.write_all(output.text.as_bytes());
             let _ = stdout.flush();
-            ExitCode::SUCCESS
+            if output.failures.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            for failure in &output.failures {
+                eprintln!("chat-bench: FAILED: {failure}");
+            }
+            ExitCode::FAILURE
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(error) => {

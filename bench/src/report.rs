@@ -229,6 +229,8 @@ pub enum Report {
     Fanout(FanoutReport),
     /// A `conns` run.
     Conns(ConnsReport),
+    /// A `soak` run (boxed: it is much larger than the others).
+    Soak(Box<crate::soak::report::SoakReport>),
 }
 
 /// How much a process waited for a CPU, with a warning when it matters.
@@ -406,6 +408,7 @@ impl Report {
         match self {
             Self::Fanout(r) => r.to_table(),
             Self::Conns(r) => r.to_table(),
+            Self::Soak(r) => r.to_table(),
         }
     }
 }

@@ -94,6 +94,18 @@ fn figures(report: &Report) -> Vec<Figure> {
             out.push(check("probe missing", r.probe_missing as f64, 0));
             out
         }
+        Report::Soak(r) => {
+            let loss = &r.well_behaved.loss;
+            let mut out = vec![check(
+                "lost+dup+reordered",
+                (loss.lost + loss.duplicated + loss.out_of_order) as f64,
+                0,
+            )];
+            if let Some(server) = &r.server {
+                out.push(check("RSS growth %", server.rss.growth_pct, 1));
+            }
+            out
+        }
     }
 }
 

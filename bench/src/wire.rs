@@ -79,24 +79,49 @@ pub async fn connect(
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<(TcpStream, Vec<u8>), WireError> {
-    tokio::time::timeout(timeout, connect_inner(target, path, source))
+    let socket = new_socket(target)?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    connect_socket(socket, target, path, timeout).await
+}
+
+/// A fresh, unconnected socket of the target's address family, for callers
+/// that set options (a receive buffer size) before [`connect_socket`].
+///
+/// # Errors
+///
+/// The kernel refused a socket.
+pub fn new_socket(target: &Target) -> std::io::Result<TcpSocket> {
+    if target.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+}
+
+/// Connects `socket` to the target and performs the WebSocket handshake for
+/// `path`, as [`connect`] does.
+///
+/// # Errors
+///
+/// The connection failed, was refused, or did not finish within `timeout`.
+pub async fn connect_socket(
+    socket: TcpSocket,
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+) -> Result<(TcpStream, Vec<u8>), WireError> {
+    tokio::time::timeout(timeout, connect_inner(socket, target, path))
         .await
         .map_err(|_| WireError::Timeout)?
 }
 
 async fn connect_inner(
+    socket: TcpSocket,
     target: &Target,
     path: &str,
-    source: Option<IpAddr>,
 ) -> Result<(TcpStream, Vec<u8>), WireError> {
-    let socket = if target.addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
     let mut stream = socket.connect(target.addr).await?;
     stream.set_nodelay(true)?;
 

@@ -1,0 +1,452 @@
+//! The `soak` workload: a bounded run of realistic and hostile clients
+//! against chat-server, checking that nothing leaks and nothing is lost.
+//!
+//! Three kinds of clients run side by side for `--minutes`/`--seconds`:
+//!
+//! * **Well-behaved** ([`member`]): R rooms × M members, typed clients
+//!   (`?v=2`: a `welcome` first, chat events with room ids). Each sends
+//!   chat-bench data messages (stream id, sequence number, send time) at a
+//!   human rate (1-5 msg/s by default, jittered). A fraction of them churn:
+//!   every few seconds they leave cleanly (close 1000) and join a random
+//!   room. Loss, duplication and reordering are counted exactly, churners
+//!   included, by the id rule of [`ledger`]: a connection must receive
+//!   every message of its room whose id lies between its welcome's
+//!   `last_id` and the last id it received.
+//! * **Slow** ([`slow`]): clients in the busy rooms (the first
+//!   `--busy-rooms`, whose members send larger messages) that stop reading
+//!   entirely; the server must drop them (close 1008 slow consumer, or the
+//!   connection dropped) within its write timeout.
+//! * **Abusive** ([`abuser`]): flooders (typed: `error` events then close
+//!   1008; plain: slowed down, then 1008), malformed JSON (typed: `error`
+//!   events, connection kept; plain: 1007), binary frames (1003), frames
+//!   over 64 KiB (1009) and invalid UTF-8 (1007); they reconnect and repeat.
+//!
+//! Meanwhile the controller (the calling thread) samples the server's RSS
+//! and CPU time from `/proc/PID` every second ([`rss`] decides whether RSS
+//! stayed flat once warm), shows a progress line, and at the end reads the
+//! server's own counts from `/metrics` ([`metrics`]). The report's
+//! `failures` list everything that makes the run fail (the binary then
+//! exits with status 1): loss, duplicates or reordering among well-behaved
+//! clients, unexpected disconnects, RSS growth, a dead server.
+//!
+//! Every loop is bounded by the run's deadline; every wait by a timeout.
+
+mod abuser;
+mod conn;
+pub mod ledger;
+mod member;
+pub mod metrics;
+pub mod report;
+pub mod rss;
+mod slow;
+pub mod tally;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+
+use crate::procstat;
+use crate::progress::Progress;
+use crate::wire::Target;
+
+use ledger::{Membership, StreamRecord};
+use report::{SoakReport, SoakServer, WellBehaved};
+use rss::RssPoint;
+use tally::Tally;
+
+pub use abuser::Abuse;
+
+/// Everything a soak run needs.
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    /// The server.
+    pub target: Target,
+    /// The URL shown in the report.
+    pub url: String,
+    /// Prefix of the room names, unique per run.
+    pub room_prefix: String,
+    /// How long the clients run.
+    pub duration: Duration,
+    /// Rooms of well-behaved clients (R).
+    pub rooms: u32,
+    /// Well-behaved members per room at the start (M).
+    pub members: u32,
+    /// Fraction of the members that churn (0 to 1).
+    pub churn: f64,
+    /// Average stay of a churner in a room.
+    pub churn_every: Duration,
+    /// Slowest sending rate of a member, messages per second.
+    pub rate_min: f64,
+    /// Fastest sending rate of a member, messages per second.
+    pub rate_max: f64,
+    /// Message text size in ordinary rooms, bytes.
+    pub size: usize,
+    /// Rooms (the first ones) whose members send `busy_size` messages;
+    /// slow clients join these.
+    pub busy_rooms: u32,
+    /// Message text size in busy rooms, bytes.
+    pub busy_size: usize,
+    /// Slow clients (never read) at any time.
+    pub slow: u32,
+    /// Longest a slow client waits to be dropped before it counts as
+    /// "not closed".
+    pub slow_max_stall: Duration,
+    /// Abusive clients at any time.
+    pub abusers: u32,
+    /// Longest one abuse attempt waits for the server's answer.
+    pub abuse_timeout: Duration,
+    /// Runtime worker threads.
+    pub threads: usize,
+    /// The server's PID, for RSS and CPU time.
+    pub server_pid: Option<u32>,
+    /// Read `/metrics` and `/healthz` before and after.
+    pub metrics: bool,
+    /// Step of the reported RSS series (`None`: about 30 points).
+    pub rss_every: Option<Duration>,
+    /// Growth of the RSS peak allowed, as a fraction (0.10 = 10 %).
+    pub rss_tolerance: f64,
+    /// Growth of the RSS peak allowed on top, bytes.
+    pub rss_slack: u64,
+    /// Limit for one handshake and for a welcome.
+    pub setup_timeout: Duration,
+    /// Show a progress line on stderr.
+    pub progress: bool,
+}
+
+impl SoakConfig {
+    /// The room name of room `index`.
+    pub fn room_name(&self, index: u32) -> String {
+        format!("{}{index}", self.room_prefix)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.rooms == 0 || self.members == 0 {
+            bail!("--rooms and --members must be at least 1");
+        }
+        if self.busy_rooms > self.rooms {
+            bail!("--busy-rooms cannot exceed --rooms");
+        }
+        if !(0.0..=1.0).contains(&self.churn) {
+            bail!("--churn is a fraction between 0 and 1");
+        }
+        if !(self.rate_min > 0.0 && self.rate_max >= self.rate_min && self.rate_max.is_finite()) {
+            bail!("--rate-min and --rate-max must be positive, min <= max");
+        }
+        if self.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        if self.duration.is_zero() {
+            bail!("the run must last at least a second");
+        }
+        let connections = u64::from(self.rooms) * u64::from(self.members)
+            + u64::from(self.slow)
+            + u64::from(self.abusers);
+        if connections > 10_000 {
+            bail!("{connections} connections at once is more than a soak needs (at most 10000)");
+        }
+        Ok(())
+    }
+}
+
+/// Client categories in the disconnect table.
+pub const WELL_BEHAVED: &str = "well-behaved";
+/// The category of slow clients.
+pub const SLOW: &str = "slow";
+
+/// State shared by the controller and every client task.
+#[derive(Debug)]
+struct Shared {
+    config: SoakConfig,
+    origin: Instant,
+    next_stream: AtomicU32,
+    /// Connections open now, all kinds.
+    open: AtomicU64,
+    /// Connections opened, all kinds.
+    opened: AtomicU64,
+    /// Well-behaved messages sent.
+    sent: AtomicU64,
+    /// Well-behaved messages received (first copies).
+    delivered: AtomicU64,
+    /// Slow and abusive connections that ended as expected (progress only).
+    closed_as_expected: AtomicU64,
+    /// Seconds from each slow client's connect to the server dropping it.
+    slow_drops: Mutex<Vec<f64>>,
+    counters: Mutex<WellBehaved>,
+    streams: Mutex<Vec<StreamRecord>>,
+    members: Mutex<Vec<Membership>>,
+    tally: Mutex<Tally>,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Shared {
+    /// Nanoseconds since the start of the run.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn next_stream(&self) -> u32 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a connection as open until the guard drops.
+    fn open_guard(&self) -> OpenGuard<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(&self.open)
+    }
+
+    fn record(&self, category: &str, outcome: &str, expected: bool, detail: &str) {
+        lock(&self.tally).record(category, outcome, expected, detail);
+        if expected && category != WELL_BEHAVED {
+            self.closed_as_expected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Decrements the open-connection count on drop.
+#[derive(Debug)]
+struct OpenGuard<'a>(&'a AtomicU64);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Locks `mutex`, taking the data even if a task panicked while holding it
+/// (counts stay meaningful: every update is a single step).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A latency histogram: 1 µs to 10 minutes, in nanoseconds, 3 figures.
+fn new_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts: this cannot fail.
+    Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// How long the end of the run may take: members await their echoes and
+/// the server's close reply, each bounded.
+const WIND_DOWN: Duration = Duration::from_secs(30);
+
+/// Runs a soak and reports it.
+///
+/// # Errors
+///
+/// Bad configuration, or a runtime that cannot start. Problems of the
+/// server are not errors: they are in the report's `failures`.
+pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
+    config.validate()?;
+    let _ = crate::limits::raise_nofile();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        origin: Instant::now(),
+        next_stream: AtomicU32::new(0),
+        open: AtomicU64::new(0),
+        opened: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        closed_as_expected: AtomicU64::new(0),
+        slow_drops: Mutex::new(Vec::new()),
+        counters: Mutex::new(WellBehaved::default()),
+        streams: Mutex::new(Vec::new()),
+        members: Mutex::new(Vec::new()),
+        tally: Mutex::new(Tally::default()),
+        latency: Mutex::new(new_histogram()),
+    });
+    let scrape = |path: &str| {
+        config.metrics.then(|| {
+            metrics::get(
+                config.target.addr,
+                &config.target.host,
+                path,
+                Duration::from_secs(5),
+            )
+        })
+    };
+    let metrics_before = match scrape("/metrics") {
+        Some(Ok((200, body))) => Some(metrics::parse_prometheus(&body)),
+        _ => None,
+    };
+    let cpu_before = config
+        .server_pid
+        .map(|pid| procstat::sample(Some(pid)))
+        .transpose()
+        .context("reading the server's /proc entry (is --server-pid right?)")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .enable_all()
+        .thread_name("soak")
+        .build()
+        .context("cannot start the soak runtime")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = spawn_clients(&runtime, &shared, &stop_rx);
+
+    let mut progress = Progress::new(config.progress);
+    let watched = watch_server(&shared, &mut progress);
+    progress.finish();
+
+    let _ = stop_tx.send(true);
+    let wound_down = runtime.block_on(async {
+        tokio::time::timeout(WIND_DOWN, futures_util::future::join_all(tasks))
+            .await
+            .is_ok()
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let elapsed = shared.origin.elapsed();
+
+    let metrics_after = match scrape("/metrics") {
+        Some(Ok((200, body))) => Some(metrics::parse_prometheus(&body)),
+        _ => None,
+    };
+    let healthz = scrape("/healthz").map(|r| matches!(r, Ok((200, _))));
+    let cpu_after = config
+        .server_pid
+        .and_then(|pid| procstat::sample(Some(pid)).ok());
+    let server = config.server_pid.map(|pid| {
+        SoakServer::new(
+            pid,
+            &watched.rss,
+            config,
+            cpu_before.zip(cpu_after),
+            elapsed,
+            cpu_after.is_some() && watched.died_at.is_none(),
+        )
+    });
+    let server_view = metrics_before
+        .zip(metrics_after)
+        .map(|(before, after)| metrics::ServerView::between(&before, &after));
+    Ok(report::build(
+        &shared,
+        elapsed,
+        server,
+        server_view,
+        healthz,
+        watched.died_at,
+        wound_down,
+    ))
+}
+
+/// Starts every client task.
+fn spawn_clients(
+    runtime: &tokio::runtime::Runtime,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let cfg = &shared.config;
+    let mut tasks = Vec::new();
+    let total = cfg.rooms * cfg.members;
+    // Spread the churners evenly over the slots.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let churners = (f64::from(total) * cfg.churn).round() as u32;
+    for index in 0..total {
+        let churner = churners > 0
+            && u64::from(index) * u64::from(churners) / u64::from(total)
+                != (u64::from(index) + 1) * u64::from(churners) / u64::from(total);
+        let slot = member::Slot {
+            index,
+            home: index % cfg.rooms,
+            churner,
+        };
+        tasks.push(runtime.spawn(member::run(shared.clone(), slot, stop.clone())));
+    }
+    for index in 0..cfg.slow {
+        tasks.push(runtime.spawn(slow::run(shared.clone(), index, stop.clone())));
+    }
+    for index in 0..cfg.abusers {
+        tasks.push(runtime.spawn(abuser::run(shared.clone(), index, stop.clone())));
+    }
+    tasks
+}
+
+/// What the controller saw of the server during the run.
+struct Watched {
+    rss: Vec<RssPoint>,
+    /// Seconds into the run when the server's /proc entry vanished.
+    died_at: Option<f64>,
+}
+
+/// Waits out the run: samples the server every second, shows progress, and
+/// stops early if the server dies.
+fn watch_server(shared: &Shared, progress: &mut Progress) -> Watched {
+    let cfg = &shared.config;
+    let deadline = shared.origin + cfg.duration;
+    let mut rss = Vec::new();
+    let mut next_sample = Instant::now();
+    let mut died_at = None;
+    while Instant::now() < deadline {
+        let now = Instant::now();
+        if now >= next_sample {
+            next_sample += Duration::from_secs(1);
+            if let Some(pid) = cfg.server_pid {
+                let Ok(sample) = procstat::sample(Some(pid)) else {
+                    died_at = Some(shared.origin.elapsed().as_secs_f64());
+                    break;
+                };
+                rss.push(RssPoint {
+                    t_s: shared.origin.elapsed().as_secs_f64(),
+                    rss_bytes: sample.rss_bytes,
+                });
+            }
+        }
+        progress.update(|| progress_line(shared, rss.last()));
+        std::thread::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(now)));
+    }
+    Watched { rss, died_at }
+}
+
+fn progress_line(shared: &Shared, rss: Option<&RssPoint>) -> String {
+    let cfg = &shared.config;
+    #[allow(clippy::cast_precision_loss)]
+    let rss = rss.map_or_else(String::new, |p| {
+        format!("  RSS {:.1} MiB", p.rss_bytes as f64 / (1024.0 * 1024.0))
+    });
+    format!(
+        "soak: {:>4.0}/{:.0} s  open {}  opened {}  sent {}  delivered {}  dropped as expected {}{rss}",
+        shared.origin.elapsed().as_secs_f64(),
+        cfg.duration.as_secs_f64(),
+        shared.open.load(Ordering::Relaxed),
+        shared.opened.load(Ordering::Relaxed),
+        shared.sent.load(Ordering::Relaxed),
+        shared.delivered.load(Ordering::Relaxed),
+        shared.closed_as_expected.load(Ordering::Relaxed),
+    )
+}
+
+/// Sleeps until `deadline`, or forever without one (for `select!`).
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the run is stopping (the flag is set or the controller
+/// is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        let stopping = *stop.borrow_and_update();
+        if stopping || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sleeps `duration`, returning early (`false`) if the run stops.
+async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    tokio::select! {
+        () = stopped(stop) => false,
+        () = tokio::time::sleep(duration) => true,
+    }
+}
