@@ -319,6 +319,39 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+impl ChatEvent {
+    /// The event as the JSON of [`ServerEvent::Chat`], without copying it
+    /// into a `ServerEvent` first (servers serialise every message once).
+    pub fn to_event_json(&self) -> String {
+        /// `ServerEvent::Chat`'s serialisation, borrowing the fields.
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename = "chat")]
+        struct ChatRef<'a> {
+            message: &'a str,
+            user: &'a str,
+            room: &'a RoomName,
+            id: u64,
+            ts: u64,
+            #[serde(skip_serializing_if = "is_false")]
+            emote: bool,
+        }
+        let borrowed = ChatRef {
+            message: &self.message,
+            user: &self.user,
+            room: &self.room,
+            id: self.id,
+            ts: self.ts,
+            emote: self.emote,
+        };
+        // The message dominates the size; the rest is under 128 bytes.
+        let mut out = Vec::with_capacity(self.message.len() + self.user.len() + 128);
+        // Serialising strings and numbers into a Vec cannot fail, and
+        // serde_json writes valid UTF-8.
+        let _ = serde_json::to_writer(&mut out, &borrowed);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 /// The first event on an opted-in connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
@@ -596,6 +629,24 @@ mod tests {
             error.to_json(),
             r#"{"type":"error","message":"slow down","code":"rate_limited","ts":1}"#
         );
+    }
+
+    #[test]
+    fn borrowed_chat_json_is_the_events_json() {
+        for emote in [false, true] {
+            let chat = ChatEvent {
+                message: "hé \"q\" \n 🦀".into(),
+                user: "zoë".into(),
+                room: room(),
+                id: 42,
+                ts: 7,
+                emote,
+            };
+            assert_eq!(
+                chat.to_event_json(),
+                ServerEvent::Chat(chat.clone()).to_json()
+            );
+        }
     }
 
     #[test]

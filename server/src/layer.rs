@@ -284,15 +284,24 @@ pub(crate) fn select_history(
     (kept, first_kept.saturating_sub(resume.since + 1))
 }
 
-/// Serialises a chat event in both formats: the typed event, and the plain
-/// frame byte for byte as Channels would send it.
-pub(crate) fn chat_frames(event: &ChatEvent) -> Frames {
-    let events = ServerEvent::Chat(event.clone()).to_json();
-    let plain = chat_protocol::PlainMessage::encode(&event.message);
+/// Serialises a chat event once per wire format that someone reads
+/// (`readers`: typed, plain): the typed event, and the plain frame byte
+/// for byte as Channels would send it. A format nobody reads is left empty.
+pub(crate) fn chat_frames(event: &ChatEvent, readers: (bool, bool)) -> Frames {
+    let events = if readers.0 {
+        Utf8Bytes::from(event.to_event_json())
+    } else {
+        Utf8Bytes::default()
+    };
+    let plain = if readers.1 {
+        Utf8Bytes::from(chat_protocol::PlainMessage::encode(&event.message))
+    } else {
+        Utf8Bytes::default()
+    };
     Frames {
         id: event.id,
-        events: Utf8Bytes::from(events),
-        plain: Some(Utf8Bytes::from(plain)),
+        events,
+        plain: Some(plain),
     }
 }
 

@@ -164,6 +164,12 @@ impl Ring {
         readers as usize
     }
 
+    /// Whether anyone reads typed events, and plain frames.
+    pub fn formats_read(&self) -> (bool, bool) {
+        let state = lock(&self.state);
+        (state.events_readers > 0, state.plain_readers > 0)
+    }
+
     /// Current subscribers.
     pub fn subscribers(&self) -> usize {
         let state = lock(&self.state);

@@ -70,6 +70,13 @@ impl RoomRegistry {
         ring.map_or(0, |ring| ring.publish(frames))
     }
 
+    /// Whether anyone here reads `room` as typed events, and as plain frames.
+    pub fn formats_read(&self, room: &RoomName) -> (bool, bool) {
+        lock(&self.rooms)
+            .get(room)
+            .map_or((false, false), |ring| ring.formats_read())
+    }
+
     /// Local subscribers of `room`.
     pub fn subscribers(&self, room: &RoomName) -> usize {
         lock(&self.rooms)

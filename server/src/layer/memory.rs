@@ -179,7 +179,9 @@ impl MemoryLayer {
             ts: unix_millis(),
             emote: draft.emote,
         };
-        let frames = chat_frames(&event);
+        // Subscribing takes this lock too, so nobody can start reading a
+        // format between this look and the delivery.
+        let frames = chat_frames(&event, inner.registry.formats_read(room));
         if inner.history_len > 0 {
             if state.history.len() == inner.history_len {
                 state.history.pop_front();
