@@ -5,21 +5,22 @@
 //! the room-name and display-name rules ([`RoomName`], [`UserName`]), the
 //! URLs of a server ([`ServerUrl`]), the close codes and reconnect advice
 //! ([`close`]), and, behind the `client` feature, an async client
-//! ([`Client`]) for bots, scripts and the terminal client.
+//! (`Client`) for bots, scripts and the terminal client.
 //!
 //! # The protocol
 //!
 //! A client opens `ws://HOST:PORT/ws/chat/<room>/` (trailing slash optional).
 //! Optional query parameters: `name=<display name>`, `since=<last id seen>`
-//! (recovery after a reconnect), `v=2` (typed events, for clients that
-//! cannot offer a subprotocol).
+//! and `epoch=<the welcome's epoch>` (recovery after a reconnect), `v=2`
+//! (typed events, for clients that cannot offer a subprotocol),
+//! `token=<token>` (servers that require one).
 //!
 //! | direction | when | frame |
 //! |---|---|---|
 //! | client → server | always | `{"message": "text"}`; unknown fields are ignored |
 //! | client → server | typed clients | `{"type": "me", "message": "waves"}`, `{"type": "nick", "name": "bob"}` |
 //! | server → client | plain (default) | `{"message": "text"}`, for chat messages only, the sender's own included |
-//! | server → client | typed (`chat.v2` subprotocol or `?v=2`) | `{"type": "welcome", "message", "room", "user", "members": [..], "history": [chat..], "last_id", "missed", "ts"}` first |
+//! | server → client | typed (`chat.v2` subprotocol or `?v=2`) | `{"type": "welcome", "message", "room", "user", "members": [..], "history": [chat..], "last_id", "missed", "epoch", "ts"}` first |
 //! | | | `{"type": "chat", "message", "user", "room", "id", "ts"}` (`"emote": true` for actions) |
 //! | | | `{"type": "join" \| "leave", "message", "user", "room", "ts"}` |
 //! | | | `{"type": "nick", "message", "user", "old", "room", "ts"}` |
@@ -30,9 +31,12 @@
 //! * `user` is stamped by the server; a `user` field in a client frame is ignored.
 //! * `id` is a per-room sequence, strictly increasing, the same on every
 //!   server instance; `ts` is server time in unix milliseconds.
-//! * Recovery: a client that reconnects with `?since=ID` gets, in the
-//!   welcome's `history`, every message after `ID` that the server still
-//!   holds, before any live message; `missed` counts those it no longer holds.
+//! * Recovery: a client that reconnects with `?since=ID&epoch=E` gets, in
+//!   the welcome's `history`, every message after `ID` that the server still
+//!   holds, before any live message; `missed` counts those it no longer
+//!   holds. A welcome whose `epoch` differs from `E` means the room's ids
+//!   were reset: `since` was ignored (see `ConnectOptions::since` and
+//!   `ConnectOptions::epoch` with the `client` feature).
 //! * Bad input: see the server's README for what each malformed frame gets
 //!   (an `error` event for typed clients; for plain clients, which have no
 //!   error channel, a close with the code in [`close`]).
