@@ -95,8 +95,11 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
 async fn require_token(
     State(state): State<AppState>,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
+        next: axum::middleware::Next,
 ) -> Response {
+    if !state.config().access.requires_token() {
+        return next.run(request).await;
+    }
     let query_token = request.uri().query().and_then(|query| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == "token")
