@@ -259,10 +259,22 @@ async fn abuse_conn(conn: &mut Conn, abuse: Abuse, index: u32) -> Seen {
 
 /// Compares what was seen with what a correct server does.
 fn judge(abuse: Abuse, seen: &Seen, ended: Option<&Ended>, timeout: Duration) -> Outcome {
-    let errors = format!(
-        "{} expected error events, {} others",
-        seen.expected_errors, seen.other_errors
-    );
+    // Error events matter for typed clients only; a plain one gets none.
+    let errors = if seen.expected_errors + seen.other_errors > 0
+        || matches!(abuse, Abuse::FloodTyped | Abuse::BadJsonTyped)
+    {
+        format!(
+            "{} expected error events, {} others",
+            seen.expected_errors, seen.other_errors
+        )
+    } else {
+        String::new()
+    };
+    let join = |a: &str, b: &str| match (a.is_empty(), b.is_empty()) {
+        (_, true) => a.to_owned(),
+        (true, false) => b.to_owned(),
+        (false, false) => format!("{a}; {b}"),
+    };
     if abuse == Abuse::BadJsonTyped && seen.closed_by_us {
         let clean = seen.other_errors == 0;
         return (
@@ -275,14 +287,14 @@ fn judge(abuse: Abuse, seen: &Seen, ended: Option<&Ended>, timeout: Duration) ->
         return (
             "not closed".into(),
             false,
-            format!("within {timeout:?}; {errors}"),
+            join(&format!("within {timeout:?}"), &errors),
         );
     };
     if is_flood(abuse) && matches!(ended, Ended::Eof | Ended::Reset(_)) {
         return (
             "dropped".into(),
             true,
-            format!("{}, no close frame; {errors}", ended.label()),
+            join(&format!("{}, no close frame", ended.label()), &errors),
         );
     }
     let code = ended.code();
@@ -291,12 +303,7 @@ fn judge(abuse: Abuse, seen: &Seen, ended: Option<&Ended>, timeout: Duration) ->
         // Told (error events) before being closed.
         expected &= seen.expected_errors > 0;
     }
-    let detail = if ended.detail().is_empty() {
-        errors
-    } else {
-        format!("{}; {errors}", ended.detail())
-    };
-    (ended.label(), expected, detail)
+    (ended.label(), expected, join(ended.detail(), &errors))
 }
 
 #[cfg(test)]
