@@ -60,7 +60,7 @@ impl Advice {
             min_delay: Duration::from_secs(secs),
         };
         match code {
-                        Some(NORMAL | PROTOCOL_ERROR | UNSUPPORTED_DATA | INVALID_PAYLOAD) => Self::Stop,
+            Some(NORMAL | PROTOCOL_ERROR | UNSUPPORTED_DATA | INVALID_PAYLOAD) => Self::Stop,
             Some(GOING_AWAY) => reconnect(1),
             Some(POLICY_VIOLATION) => reconnect(10),
             Some(TRY_AGAIN_LATER) => reconnect(5),
