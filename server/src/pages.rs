@@ -95,7 +95,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
 async fn require_token(
     State(state): State<AppState>,
     request: axum::extract::Request,
-        next: axum::middleware::Next,
+    next: axum::middleware::Next,
 ) -> Response {
     if !state.config().access.requires_token() {
         return next.run(request).await;
