@@ -567,6 +567,28 @@ mod tests {
     }
 
     #[test]
+    fn soak_runs_ten_minutes_unless_told_otherwise() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["chat-bench", "soak"], args].concat())?;
+            let Command::Soak(args) = cli.command else {
+                unreachable!("parsed the soak subcommand");
+            };
+            Ok::<_, clap::Error>(soak_config(&args, false).map(|c| c.duration))
+        };
+        assert_eq!(parse(&[]).unwrap().unwrap(), Duration::from_secs(600));
+        assert_eq!(
+            parse(&["--minutes", "1.5"]).unwrap().unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse(&["--seconds", "60"]).unwrap().unwrap(),
+            Duration::from_secs(60)
+        );
+        assert!(parse(&["--minutes", "1", "--seconds", "5"]).is_err());
+        assert!(parse(&["--url", "ws://10.0.0.1:8000"]).unwrap().is_err());
+    }
+
+    #[test]
     fn refuses_non_loopback_targets() {
         let args = TargetArgs {
             url: "ws://10.0.0.1:8000".into(),

@@ -397,6 +397,7 @@ fn watch_server(shared: &Shared, progress: &mut Progress) -> Watched {
                 rss.push(RssPoint {
                     t_s: shared.origin.elapsed().as_secs_f64(),
                     rss_bytes: sample.rss_bytes,
+                    opened: shared.opened.load(Ordering::Relaxed),
                 });
             }
         }

@@ -283,6 +283,7 @@ fn a_minute_of_churn_slow_and_abusive_clients_loses_nothing_and_leaks_nothing() 
         "binary",
         "too_big",
         "invalid_payload",
+        "invalid_utf8",
     ] {
         assert!(
             view.disconnects.get(reason).is_some_and(|&n| n > 0),

@@ -459,6 +459,12 @@ impl SoakReport {
                 mib(v.limit_bytes),
                 v.growth_pct
             );
+            if let Some(per) = v.growth_per_connection_bytes {
+                let _ = writeln!(
+                    out,
+                    "  RSS growth once warm      {per:+.0} B per connection opened since the warm-up"
+                );
+            }
             if let (Some(cpu), Some(cores)) = (server.cpu_s, server.cpu_cores) {
                 let _ = writeln!(
                     out,

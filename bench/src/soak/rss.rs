@@ -15,7 +15,9 @@
 //! average, would grow with a leak; the slack absorbs allocator noise on a
 //! small server (a few MiB in all). A leak of a few kilobytes per
 //! connection shows within minutes: 10 minutes of churn open thousands of
-//! connections. Under six samples there is no verdict.
+//! connections, and the report adds the growth per connection opened since
+//! the warm-up as a finer, informational figure. Under six samples there
+//! is no verdict.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,9 @@ pub struct RssPoint {
     /// Resident memory, bytes (for a series point: the largest reading of
     /// its window).
     pub rss_bytes: u64,
+    /// Connections the soak had opened by then.
+    #[serde(default)]
+    pub opened: u64,
 }
 
 /// The flatness verdict.
@@ -44,6 +49,11 @@ pub struct RssVerdict {
     pub limit_bytes: u64,
     /// Growth of the last third's maximum over the middle third's, percent.
     pub growth_pct: f64,
+    /// That growth divided by the connections opened from the middle
+    /// third's start to the end, bytes (informational: a leak per
+    /// connection shows here before it breaks the rule).
+    #[serde(default)]
+    pub growth_per_connection_bytes: Option<f64>,
     /// `Some(true)` when flat, `None` when there are too few readings.
     pub flat: Option<bool>,
 }
@@ -68,8 +78,16 @@ pub fn verdict(samples: &[RssPoint], tolerance: f64, slack_bytes: u64) -> RssVer
     } else {
         (last as f64 - middle as f64) * 100.0 / middle as f64
     };
+    let opened = samples
+        .last()
+        .map_or(0, |p| p.opened)
+        .saturating_sub(samples.get(first).map_or(0, |p| p.opened));
+    #[allow(clippy::cast_precision_loss)]
+    let growth_per_connection_bytes =
+        (opened > 0).then(|| (last as f64 - middle as f64) / opened as f64);
     RssVerdict {
         samples: n,
+        growth_per_connection_bytes,
         warm_until_s: samples.get(first).map_or(0.0, |p| p.t_s),
         middle_max_bytes: middle,
         last_max_bytes: last,
@@ -89,6 +107,7 @@ pub fn series(samples: &[RssPoint], every_s: f64) -> Vec<RssPoint> {
             Some(last) if point.t_s <= window_end => {
                 last.rss_bytes = last.rss_bytes.max(point.rss_bytes);
                 last.t_s = point.t_s;
+                last.opened = point.opened;
             }
             _ => {
                 while point.t_s > window_end {
@@ -113,6 +132,7 @@ mod tests {
             .map(|(t, &mib)| RssPoint {
                 t_s: f64::from(t),
                 rss_bytes: mib * MIB,
+                opened: u64::from(t) * 100,
             })
             .collect()
     }
@@ -123,6 +143,9 @@ mod tests {
         assert_eq!(v.flat, Some(true), "{v:?}");
         assert_eq!((v.middle_max_bytes, v.last_max_bytes), (31 * MIB, 32 * MIB));
         assert!((v.warm_until_s - 4.0).abs() < 1e-9);
+        // 1 MiB more over the 500 connections opened from t = 4 s to 9 s.
+        let per = v.growth_per_connection_bytes.unwrap();
+        assert!((per - 1024.0 * 1024.0 / 500.0).abs() < 1e-6, "{per}");
     }
 
     #[test]
