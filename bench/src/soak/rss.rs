@@ -21,6 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Fewer connections opened after the warm-up than this give no
+/// per-connection figure: allocator noise would dominate it.
+const MIN_CONNECTIONS: u64 = 100;
+
 /// One reading.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RssPoint {
@@ -84,7 +88,7 @@ pub fn verdict(samples: &[RssPoint], tolerance: f64, slack_bytes: u64) -> RssVer
         .saturating_sub(samples.get(first).map_or(0, |p| p.opened));
     #[allow(clippy::cast_precision_loss)]
     let growth_per_connection_bytes =
-        (opened > 0).then(|| (last as f64 - middle as f64) / opened as f64);
+        (opened >= MIN_CONNECTIONS).then(|| (last as f64 - middle as f64) / opened as f64);
     RssVerdict {
         samples: n,
         growth_per_connection_bytes,
