@@ -82,13 +82,13 @@ pub struct Cli {
     #[arg(
         long,
         env = "CHAT_RATE_LIMIT",
-        default_value_t = 10.0,
+        default_value_t = 50.0,
         value_name = "PER_SECOND"
     )]
     pub rate_limit: f64,
 
     /// How many messages a connection may send at once above the rate.
-    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 30, value_name = "MESSAGES",
+    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 500, value_name = "MESSAGES",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_burst: u32,
 
@@ -292,7 +292,8 @@ mod tests {
         assert_eq!(config.history_len, default.history_len);
         assert_eq!(config.queue_len, default.queue_len);
         assert!(config.access.check_origin);
-        assert!(config.limits.rate_per_sec > 0.0);
+        assert!((config.limits.rate_per_sec - default.limits.rate_per_sec).abs() < f64::EPSILON);
+        assert_eq!(config.limits.rate_burst, default.limits.rate_burst);
         assert_eq!(config.drain_window, default.drain_window);
     }
 

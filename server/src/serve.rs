@@ -25,6 +25,10 @@ use tracing::{debug, info, warn};
 
 use crate::AppState;
 
+/// The send buffer asked of the kernel for each connection (Linux doubles
+/// it for its own bookkeeping).
+const SEND_BUFFER_BYTES: usize = 128 * 1024;
+
 /// Accepts connections until the shutdown token is cancelled; each one is
 /// served in a task of the state's tracker.
 pub(crate) async fn accept_loop(
@@ -63,6 +67,11 @@ pub(crate) async fn accept_loop(
         };
         // Chat frames are small: send them now rather than wait for more.
         let _ = tcp.set_nodelay(true);
+        // A fixed send buffer instead of the kernel's autotuning (which
+        // grows it to megabytes on loopback): a client that stops reading
+        // then holds little kernel memory, and its blocked writes show it
+        // as a slow consumer within seconds. Batches are far smaller.
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
         let router = router.clone();
         let state = state.clone();
         let tls = tls.clone();

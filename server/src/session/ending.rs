@@ -108,7 +108,9 @@ pub(crate) async fn close(ws: &mut Socket, code: u16, reason: &str, linger: Dura
         let mut total = 0usize;
         while let Ok(n) = socket.read(&mut sink).await {
             total += n;
-            if n == 0 || total > (1 << 20) {
+            // Bounded by the linger time; the byte cap only stops a client
+            // that floods faster than any chat client could.
+            if n == 0 || total > (64 << 20) {
                 break;
             }
         }
