@@ -107,15 +107,22 @@ fn is_forbidden_in_names(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{00AD}'                // soft hyphen
+            | '\u{034F}'              // combining grapheme joiner
             | '\u{061C}'              // Arabic letter mark
             | '\u{115F}' | '\u{1160}' // Hangul fillers
-            | '\u{180E}'              // Mongolian vowel separator
+            | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels (invisible)
+            | '\u{180B}'..='\u{180F}' // Mongolian variation selectors and vowel separator
             | '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
             | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings and overrides
             | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+            | '\u{2800}'              // braille blank
             | '\u{3164}'              // Hangul filler
             | '\u{FEFF}'              // byte-order mark
+            | '\u{FFA0}'              // halfwidth Hangul filler
             | '\u{FFF9}'..='\u{FFFB}' // interlinear annotations
+            | '\u{13430}'..='\u{1343F}' // Egyptian hieroglyph format controls
+            | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}' // musical format controls
             | '\u{E0000}'..='\u{E007F}' // tag characters
         )
 }
@@ -193,7 +200,18 @@ mod tests {
             Err(UserNameError::InvalidCharacter { character: '\t' })
         );
         for bad in [
-            '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}',
+            '\n',
+            '\u{1b}',
+            '\u{7f}',
+            '\u{85}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{200b}',
+            '\u{feff}',
+            '\u{ffa0}',
+            '\u{2800}',
+            '\u{34f}',
+            '\u{1d173}',
         ] {
             let name = format!("a{bad}b");
             assert_eq!(

@@ -56,7 +56,7 @@
   // chat-protocol's rule: 1 to 32 characters, no control or invisible
   // formatting characters, no white space at either end.
   const FORBIDDEN_IN_NAMES =
-    /[\p{Cc}\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\ufff9-\ufffb\u{e0000}-\u{e007f}]/u;
+    /[\p{Cc}\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u2800\u3164\ufeff\uffa0\ufff9-\ufffb\u{13430}-\u{1343f}\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}]/u;
 
   function nameProblem(name) {
     if (name === "") return "A display name can't be empty.";

@@ -336,24 +336,34 @@ pub fn room_name(name: &str) {
 
 /// The characters the display-name module doc forbids, as ranges of code
 /// points: C0 and C1 controls (and DEL); the soft hyphen; the Arabic letter
-/// mark; the Hangul fillers U+115F, U+1160, U+3164; the Mongolian vowel
-/// separator; zero-width space, joiners and the LRM/RLM marks; the line and
-/// paragraph separators and the bidi embeddings and overrides; the word
-/// joiner, invisible operators and bidi isolates (U+2060-U+206F); the
-/// byte-order mark; the interlinear annotation marks; the tag characters.
+/// mark; the combining grapheme joiner; the Hangul fillers U+115F, U+1160,
+/// U+3164, U+FFA0; the invisible Khmer vowels U+17B4, U+17B5; the Mongolian
+/// variation selectors and vowel separator (U+180B-U+180F); zero-width
+/// space, joiners and the LRM/RLM marks; the line and paragraph separators
+/// and the bidi embeddings and overrides; the word joiner, invisible
+/// operators and bidi isolates (U+2060-U+206F); the braille blank; the
+/// byte-order mark; the interlinear annotation marks; the Egyptian
+/// hieroglyph, shorthand and musical format controls; the tag characters.
 pub const FORBIDDEN_IN_USER_NAMES: &[(u32, u32)] = &[
     (0x0000, 0x001F),
     (0x007F, 0x009F),
     (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
     (0x061C, 0x061C),
     (0x115F, 0x1160),
-    (0x180E, 0x180E),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
     (0x200B, 0x200F),
     (0x2028, 0x202E),
     (0x2060, 0x206F),
+    (0x2800, 0x2800),
     (0x3164, 0x3164),
     (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
     (0xFFF9, 0xFFFB),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
     (0xE0000, 0xE007F),
 ];
 
