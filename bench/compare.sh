@@ -120,13 +120,9 @@ free_port() {
 server_command() {
     local name="$1" port="$2"
     case "$name" in
-        chat-server)
-            local extra=()
-            if "$ours" --help 2>/dev/null | grep -q -- '--rate-limit'; then
-                extra=(--rate-limit 0)
-            fi
-            echo "$ours --addr 127.0.0.1:$port ${extra[*]}"
-            ;;
+        # The per-connection rate limit (default 50 msg/s) would refuse a
+        # benchmark's senders; it is the only flag the comparison sets.
+        chat-server) echo "$ours --addr 127.0.0.1:$port --rate-limit 0" ;;
         node-ws) echo "node $root/bench/peers/node/server.js $port" ;;
         python-websockets) echo "$root/bench/peers/.venv/bin/python $root/bench/peers/python/server.py $port" ;;
         django-channels)
