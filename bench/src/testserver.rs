@@ -181,25 +181,22 @@ async fn session(
     faults: Arc<[Fault]>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     stream.set_nodelay(true)?;
-    let mut room = None;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let mut joined = None;
+    // Join before the handshake's response is written, as a real server
+    // does: a client that has seen its handshake complete is a member, so a
+    // message sent right after it (chat-bench's warm-up) reaches it.
     // tungstenite's callback type fixes the error type.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        room = room_of(request.uri().path());
-        if room.is_some() {
-            Ok(response)
-        } else {
+        let Some(room) = room_of(request.uri().path()) else {
             let mut refusal = ErrorResponse::new(Some("no such route".into()));
             *refusal.status_mut() = http_not_found();
-            Err(refusal)
-        }
-    };
-    let ws = tokio_tungstenite::accept_hdr_async(stream, callback).await?;
-    let room = room.ok_or("no room")?;
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    let id = {
-        let mut state = state.lock().map_err(|_| "poisoned")?;
+            return Err(refusal);
+        };
+        let Ok(mut state) = state.lock() else {
+            return Err(ErrorResponse::new(Some("poisoned".into())));
+        };
         state.next_id += 1;
         let id = state.next_id;
         state
@@ -208,8 +205,21 @@ async fn session(
             .or_default()
             .members
             .push(Member { id, tx, held: None });
-        id
+        joined = Some((room, id));
+        Ok(response)
     };
+    let handshake = tokio_tungstenite::accept_hdr_async(stream, callback).await;
+    let Some((room, id)) = joined else {
+        return Err(handshake.err().map_or_else(|| "no room".into(), Into::into));
+    };
+    let ws = match handshake {
+        Ok(ws) => ws,
+        Err(error) => {
+            leave(&state, &room, id);
+            return Err(error.into());
+        }
+    };
+    let (mut sink, mut source) = ws.split();
     // Writer: drain whatever is queued, then flush once.
     let writer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -246,17 +256,22 @@ async fn session(
             broadcast(room, &out, &faults);
         }
     }
-    {
-        let mut state = state.lock().map_err(|_| "poisoned")?;
-        if let Some(r) = state.rooms.get_mut(&room) {
-            r.members.retain(|m| m.id != id);
-            if r.members.is_empty() {
-                state.rooms.remove(&room);
-            }
-        }
-    }
+    leave(&state, &room, id);
     writer.abort();
     Ok(())
+}
+
+/// Removes member `id` from `room`, and the room once it is empty.
+fn leave(state: &Mutex<State>, room: &str, id: u64) {
+    let Ok(mut state) = state.lock() else {
+        return;
+    };
+    if let Some(r) = state.rooms.get_mut(room) {
+        r.members.retain(|m| m.id != id);
+        if r.members.is_empty() {
+            state.rooms.remove(room);
+        }
+    }
 }
 
 /// Sends `out` to every member of `room`, applying the faults that match.
