@@ -354,6 +354,8 @@ fn drive(
     progress: &mut Progress,
 ) -> anyhow::Result<Timed> {
     const POLL: Duration = Duration::from_millis(2);
+    /// After the time limit, how long senders get to notice it and stop.
+    const SENDERS_STOP_WAIT: Duration = Duration::from_secs(1);
     let cfg = &shared.config;
 
     // Connect.
@@ -423,9 +425,13 @@ fn drive(
             cut = true;
             let _ = tx.send(Phase::Drain);
         }
+        // Done sending once every sender says so: after the cut, a sender
+        // may still be sending until it sees the drain (and a sender that
+        // never answers is given up on after a second).
+        let done = shared.senders_done.load(Ordering::Acquire) >= senders
+            || (cut && elapsed >= cfg.max_time + SENDERS_STOP_WAIT);
         let sent = shared.sent_total.load(Ordering::Relaxed);
         let distinct = shared.distinct_total.load(Ordering::Relaxed);
-        let done = cut || shared.senders_done.load(Ordering::Relaxed) >= senders;
         if done && all_sent_ns.is_none() {
             all_sent_ns = Some(shared.now_ns());
             last_change = now;

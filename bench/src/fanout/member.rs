@@ -278,10 +278,18 @@ impl Member {
             self.counts.errors += 1;
             shared.record_error(&error.to_string());
         }
+        self.stop_sending(shared);
+    }
+
+    /// Ends this member's sending where it is (it failed, or the run's
+    /// time is up), so that the run does not wait for the rest of its
+    /// quota. `senders_done` is released after `sent_total`, so the run
+    /// reads a final count once every sender is done.
+    fn stop_sending(&mut self, shared: &Shared) {
         if let Some(sender) = &mut self.sender {
             if sender.sent < sender.quota {
                 sender.quota = sender.sent;
-                shared.senders_done.fetch_add(1, Ordering::Relaxed);
+                shared.senders_done.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -314,6 +322,9 @@ impl Member {
             wire::push_frame(&mut self.out, OP_TEXT, &self.scratch, wire::mask_key());
         }
         if phase != Phase::Run {
+            if phase == Phase::Drain {
+                self.stop_sending(shared);
+            }
             return;
         }
         let Some(sender) = &mut self.sender else {
@@ -343,7 +354,7 @@ impl Member {
         shared.sent_by[sender.id as usize].store(sender.sent, Ordering::Relaxed);
         shared.sent_total.fetch_add(allowed, Ordering::Relaxed);
         if sender.sent == sender.quota {
-            shared.senders_done.fetch_add(1, Ordering::Relaxed);
+            shared.senders_done.fetch_add(1, Ordering::Release);
         }
     }
 
