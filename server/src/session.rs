@@ -37,13 +37,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 pub use echo::echo;
 use ending::End;
 
 use crate::AppState;
-use crate::layer::{Draft, Joined, LayerError, Resume};
+use crate::layer::{Draft, Joined, LayerError};
 use crate::limits::{RateLimit, Ticket, Verdict};
 use crate::ring::{Delivery, Format, Subscription};
 
@@ -91,8 +91,8 @@ pub struct Pending {
     pub config: WebSocketConfig,
     /// The connection's parameters.
     pub params: SessionParams,
-    /// `?since=` (and `&epoch=`): where a reconnecting client left off.
-    pub resume: Option<Resume>,
+    /// The room, joined before the handshake's response was sent.
+    pub joined: Joined,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
     /// The connection's admission; dropped when the session ends.
@@ -140,37 +140,27 @@ struct Session {
 ///
 /// Everything the task carries is boxed, so that the task itself (alive as
 /// long as the connection) holds little more than the state of its wait.
-pub async fn run(upgrade: OnUpgrade, mut pending: Box<Pending>) {
+pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
     // Boxed: the upgrade's and the socket's setup state is short-lived, and
     // must not widen the task that lives as long as the connection.
     let Some(ws) = Box::pin(open_socket(upgrade, pending.config, pending.peer)).await else {
+        // The room was joined before the response went out: leave it.
+        let Pending {
+            params,
+            joined,
+            state,
+            ..
+        } = *pending;
+        let leave = state
+            .layer()
+            .leave(&params.room, params.user.as_str(), joined.subscription);
+        Box::pin(leave).await;
         return;
     };
-    let resume = pending.resume.take();
-    let mut session = Box::new(Session::new(ws, pending));
+    let (mut session, joined) = Session::new(ws, pending);
     let metrics = session.state.metrics();
     metrics.connections.inc();
     metrics.connections_opened.inc();
-    let joined = Box::pin(session.state.layer().join(
-        &session.params.room,
-        session.params.user.as_str(),
-        session.params.format,
-        resume,
-    ))
-    .await;
-    let joined = match joined {
-        Ok(joined) => joined,
-        Err(err) => {
-            warn!(room = %session.params.room, %err, "join failed");
-            let end = End::close(
-                close::TRY_AGAIN_LATER,
-                "unavailable",
-                "the server cannot join rooms right now; try again later",
-            );
-            Box::pin(session.finish(end)).await;
-            return;
-        }
-    };
     let mut subscription = match Box::pin(session.welcome(joined)).await {
         Ok(subscription) => subscription,
         Err((end, subscription)) => {
@@ -201,11 +191,13 @@ async fn open_socket(
 }
 
 impl Session {
-    /// The session of an upgraded connection; `pending` is freed here (a
-    /// box moved out of lives on until its variable goes out of scope).
-    fn new(ws: Socket, pending: Box<Pending>) -> Self {
+    /// The session of an upgraded connection, and the room it joined;
+    /// `pending` is freed here (a box moved out of lives on until its
+    /// variable goes out of scope).
+    fn new(ws: Socket, pending: Box<Pending>) -> (Box<Self>, Joined) {
         let Pending {
             params,
+            joined,
             peer,
             ticket,
             drain_batch,
@@ -214,7 +206,7 @@ impl Session {
         } = *pending;
         info!(room = %params.room, user = %params.user, %peer, format = ?params.format, "joined");
         let rate = RateLimit::new(&state.config().limits, state.now_ms());
-        Self {
+        let session = Box::new(Self {
             ws,
             params,
             state,
@@ -224,7 +216,8 @@ impl Session {
             skip_through: 0,
             heard: false,
             awaiting_pong: false,
-        }
+        });
+        (session, joined)
     }
 
     /// Sends the welcome (typed clients) and sets the duplicate filter.

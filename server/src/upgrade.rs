@@ -104,15 +104,41 @@ pub async fn ws_chat(
     } else {
         Format::Plain
     };
+    // Join before the handshake's response goes out, as the Channels
+    // tutorial's consumer does (`group_add`, then `accept`): a client that
+    // has seen its handshake complete is a member, and receives anything
+    // sent to the room from then on.
+    let resume = since.map(|since| Resume {
+        since,
+        epoch: query.epoch.clone(),
+    });
+    let joined = match state
+        .layer()
+        .join(&room, user.as_str(), format, resume)
+        .await
+    {
+        Ok(joined) => joined,
+        Err(err) => {
+            debug!(%room, %err, "join failed");
+            let reason = "the server cannot join rooms right now; try again later";
+            let mut response = refuse(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                reason,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return response;
+        }
+    };
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
     let pending = Box::new(session::Pending {
         config: socket_config(state.config().max_message_size),
         params: SessionParams { room, user, format },
-        resume: since.map(|since| Resume {
-            since,
-            epoch: query.epoch.clone(),
-        }),
+        joined,
         peer,
         ticket,
         drain_batch: state.drain_batch(),

@@ -94,6 +94,40 @@ async fn concurrent_senders_are_seen_in_one_order_with_increasing_ids() {
     }
 }
 
+/// A client whose handshake has completed is a member: a message sent to
+/// the room right after it reaches it, as with Channels (the tutorial's
+/// consumer joins the group before it accepts the socket). Eight rooms at
+/// once, so that the server is busy while each newcomer arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_is_a_member_as_soon_as_its_handshake_completes() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let mut rooms = Vec::new();
+    for r in 0..8 {
+        let server = server.clone();
+        rooms.push(tokio::spawn(async move {
+            let room = format!("race{r}");
+            let mut sender = server.plain(&room).await;
+            for i in 0..100 {
+                let mut newcomer = server.plain(&room).await;
+                let frame = format!("{{\"message\": \"m{i}\"}}");
+                send_text(&mut sender, &frame).await;
+                let received = tokio::time::timeout(Duration::from_secs(3), newcomer.next()).await;
+                let Ok(Some(Ok(Message::Text(text)))) = received else {
+                    panic!(
+                        "{room}: newcomer {i} did not receive the message sent right after \
+                         its handshake: {received:?}"
+                    );
+                };
+                assert_eq!(text.as_str(), frame);
+                assert_eq!(next_text(&mut sender).await, frame);
+            }
+        }));
+    }
+    for room in rooms {
+        room.await.expect("room task");
+    }
+}
+
 #[tokio::test]
 async fn the_server_stamps_the_sender_and_ignores_claimed_names() {
     let server = TestServer::start().await;
