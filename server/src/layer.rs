@@ -103,6 +103,11 @@ pub enum Layer {
 impl Layer {
     /// Joins `user` to `room`: subscribes in `format`, records presence,
     /// announces the join, and returns the welcome's contents.
+    ///
+    /// Safe to cancel: the caller (an upgrade handler, which hyper drops
+    /// when the client hangs up) may go away while a Redis join is waiting.
+    /// That join runs in a task of its own and, if nobody is waiting for it
+    /// any more, leaves again, so no half-done join keeps a name present.
     pub async fn join(
         &self,
         room: &RoomName,
@@ -112,7 +117,18 @@ impl Layer {
     ) -> Result<Joined, LayerError> {
         match self {
             Self::Memory(layer) => Ok(layer.join(room, user, format, resume.as_ref())),
-            Self::Redis(layer) => Ok(layer.join(room, user, format, resume.as_ref()).await),
+            Self::Redis(layer) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (layer, room, user) = (layer.clone(), room.clone(), user.to_owned());
+                tokio::spawn(async move {
+                    let joined = layer.join(&room, &user, format, resume.as_ref()).await;
+                    if let Err(joined) = tx.send(joined) {
+                        layer.leave(&room, &user, joined.subscription).await;
+                    }
+                });
+                rx.await
+                    .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))
+            }
         }
     }
 
