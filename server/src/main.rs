@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: measured with `chat-bench` (see
-/// BENCHMARKS.md), an idle connection costs ~2.4 KiB instead of 2.7 to 4.0
+/// BENCHMARKS.md), an idle connection costs ~2.3 KiB instead of 2.7 to 4.0
 /// KiB (glibc fragments around the handshake's short-lived buffers, and
 /// varies run to run), and fan-out in many small rooms takes ~25 % less CPU
 /// per delivery. Built with `no_thp` so that its arenas are not backed by
