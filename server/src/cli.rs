@@ -262,7 +262,6 @@ impl Cli {
             queue_len: self.queue as usize,
             write_timeout: Duration::from_secs(self.write_timeout),
             redis: self.redis.as_ref().map(|url| RedisConfig {
-                url: url.clone(),
                 prefix: self.redis_prefix.clone(),
                 presence_ttl: Duration::from_secs(self.presence_ttl),
                 ..RedisConfig::new(url.clone())

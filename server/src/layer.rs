@@ -80,6 +80,21 @@ pub struct Draft {
     pub emote: bool,
 }
 
+impl Draft {
+    /// The chat event this draft becomes in `room` with message id `id`,
+    /// stamped with the time now.
+    fn into_event(self, room: &RoomName, id: u64) -> ChatEvent {
+        ChatEvent {
+            message: self.message,
+            user: self.user,
+            room: room.clone(),
+            id,
+            ts: unix_millis(),
+            emote: self.emote,
+        }
+    }
+}
+
 /// The layer's state, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
@@ -165,10 +180,13 @@ impl Layer {
 
     /// Active rooms with their member counts, busiest first.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, LayerError> {
-        match self {
-            Self::Memory(layer) => Ok(layer.rooms()),
-            Self::Redis(layer) => layer.rooms().await,
-        }
+        let mut list = match self {
+            Self::Memory(layer) => layer.rooms(),
+            Self::Redis(layer) => layer.rooms().await?,
+        };
+        // The busiest first, then by name.
+        list.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
+        Ok(list)
     }
 
     /// Whether the layer can deliver now.

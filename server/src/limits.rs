@@ -80,6 +80,9 @@ pub enum Refusal {
     /// The room holds `--max-members-per-room` members already.
     #[error("the room is full ({0} members); try again later")]
     RoomFull(usize),
+    /// The room could not be joined (the shared layer is unavailable).
+    #[error("the server cannot join rooms right now; try again later")]
+    Unavailable,
 }
 
 impl Refusal {
@@ -87,7 +90,9 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Self::AddressFull(_) | Self::TooFast => 429,
-            Self::ServerFull(_) | Self::TooManyRooms(_) | Self::RoomFull(_) => 503,
+            Self::ServerFull(_) | Self::TooManyRooms(_) | Self::RoomFull(_) | Self::Unavailable => {
+                503
+            }
         }
     }
 
@@ -99,6 +104,7 @@ impl Refusal {
             Self::TooFast => "too_fast",
             Self::TooManyRooms(_) => "too_many_rooms",
             Self::RoomFull(_) => "room_full",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -126,11 +132,6 @@ impl Admission {
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The settings.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Open connections now.
@@ -169,9 +170,6 @@ impl Admission {
                 None
             };
             if let Some(refusal) = refusal {
-                if entry.open == 0 && entry.bucket.is_full(Instant::now()) {
-                    per_ip.remove(&ip);
-                }
                 drop(per_ip);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 return Err(refusal);

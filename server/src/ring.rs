@@ -253,7 +253,7 @@ impl Subscription {
     /// Events stored in the ring: how far the room's slowest subscriber is
     /// behind.
     pub fn room_backlog(&self) -> usize {
-        lock(&self.ring.state).slots.len()
+        self.ring.stored()
     }
 
     /// Events queued for this subscriber and not read yet.

@@ -41,15 +41,12 @@ impl RoomRegistry {
     }
 
     /// Subscribes to `room` in `format`, creating the room if this is its
-    /// first local subscriber. Returns the subscription and whether the
-    /// room was created.
-    pub fn subscribe(&self, room: &RoomName, format: Format) -> (Subscription, bool) {
-        let mut rooms = lock(&self.rooms);
-        let created = !rooms.contains_key(room);
-        let ring = rooms
+    /// first local subscriber.
+    pub fn subscribe(&self, room: &RoomName, format: Format) -> Subscription {
+        lock(&self.rooms)
             .entry(room.clone())
-            .or_insert_with(|| Ring::new(self.queue_len));
-        (ring.subscribe(format), created)
+            .or_insert_with(|| Ring::new(self.queue_len))
+            .subscribe(format)
     }
 
     /// Removes `room` if it has no subscribers left (call after dropping a
@@ -70,11 +67,20 @@ impl RoomRegistry {
         ring.map_or(0, |ring| ring.publish(frames))
     }
 
-    /// Whether anyone here reads `room` as typed events, and as plain frames.
-    pub fn formats_read(&self, room: &RoomName) -> (bool, bool) {
-        lock(&self.rooms)
-            .get(room)
-            .map_or((false, false), |ring| ring.formats_read())
+    /// Hands the frames `build` makes to every local subscriber of `room`,
+    /// with one look-up of the room. `build` is told whether anyone reads
+    /// typed events, and plain frames, so that only those are serialised;
+    /// it is not called when the room has no local subscribers. Returns how
+    /// many subscribers will read the frames.
+    pub fn deliver_with(
+        &self,
+        room: &RoomName,
+        build: impl FnOnce((bool, bool)) -> Frames,
+    ) -> usize {
+        let Some(ring) = lock(&self.rooms).get(room).cloned() else {
+            return 0;
+        };
+        ring.publish(build(ring.formats_read()))
     }
 
     /// Local subscribers of `room`.
@@ -82,11 +88,6 @@ impl RoomRegistry {
         lock(&self.rooms)
             .get(room)
             .map_or(0, |ring| ring.subscribers())
-    }
-
-    /// Rooms with local subscribers.
-    pub fn room_names(&self) -> Vec<RoomName> {
-        lock(&self.rooms).keys().cloned().collect()
     }
 
     /// How many rooms have local subscribers.
@@ -128,11 +129,11 @@ mod tests {
     #[test]
     fn delivers_to_the_room_only() {
         let registry = RoomRegistry::new(8);
-        let (mut events, created) = registry.subscribe(&room("a"), Format::Events);
-        assert!(created);
-        let (mut plain, created) = registry.subscribe(&room("a"), Format::Plain);
-        assert!(!created);
-        let (mut other, _) = registry.subscribe(&room("b"), Format::Plain);
+        let mut events = registry.subscribe(&room("a"), Format::Events);
+        assert_eq!(registry.len(), 1, "the first subscriber creates the room");
+        let mut plain = registry.subscribe(&room("a"), Format::Plain);
+        assert_eq!(registry.len(), 1, "a second subscriber joins it");
+        let mut other = registry.subscribe(&room("b"), Format::Plain);
 
         assert_eq!(registry.deliver(&room("a"), frames(1, "x")), 2);
         assert_eq!(events.try_next().unwrap().unwrap().frame.as_str(), "ex");
@@ -143,8 +144,8 @@ mod tests {
     #[test]
     fn rooms_are_dropped_with_their_last_subscriber() {
         let registry = RoomRegistry::new(8);
-        let (a1, _) = registry.subscribe(&room("a"), Format::Events);
-        let (a2, _) = registry.subscribe(&room("a"), Format::Plain);
+        let a1 = registry.subscribe(&room("a"), Format::Events);
+        let a2 = registry.subscribe(&room("a"), Format::Plain);
         drop(a1);
         assert!(!registry.remove_if_empty(&room("a")));
         drop(a2);

@@ -352,7 +352,7 @@ impl Session {
         }
         if self.awaiting_pong {
             return Err(End::close(
-                1001,
+                close::GOING_AWAY,
                 "ping_timeout",
                 "no answer to ping; closing",
             ));
@@ -443,18 +443,18 @@ impl Session {
     async fn flush_blocked(&mut self, subscription: &Subscription) -> Result<(), End> {
         let started = tokio::time::Instant::now();
         let config = self.state.config();
-        let (queue_len, write_timeout) = (config.queue_len as u64, config.write_timeout);
+        let (queue_len, write_timeout) = (config.queue_len, config.write_timeout);
         loop {
             tokio::select! {
                 biased;
                 result = self.ws.flush() => return result.map_err(|err| ending::write_failed(&err)),
                 () = tokio::time::sleep(LAG_CHECK) => {
                     let behind = subscription.backlog();
-                    if behind >= queue_len {
-                        return Err(End::slow_consumer(self.state.config().queue_len));
+                    if behind >= queue_len as u64 {
+                        return Err(End::slow_consumer(queue_len));
                     }
                     if started.elapsed() >= write_timeout {
-                        return Err(End::close(close::POLICY_VIOLATION, "slow_consumer", "slow consumer: not reading"));
+                        return Err(End::not_reading());
                     }
                 }
             }
@@ -478,13 +478,7 @@ impl Session {
         };
         tokio::time::timeout(timeout, send)
             .await
-            .unwrap_or_else(|_| {
-                Err(End::close(
-                    close::POLICY_VIOLATION,
-                    "slow_consumer",
-                    "slow consumer: not reading",
-                ))
-            })
+            .unwrap_or_else(|_| Err(End::not_reading()))
     }
 
     /// Sends a large text as fragments of [`FRAGMENT_BYTES`], flushing each,

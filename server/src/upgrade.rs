@@ -120,17 +120,7 @@ pub async fn ws_chat(
         Ok(joined) => joined,
         Err(err) => {
             debug!(%room, %err, "join failed");
-            let reason = "the server cannot join rooms right now; try again later";
-            let mut response = refuse(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                reason,
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return response;
+            return refuse_for(&state, &Refusal::Unavailable);
         }
     };
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
@@ -222,7 +212,7 @@ pub(crate) fn check_access_token(
 
 /// Refuses a new room past `--max-rooms`, a member past `--max-members-per-room`.
 fn check_room_caps(state: &AppState, room: &RoomName) -> Result<(), Refusal> {
-    let limits = state.admission().limits();
+    let limits = &state.config().limits;
     let members = state.registry().subscribers(room);
     if limits.max_members_per_room > 0 && members >= limits.max_members_per_room {
         return Err(Refusal::RoomFull(limits.max_members_per_room));

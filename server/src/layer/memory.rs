@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use chat_protocol::{ChatEvent, RoomName, RoomSummary, unix_millis};
+use chat_protocol::{ChatEvent, RoomName, RoomSummary};
 
 use super::{
     Draft, Joined, NameCounts, Resume, chat_frames, events_only, presence_event, rename_events,
@@ -105,7 +105,7 @@ impl MemoryLayer {
     ) -> Joined {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let (subscription, _) = inner.registry.subscribe(room, format);
+        let subscription = inner.registry.subscribe(room, format);
         let rooms = &mut *rooms;
         let state = rooms.entry(room, inner.process_epoch);
         let was_idle = state.emptied_at.take().is_some();
@@ -171,24 +171,18 @@ impl MemoryLayer {
         let mut rooms = lock(&inner.rooms);
         let state = rooms.entry(room, inner.process_epoch);
         state.last_id += 1;
-        let event = ChatEvent {
-            message: draft.message,
-            user: draft.user,
-            room: room.clone(),
-            id: state.last_id,
-            ts: unix_millis(),
-            emote: draft.emote,
-        };
-        // Subscribing takes this lock too, so nobody can start reading a
-        // format between this look and the delivery.
-        let frames = chat_frames(&event, inner.registry.formats_read(room));
+        let event = draft.into_event(room, state.last_id);
+        // Subscribing takes the rooms lock too, so nobody can start reading
+        // a format between the look at who reads what and the delivery.
+        inner
+            .registry
+            .deliver_with(room, |readers| chat_frames(&event, readers));
         if inner.history_len > 0 {
             if state.history.len() == inner.history_len {
                 state.history.pop_front();
             }
             state.history.push_back(event);
         }
-        inner.registry.deliver(room, frames);
     }
 
     pub(super) fn rename(&self, room: &RoomName, old: &str, new: &str) {
@@ -206,7 +200,7 @@ impl MemoryLayer {
 
     pub(super) fn rooms(&self) -> Vec<RoomSummary> {
         let rooms = lock(&self.inner.rooms);
-        let mut list: Vec<RoomSummary> = rooms
+        rooms
             .by_name
             .iter()
             .filter(|(_, state)| !state.members.is_empty())
@@ -214,9 +208,7 @@ impl MemoryLayer {
                 name: name.clone(),
                 members: state.members.len() as u64,
             })
-            .collect();
-        list.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
-        list
+            .collect()
     }
 
     pub(super) fn stored_rooms(&self) -> usize {

@@ -276,7 +276,7 @@ impl RedisLayer {
         resume: Option<&Resume>,
     ) -> Joined {
         let inner = &self.inner;
-        let (subscription, _) = inner.registry.subscribe(room, format);
+        let subscription = inner.registry.subscribe(room, format);
         let (first_in_room, first_of_name) = {
             let mut local = lock(&inner.local);
             let names = local.entry(room.clone()).or_default();
@@ -365,15 +365,7 @@ impl RedisLayer {
     pub(super) async fn publish(&self, room: &RoomName, draft: Draft) -> Result<(), LayerError> {
         let inner = &self.inner;
         let plain = chat_protocol::PlainMessage::encode(&draft.message);
-        let event = ServerEvent::Chat(ChatEvent {
-            message: draft.message,
-            user: draft.user,
-            room: room.clone(),
-            id: u64::MAX,
-            ts: unix_millis(),
-            emote: draft.emote,
-        });
-        let json = event.to_json();
+        let json = draft.into_event(room, u64::MAX).to_event_json();
         // The placeholder cannot occur inside the message text, where every
         // quote is escaped, so the first match is the id field.
         let Some(at) = json.find(ID_PLACEHOLDER) else {
@@ -412,7 +404,9 @@ impl RedisLayer {
     ) -> Result<(), LayerError> {
         let (old_gone, new_first) = {
             let mut local = lock(&self.inner.local);
-            let names = local.entry(room.clone()).or_default();
+            let Some(names) = local.get_mut(room) else {
+                return Ok(());
+            };
             (names.remove(old), names.add(new))
         };
         let inner = &self.inner;
@@ -458,7 +452,7 @@ impl RedisLayer {
                 .await
                 .map_err(|err| self.failed("list rooms", &err))?
         };
-        let mut list: Vec<RoomSummary> = rooms
+        let list: Vec<RoomSummary> = rooms
             .into_iter()
             .zip(members)
             .map(|(name, entries)| RoomSummary {
@@ -467,7 +461,6 @@ impl RedisLayer {
             })
             .filter(|summary| summary.members > 0)
             .collect();
-        list.sort_by(|a, b| b.members.cmp(&a.members).then_with(|| a.name.cmp(&b.name)));
         Ok(list)
     }
 

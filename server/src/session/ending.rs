@@ -53,6 +53,16 @@ impl End {
         )
     }
 
+    /// A client that has not read what was written to it within the write
+    /// timeout.
+    pub(crate) fn not_reading() -> Self {
+        Self::close(
+            close::POLICY_VIOLATION,
+            "slow_consumer",
+            "slow consumer: not reading",
+        )
+    }
+
     /// The metrics label of a close by the server.
     pub(crate) fn label(&self) -> Option<&'static str> {
         match self {
