@@ -255,7 +255,7 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     }
     let timed = outcome?;
 
-    let mut hist = shard::new_histogram();
+    let mut hist = crate::report::new_histogram();
     let mut counts = MemberCounts::default();
     let mut last_delivery_ns = 0;
     for result in &results {

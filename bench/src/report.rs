@@ -31,6 +31,17 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+/// A new latency histogram: 1 ns to 10 minutes at 3 significant figures.
+///
+/// # Panics
+///
+/// Never: the bounds are constants that hdrhistogram accepts.
+pub fn new_histogram() -> Histogram<u64> {
+    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low,
+    // sigfig <= 5): this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
+}
+
 /// Percentiles of a histogram of nanoseconds.
 #[allow(clippy::cast_precision_loss)]
 pub fn latency_summary(hist: &Histogram<u64>) -> Latency {

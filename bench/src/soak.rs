@@ -225,12 +225,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A latency histogram: 1 µs to 10 minutes, in nanoseconds, 3 figures.
-fn new_histogram() -> Histogram<u64> {
-    // Constant bounds that hdrhistogram accepts: this cannot fail.
-    Histogram::new_with_bounds(1_000, 600_000_000_000, 3).expect("valid histogram bounds")
-}
-
 /// How long the end of the run may take: members await their echoes and
 /// the server's close reply, each bounded.
 const WIND_DOWN: Duration = Duration::from_secs(30);
@@ -258,7 +252,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         streams: Mutex::new(Vec::new()),
         members: Mutex::new(Vec::new()),
         tally: Mutex::new(Tally::default()),
-        latency: Mutex::new(new_histogram()),
+        latency: Mutex::new(crate::report::new_histogram()),
     });
     let scrape = |path: &str| {
         config.metrics.then(|| {

@@ -55,13 +55,6 @@ pub struct ShardResult {
     pub last_delivery_ns: u64,
 }
 
-/// A new latency histogram: 1 ns to 10 minutes at 3 significant figures.
-pub fn new_histogram() -> Histogram<u64> {
-    // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 * low,
-    // sigfig <= 5): this cannot fail.
-    Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Runs the members `(room, index)` of this thread until the `Stop` phase.
 ///
 /// # Errors
@@ -80,7 +73,7 @@ pub fn run(
     let local = Rc::new(RefCell::new(Shard {
         buf: vec![0; READ_BUF],
         rooms: shared.config.rooms,
-        hist: new_histogram(),
+        hist: crate::report::new_histogram(),
         last_delivery_ns: 0,
     }));
     let counts = tasks_set.block_on(&runtime, async {

@@ -283,14 +283,14 @@ impl Conn {
         }
     }
 
-    /// Writes what the socket takes now, without waiting. Returns `false`
-    /// once writing has failed (the peer is gone).
-    pub fn try_flush(&mut self) -> bool {
+    /// Writes what the socket takes now, without waiting; a failed write
+    /// marks the connection (the peer is gone).
+    pub fn try_flush(&mut self) {
         while !self.write_failed && self.out_pos < self.out.len() {
             match self.stream.try_write(&self.out[self.out_pos..]) {
                 Ok(0) => self.write_failed = true,
                 Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(_) => self.write_failed = true,
             }
         }
@@ -298,7 +298,6 @@ impl Conn {
             self.out.clear();
             self.out_pos = 0;
         }
-        !self.write_failed
     }
 
     /// Checks, without reading any data, whether the peer has closed or

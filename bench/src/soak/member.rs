@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use super::conn::{Conn, Ended, Incoming, Open};
 use super::ledger::{Membership, StreamRecord};
 use super::report::WellBehaved;
-use super::{Shared, WELL_BEHAVED, lock, new_histogram, pause, sleep_until_opt, stopped};
+use super::{Shared, WELL_BEHAVED, lock, pause, sleep_until_opt, stopped};
 use crate::payload::{self, Payload};
+use crate::report::new_histogram;
 use crate::tracker::Arrival;
 use crate::wire::OP_TEXT;
 

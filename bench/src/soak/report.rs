@@ -11,7 +11,7 @@ use super::ledger::{self, Loss};
 use super::metrics::ServerView;
 use super::rss::{self, RssPoint, RssVerdict};
 use super::tally::{self, DisconnectRow};
-use super::{SLOW, Shared, SoakConfig, WELL_BEHAVED, lock};
+use super::{SLOW, Shared, SoakConfig, lock};
 use crate::procstat::Sample;
 use crate::report::{Latency, latency_summary};
 
@@ -492,12 +492,4 @@ impl SoakReport {
         }
         out
     }
-}
-
-/// Categories of the disconnect table in report order: for documentation
-/// and tests.
-pub fn categories() -> Vec<&'static str> {
-    let mut all = vec![WELL_BEHAVED, SLOW];
-    all.extend(super::Abuse::ALL.iter().map(|a| a.label()));
-    all
 }
