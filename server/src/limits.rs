@@ -266,7 +266,10 @@ impl TokenBucket {
 /// (tutorial) clients have no error channel, so their messages are slowed
 /// down instead of refused (the session reads their next frame only when
 /// the limit allows: TCP pushes back on the sender, nothing is lost); one
-/// that floods for `flood_close_after` without pause is closed (1008).
+/// that floods for `flood_close_after` without pause is closed (1008). A
+/// pause is [`FLOOD_PAUSE_MS`] without being slowed down: the odd message
+/// let through because the server itself read late (a busy machine) does
+/// not end a flood.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
     tokens: f32,
@@ -275,8 +278,14 @@ pub struct RateLimit {
     /// When a plain client started being slowed down, without pause (ms
     /// of the clock); 0 when it is not.
     throttled_since_ms: u32,
+    /// When a plain client was last slowed down (ms of the clock).
+    last_wait_ms: u32,
     refused_in_a_row: u32,
 }
+
+/// How long a slowed-down plain client must stay under the limit for its
+/// flood to count as over (and its `flood_close_after` to start afresh).
+pub const FLOOD_PAUSE_MS: u32 = 1000;
 
 /// What to do with a message under the rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +308,7 @@ impl RateLimit {
             tokens: limits.rate_burst as f32,
             updated_ms: now_ms,
             throttled_since_ms: 0,
+            last_wait_ms: 0,
             refused_in_a_row: 0,
         }
     }
@@ -318,13 +328,16 @@ impl RateLimit {
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             self.refused_in_a_row = 0;
-            self.throttled_since_ms = 0;
+            if now_ms.wrapping_sub(self.last_wait_ms) > FLOOD_PAUSE_MS {
+                self.throttled_since_ms = 0;
+            }
             return Verdict::Allow;
         }
         if can_wait {
             if self.throttled_since_ms == 0 {
                 self.throttled_since_ms = now_ms.max(1);
             }
+            self.last_wait_ms = now_ms;
             let flooding_ms = now_ms.wrapping_sub(self.throttled_since_ms);
             if u128::from(flooding_ms) > limits.flood_close_after.as_millis() {
                 return Verdict::Close;
@@ -460,5 +473,64 @@ mod tests {
             closed_at - now > flood && closed_at - now < flood + 2000,
             "{closed_at}"
         );
+    }
+
+    #[test]
+    fn a_plain_flood_read_late_now_and_then_is_still_closed() {
+        // A busy server reads the flooder's next frame late every so often,
+        // so the odd message finds a token; that is no pause in the flood.
+        let limits = Limits {
+            rate_per_sec: 50.0,
+            rate_burst: 10,
+            ..Limits::default()
+        };
+        let now = 1000;
+        let mut limit = RateLimit::new(&limits, now);
+        let mut t = now;
+        let mut allowed_late = 0;
+        let closed_at = (0..10_000)
+            .find_map(|i| {
+                let verdict = limit.check(&limits, t, true);
+                let late = if i % 50 == 0 { 40 } else { 0 };
+                match verdict {
+                    Verdict::Allow => t += late,
+                    Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap() + late,
+                    Verdict::Close => return Some(t),
+                    Verdict::Refuse => panic!("a plain client is never refused"),
+                }
+                if verdict == Verdict::Allow && t - now > 1000 {
+                    allowed_late += 1;
+                }
+                None
+            })
+            .expect("the flood is closed");
+        assert!(allowed_late > 0, "the test lets some messages through late");
+        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        assert!(closed_at - now < flood + 2000, "closed at {closed_at}");
+    }
+
+    #[test]
+    fn a_plain_client_that_pauses_starts_afresh() {
+        let limits = Limits {
+            rate_per_sec: 10.0,
+            rate_burst: 1,
+            ..Limits::default()
+        };
+        let mut limit = RateLimit::new(&limits, 1000);
+        let mut t = 1000;
+        // Floods for most of the window, pauses, and floods again: never
+        // closed, since no single flood lasts `flood_close_after`.
+        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        for _ in 0..3 {
+            let start = t;
+            while t - start < flood - 5000 {
+                match limit.check(&limits, t, true) {
+                    Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap(),
+                    Verdict::Allow => {}
+                    other => panic!("{other:?} at {t}"),
+                }
+            }
+            t += FLOOD_PAUSE_MS + 200;
+        }
     }
 }
