@@ -377,6 +377,20 @@ mod tests {
         }
     }
 
+    /// A message rate limit of `rate_per_sec` with bursts of `rate_burst`.
+    fn bucket(rate_per_sec: f64, rate_burst: u32) -> Limits {
+        Limits {
+            rate_per_sec,
+            rate_burst,
+            ..Limits::default()
+        }
+    }
+
+    /// A duration in whole milliseconds, as the limit's clock counts.
+    fn ms(duration: Duration) -> u32 {
+        u32::try_from(duration.as_millis()).unwrap()
+    }
+
     #[test]
     fn admission_caps_total_and_per_address() {
         let admission = Arc::new(Admission::new(limits()));
@@ -411,11 +425,7 @@ mod tests {
 
     #[test]
     fn the_rate_limit_refuses_then_closes_a_typed_flood() {
-        let limits = Limits {
-            rate_per_sec: 1.0,
-            rate_burst: 3,
-            ..Limits::default()
-        };
+        let limits = bucket(1.0, 3);
         let now = 1000;
         let mut limit = RateLimit::new(&limits, now);
         for _ in 0..3 {
@@ -441,11 +451,7 @@ mod tests {
 
     #[test]
     fn a_plain_flood_is_slowed_down_then_closed() {
-        let limits = Limits {
-            rate_per_sec: 2.0,
-            rate_burst: 2,
-            ..Limits::default()
-        };
+        let limits = bucket(2.0, 2);
         let now = 1000;
         let mut limit = RateLimit::new(&limits, now);
         assert_eq!(limit.check(&limits, now, true), Verdict::Allow);
@@ -463,12 +469,12 @@ mod tests {
         let mut t = now + 1000;
         let closed_at = loop {
             match limit.check(&limits, t, true) {
-                Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap(),
+                Verdict::Wait(wait) => t += ms(wait),
                 Verdict::Close => break t,
                 other => panic!("{other:?}"),
             }
         };
-        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        let flood = ms(limits.flood_close_after);
         assert!(
             closed_at - now > flood && closed_at - now < flood + 2000,
             "{closed_at}"
@@ -479,11 +485,7 @@ mod tests {
     fn a_plain_flood_read_late_now_and_then_is_still_closed() {
         // A busy server reads the flooder's next frame late every so often,
         // so the odd message finds a token; that is no pause in the flood.
-        let limits = Limits {
-            rate_per_sec: 50.0,
-            rate_burst: 10,
-            ..Limits::default()
-        };
+        let limits = bucket(50.0, 10);
         let now = 1000;
         let mut limit = RateLimit::new(&limits, now);
         let mut t = now;
@@ -494,7 +496,7 @@ mod tests {
                 let late = if i % 50 == 0 { 40 } else { 0 };
                 match verdict {
                     Verdict::Allow => t += late,
-                    Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap() + late,
+                    Verdict::Wait(wait) => t += ms(wait) + late,
                     Verdict::Close => return Some(t),
                     Verdict::Refuse => panic!("a plain client is never refused"),
                 }
@@ -505,27 +507,23 @@ mod tests {
             })
             .expect("the flood is closed");
         assert!(allowed_late > 0, "the test lets some messages through late");
-        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        let flood = ms(limits.flood_close_after);
         assert!(closed_at - now < flood + 2000, "closed at {closed_at}");
     }
 
     #[test]
     fn a_plain_client_that_pauses_starts_afresh() {
-        let limits = Limits {
-            rate_per_sec: 10.0,
-            rate_burst: 1,
-            ..Limits::default()
-        };
+        let limits = bucket(10.0, 1);
         let mut limit = RateLimit::new(&limits, 1000);
         let mut t = 1000;
         // Floods for most of the window, pauses, and floods again: never
         // closed, since no single flood lasts `flood_close_after`.
-        let flood = u32::try_from(limits.flood_close_after.as_millis()).unwrap();
+        let flood = ms(limits.flood_close_after);
         for _ in 0..3 {
             let start = t;
             while t - start < flood - 5000 {
                 match limit.check(&limits, t, true) {
-                    Verdict::Wait(wait) => t += u32::try_from(wait.as_millis()).unwrap(),
+                    Verdict::Wait(wait) => t += ms(wait),
                     Verdict::Allow => {}
                     other => panic!("{other:?} at {t}"),
                 }
