@@ -8,6 +8,8 @@
 //!   list of [`msg::Effect`]s. No I/O, no clock.
 //! * [`ui`]: [`ui::view`] draws an `&App` into a ratatui frame. It only
 //!   reads state; every piece of remote text goes through [`sanitize`].
+//! * [`geometry`]: where the panes go and how many rows a message takes,
+//!   from the state and the terminal size; what `app` and `ui` both need.
 //! * [`net`]: one task per joined room owns that room's connection
 //!   (the protocol crate's client): connect, forward events, reconnect with
 //!   backoff and jitter, resume with `since`.
@@ -24,6 +26,7 @@
 
 pub mod app;
 pub mod config;
+pub mod geometry;
 pub mod msg;
 pub mod net;
 pub mod pipe;

@@ -2,7 +2,6 @@
 //! never the clock; every piece of remote text goes through
 //! [`crate::sanitize`] on its way to a cell.
 
-pub mod layout;
 pub mod messages;
 pub mod panes;
 pub mod picker;
@@ -15,7 +14,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use crate::app::App;
 use crate::sanitize::display_lines;
-use crate::wrap;
+use crate::{geometry, wrap};
 
 /// Draws the whole screen.
 pub fn view(app: &App, frame: &mut Frame) {
@@ -34,7 +33,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) -> Option<ratatui::layout::
     if let Some(picker) = &app.picker {
         return picker::render(app, picker, area, buf);
     }
-    let areas = layout::areas(area, app);
+    let areas = geometry::areas(area, app);
     panes::rooms(app, areas.rooms, buf);
     if let Some(room) = app.active_room() {
         messages::render(app, room, areas.messages, buf);

@@ -662,7 +662,7 @@ fn the_picker_takes_clicks() {
             members: 1,
         },
     ])));
-    let list = crate::ui::picker::list_area(app.screen());
+    let list = crate::geometry::picker_list(app.screen());
     let effects = app.update(Msg::Mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
         column: 4,

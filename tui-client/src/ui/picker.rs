@@ -7,19 +7,9 @@ use ratatui::layout::{Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::app::{App, Picker, PickerRooms};
+use crate::geometry;
 use crate::sanitize::sanitize;
 use crate::wrap;
-
-/// The rows of the list (first row is room 0): what a click maps to.
-pub fn list_area(screen: Rect) -> Rect {
-    let top = 5.min(screen.height);
-    Rect::new(screen.x, screen.y + top, screen.width, screen.height - top)
-}
-
-/// The index of the first room shown, so that the selection is in view.
-pub fn first_visible(selected: usize, list: Rect) -> usize {
-    selected.saturating_sub(usize::from(list.height).saturating_sub(1))
-}
 
 /// Draws the picker; returns the cursor position.
 pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Option<Position> {
@@ -59,7 +49,7 @@ pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Optio
     for (row, text) in (3..5).zip(wrap::wrap(&hint, width.saturating_sub(1))) {
         line(buf, row, &text, style);
     }
-    let list = list_area(area);
+    let list = geometry::picker_list(area);
     match &picker.rooms {
         PickerRooms::Loading => line(
             buf,
@@ -95,7 +85,7 @@ pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer) -> Optio
                 .unwrap_or(0)
                 .clamp(8, 40);
             // Keep the selection in view.
-            let first = first_visible(picker.selected, list);
+            let first = geometry::picker_first_visible(picker.selected, list);
             for ((i, room), y) in rooms
                 .iter()
                 .enumerate()

@@ -1,5 +1,8 @@
-//! Where each pane goes. Computed from the terminal size and the state
-//! alone, so that `update` (mouse clicks, page size) and the view agree.
+//! Where things go on screen, computed from the terminal size and the
+//! state alone: the panes ([`areas`]), the picker's list, and how many rows
+//! each message takes ([`rows`]). Both `app` (mouse clicks, page size,
+//! keeping the view still while scrolled) and `ui` (drawing) use it, so
+//! they always agree, and `app` never depends on `ui`.
 //!
 //! ```text
 //! rooms │ messages (time nick │ text)              │ members
@@ -16,6 +19,10 @@ use ratatui::layout::Rect;
 
 use crate::app::App;
 use crate::wrap;
+
+pub mod rows;
+
+pub use rows::{Columns, columns, line_rows, text_rows, total_rows};
 
 /// Below this width there is no rooms pane.
 pub const ROOMS_MIN_WIDTH: u16 = 60;
@@ -97,4 +104,17 @@ fn rooms_width(app: &App) -> u16 {
     u16::try_from(longest + 10)
         .unwrap_or(u16::MAX)
         .clamp(14, 24)
+}
+
+/// The rows of the room picker's list (the first row is room 0): what a
+/// click maps to.
+pub fn picker_list(screen: Rect) -> Rect {
+    let top = 5.min(screen.height);
+    Rect::new(screen.x, screen.y + top, screen.width, screen.height - top)
+}
+
+/// The index of the first room the picker shows, so that the selection is
+/// in view.
+pub fn picker_first_visible(selected: usize, list: Rect) -> usize {
+    selected.saturating_sub(usize::from(list.height).saturating_sub(1))
 }
