@@ -28,6 +28,7 @@
 mod http;
 mod transport;
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -41,14 +42,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-pub use http::fetch_rooms;
+pub use http::{fetch_messages, fetch_rooms};
 pub use transport::TlsOptions;
 use transport::Transport;
 
 use crate::close::Advice;
 use crate::{
-    ChatEvent, ClientMessage, PlainMessage, RoomName, SUBPROTOCOL_V2, ServerEvent, ServerUrl,
-    UrlError, UserName, unix_millis,
+    ChatEvent, ClientMessage, ErrorCode, HistoryEvent, HistoryQuery, HistoryRequest, PlainMessage,
+    RoomName, SUBPROTOCOL_V2, ServerEvent, ServerUrl, UrlError, UserName, unix_millis,
 };
 
 type WsStream = WebSocketStream<Transport>;
@@ -108,6 +109,12 @@ pub enum ClientError {
     /// The connection's writer has stopped; the connection is gone.
     #[error("the connection is closed")]
     NotConnected,
+    /// The server sends only the tutorial's plain frames: it has no
+    /// history to page through.
+    #[error(
+        "the server speaks only the plain tutorial protocol: it has no history to page through"
+    )]
+    NoHistory,
 }
 
 impl ClientError {
@@ -115,7 +122,7 @@ impl ClientError {
     /// [`crate::close`] for the table.
     pub fn advice(&self) -> Advice {
         match self {
-            Self::Url(_) | Self::Tls(_) => Advice::Stop,
+            Self::Url(_) | Self::Tls(_) | Self::NoHistory => Advice::Stop,
             Self::Refused { status, .. } => Advice::for_http_status(*status),
             Self::Closed { code, .. } => Advice::for_close_code(*code),
             Self::Connect { .. }
@@ -366,11 +373,19 @@ impl Decoder {
     }
 }
 
+/// How long [`Client::history`] waits for its answer.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection to one room.
 #[derive(Debug)]
 pub struct Client {
     ws: WsStream,
     decoder: Decoder,
+    /// Events that arrived while [`Client::history`] waited for its
+    /// answer; [`Client::next`] hands them out first.
+    backlog: VecDeque<ServerEvent>,
+    /// Numbers history requests, for their `ref`.
+    requests: u64,
 }
 
 impl Client {
@@ -466,6 +481,8 @@ impl Client {
                 room: room.clone(),
                 mode,
             },
+            backlog: VecDeque::new(),
+            requests: 0,
         })
     }
 
@@ -514,7 +531,74 @@ impl Client {
     /// A close from the server arrives once as [`ClientError::Closed`].
     /// Cancel-safe, so it can sit in a `tokio::select!`.
     pub async fn next(&mut self) -> Option<Result<ServerEvent, ClientError>> {
+        if let Some(event) = self.backlog.pop_front() {
+            return Some(Ok(event));
+        }
         self.decoder.next_event(&mut self.ws).await
+    }
+
+    /// Fetches a page of the room's stored messages (oldest first) and
+    /// waits for it: sends a `history` frame and returns its answer. Events
+    /// that arrive meanwhile are kept, in order, for [`Client::next`].
+    ///
+    /// ```no_run
+    /// # async fn older(client: &mut chat_protocol::Client) -> Result<(), chat_protocol::ClientError> {
+    /// use chat_protocol::HistoryQuery;
+    ///
+    /// // Walk back from the newest message to the oldest one kept.
+    /// let mut page = client.history(HistoryQuery::new().limit(100)).await?;
+    /// while page.more {
+    ///     let Some(oldest) = page.messages.first() else { break };
+    ///     page = client.history(HistoryQuery::new().before(oldest.id).limit(100)).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NoHistory`] in plain mode; [`ClientError::Refused`]
+    /// (status 400, the server's reason) when the server refuses the query;
+    /// [`ClientError::Timeout`] without an answer in 30 s; other
+    /// [`ClientError`]s when the connection fails.
+    pub async fn history(&mut self, query: HistoryQuery) -> Result<HistoryEvent, ClientError> {
+        if self.decoder.mode == Mode::Plain {
+            return Err(ClientError::NoHistory);
+        }
+        self.requests += 1;
+        let reference = format!("client-{}", self.requests);
+        let request = HistoryRequest {
+            query,
+            reference: Some(reference.clone()),
+        };
+        self.send(&ClientMessage::History(request)).await?;
+        let wait = async {
+            loop {
+                match self.decoder.next_event(&mut self.ws).await {
+                    None => return Err(ClientError::NotConnected),
+                    Some(Err(err)) => return Err(err),
+                    Some(Ok(ServerEvent::History(answer)))
+                        if answer.reference.as_deref() == Some(reference.as_str()) =>
+                    {
+                        return Ok(answer);
+                    }
+                    Some(Ok(ServerEvent::Error(error)))
+                        if error.code == ErrorCode::InvalidQuery =>
+                    {
+                        return Err(ClientError::Refused {
+                            status: 400,
+                            reason: error.message,
+                        });
+                    }
+                    Some(Ok(event)) => self.backlog.push_back(event),
+                }
+            }
+        };
+        tokio::time::timeout(HISTORY_TIMEOUT, wait)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                address: format!("history of {}", self.decoder.room),
+                after: HISTORY_TIMEOUT,
+            })?
     }
 
     /// Closes the connection with code 1000 and waits (up to 2 s) for the
@@ -545,6 +629,7 @@ impl Client {
             ClientEvents {
                 stream,
                 decoder: self.decoder,
+                backlog: self.backlog,
             },
         )
     }
@@ -621,6 +706,18 @@ impl ClientSender {
         self.send(&ClientMessage::chat(text)).await
     }
 
+    /// Asks for a page of stored messages; the answer arrives on the
+    /// [`ClientEvents`] stream as [`ServerEvent::History`] (with the
+    /// request's `reference` echoed), or as an error event with code
+    /// [`ErrorCode::InvalidQuery`] when the server refuses the query.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError`] when the connection is gone.
+    pub async fn history(&self, request: HistoryRequest) -> Result<(), ClientError> {
+        self.send(&ClientMessage::History(request)).await
+    }
+
     /// Sends a close frame (1000); the event stream then ends.
     ///
     /// # Errors
@@ -648,11 +745,16 @@ impl ClientSender {
 pub struct ClientEvents {
     stream: SplitStream<WsStream>,
     decoder: Decoder,
+    /// Events read by [`Client::history`] before the split.
+    backlog: VecDeque<ServerEvent>,
 }
 
 impl ClientEvents {
     /// The next event; see [`Client::next`]. Cancel-safe.
     pub async fn next(&mut self) -> Option<Result<ServerEvent, ClientError>> {
+        if let Some(event) = self.backlog.pop_front() {
+            return Some(Ok(event));
+        }
         self.decoder.next_event(&mut self.stream).await
     }
 

@@ -13,7 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{RoomName, UserName, UserNameError};
+use crate::history::{self, HistoryEvent, HistoryQuery, HistoryQueryError, HistoryRequest};
+use crate::{RoomName, SearchWords, UserName, UserNameError};
 
 /// The WebSocket subprotocol a client offers to receive [`ServerEvent`]s.
 pub const SUBPROTOCOL_V2: &str = "chat.v2";
@@ -77,6 +78,7 @@ impl PlainMessage {
 /// | `{"type": "chat", "message": "hi"}`    | the same                         |
 /// | `{"type": "me", "message": "waves"}`   | an action: "* alice waves"       |
 /// | `{"type": "nick", "name": "bob"}`      | change my display name           |
+/// | `{"type": "history", "before": 120, "limit": 50}` | older messages (see [`crate::history`]) |
 ///
 /// Unknown fields are ignored, so a client may add its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,9 @@ pub enum ClientMessage {
         /// The new name.
         name: UserName,
     },
+    /// A request for stored messages (paging back or forward, search);
+    /// answered with a [`ServerEvent::History`] (typed clients only).
+    History(HistoryRequest),
 }
 
 /// Why a client frame was refused. Each maps to an [`ErrorCode`] the server
@@ -116,7 +121,7 @@ pub enum FrameError {
     #[error("the frame's \"message\" field is not a string; send {{\"message\": \"your text\"}}")]
     MessageNotString,
     /// The `type` field names a message this protocol does not know.
-    #[error("unknown frame type {0:?}; known types are \"chat\", \"me\" and \"nick\"")]
+    #[error("unknown frame type {0:?}; known types are \"chat\", \"me\", \"nick\" and \"history\"")]
     UnknownType(String),
     /// A `nick` frame without a usable `name`.
     #[error("invalid name in the nick frame: {0}")]
@@ -126,6 +131,9 @@ pub enum FrameError {
         "the nick frame has no \"name\" string; send {{\"type\": \"nick\", \"name\": \"new name\"}}"
     )]
     MissingName,
+    /// A `history` frame with a bad field.
+    #[error("invalid history request: {0}")]
+    InvalidHistory(#[from] HistoryQueryError),
 }
 
 impl FrameError {
@@ -138,6 +146,7 @@ impl FrameError {
             Self::MessageNotString => ErrorCode::MessageNotString,
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::InvalidName(_) | Self::MissingName => ErrorCode::InvalidName,
+            Self::InvalidHistory(_) => ErrorCode::InvalidQuery,
         }
     }
 }
@@ -154,6 +163,52 @@ struct RawClientFrame {
     message: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
     name: Option<serde_json::Value>,
+}
+
+/// The fields of a `history` frame, read only for frames of that type (so
+/// that other frames keep ignoring fields of these names).
+#[derive(Deserialize)]
+struct RawHistoryFrame {
+    #[serde(default, deserialize_with = "present")]
+    before: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    after: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    limit: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    q: Option<serde_json::Value>,
+    #[serde(rename = "ref", default, deserialize_with = "present")]
+    reference: Option<serde_json::Value>,
+}
+
+impl RawHistoryFrame {
+    fn into_request(self) -> Result<HistoryRequest, HistoryQueryError> {
+        let mut query = HistoryQuery::new();
+        if let Some(before) = history::number_field(self.before, "before", 1)? {
+            query = query.before(before);
+        }
+        if let Some(after) = history::number_field(self.after, "after", 0)? {
+            query = query.after(after);
+        }
+        if let Some(limit) = history::number_field(self.limit, "limit", 1)? {
+            query = query.limit(u32::try_from(limit).unwrap_or(u32::MAX));
+        }
+        match self.q {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(q)) if q.is_empty() => {}
+            Some(serde_json::Value::String(q)) => query = query.search(SearchWords::parse(&q)?),
+            Some(_) => return Err(HistoryQueryError::SearchNotString),
+        }
+        let reference = match self.reference {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) if r.len() <= history::REF_MAX_BYTES => Some(r),
+            Some(_) => return Err(HistoryQueryError::BadRef),
+        };
+        Ok(HistoryRequest {
+            query: query.check()?,
+            reference,
+        })
+    }
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(
@@ -220,6 +275,11 @@ impl ClientMessage {
                 }),
                 _ => Err(FrameError::MissingName),
             },
+            "history" => {
+                let raw: RawHistoryFrame = serde_json::from_str(text)
+                    .map_err(|err| FrameError::InvalidJson(err.to_string()))?;
+                Ok(Self::History(raw.into_request()?))
+            }
             _ => Err(FrameError::UnknownType(kind)),
         }
     }
@@ -233,6 +293,7 @@ impl ClientMessage {
             Self::Chat { message } => serde_json::json!({ "message": message }),
             Self::Emote { message } => serde_json::json!({ "type": "me", "message": message }),
             Self::Nick { name } => serde_json::json!({ "type": "nick", "name": name.as_str() }),
+            Self::History(request) => return request.to_json(),
         };
         value.to_string()
     }
@@ -241,7 +302,7 @@ impl ClientMessage {
     pub fn text_len(&self) -> usize {
         match self {
             Self::Chat { message } | Self::Emote { message } => message.len(),
-            Self::Nick { .. } => 0,
+            Self::Nick { .. } | Self::History(_) => 0,
         }
     }
 }
@@ -265,6 +326,8 @@ pub enum ServerEvent {
     Nick(NickChange),
     /// Something this client sent was refused, or the server has a problem.
     Error(ErrorEvent),
+    /// The answer to a history request: a page of stored messages.
+    History(HistoryEvent),
     /// An event type this version does not know.
     #[serde(other)]
     Unknown,
@@ -279,6 +342,7 @@ impl ServerEvent {
             Self::Join(e) | Self::Leave(e) => &e.message,
             Self::Nick(e) => &e.message,
             Self::Error(e) => &e.message,
+            Self::History(e) => &e.message,
             Self::Unknown => "",
         }
     }
@@ -451,6 +515,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The client fell behind and missed messages.
     Lagged,
+    /// A history request had a bad field (see the message); nothing was
+    /// fetched.
+    InvalidQuery,
     /// A reason this version does not know.
     #[serde(other)]
     Other,

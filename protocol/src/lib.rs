@@ -25,6 +25,9 @@
 //! | | | `{"type": "join" \| "leave", "message", "user", "room", "ts"}` |
 //! | | | `{"type": "nick", "message", "user", "old", "room", "ts"}` |
 //! | | | `{"type": "error", "message", "code", "ts"}` |
+//! | client → server | typed clients | `{"type": "history", "before" \| "after": ID, "limit": N, "q": "words", "ref": "r1"}` (every field optional) |
+//! | server → client | its answer | `{"type": "history", "message", "room", "messages": [chat.. oldest first], "more", "ts"}` plus the request's `before`, `after`, `q`, `ref` echoed |
+//! | HTTP | `GET /api/rooms/<room>/messages?before=&after=&limit=&q=` | `{"messages": [chat.. oldest first], "more": bool}`; a bad parameter is a 400 with the reason |
 //!
 //! * Message text is relayed unchanged: no trimming, no escaping; `""` is a
 //!   valid message. Displays make text safe, the wire does not.
@@ -37,6 +40,15 @@
 //!   holds. A welcome whose `epoch` differs from `E` means the room's ids
 //!   were reset: `since` was ignored (see `ConnectOptions::since` and
 //!   `ConnectOptions::epoch` with the `client` feature).
+//! * History ([`history`]): `before` walks back (the newest `limit`
+//!   messages below it), `after` walks forward (the oldest `limit` above
+//!   it), neither gives the newest page; `limit` is 1 to 500 (default 50,
+//!   larger values capped); `q` keeps messages containing every word of it
+//!   (word prefixes, case-insensitive; quotes, `*` and the like only
+//!   separate words). `more` says whether the server holds further matches
+//!   beyond the page. A bad field gets an `error` event with code
+//!   `invalid_query` (HTTP: 400). A server keeps what its mode keeps: the
+//!   last `--history` messages per room in memory, everything with `--db`.
 //! * Bad input: see the server's README for what each malformed frame gets
 //!   (an `error` event for typed clients; for plain clients, which have no
 //!   error channel, a close with the code in [`close`]).
@@ -71,6 +83,7 @@
 
 pub mod close;
 pub mod frame;
+pub mod history;
 mod room;
 mod url;
 mod user;
@@ -84,11 +97,15 @@ pub use frame::{
     Presence, QUERY_OPT_IN, RoomList, RoomSummary, SUBPROTOCOL_V2, ServerEvent, Welcome,
     unix_millis,
 };
+pub use history::{
+    HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEvent, HistoryQuery, HistoryQueryError,
+    HistoryRequest, MessagePage, SearchWords,
+};
 pub use room::{ROOM_NAME_MAX_LEN, ROOM_NAME_RULE, RoomName, RoomNameError, validate_room_name};
 pub use user::{USER_NAME_MAX_LEN, USER_NAME_RULE, UserName, UserNameError, validate_user_name};
 
 #[cfg(feature = "client")]
 pub use client::{
     Client, ClientError, ClientEvents, ClientSender, ConnectOptions, Mode, Origin, TlsOptions,
-    fetch_rooms,
+    fetch_messages, fetch_rooms,
 };

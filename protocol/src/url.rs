@@ -167,6 +167,13 @@ impl ServerUrl {
         self.join("api/rooms")
     }
 
+    /// `GET` this for a page of a room's stored messages
+    /// (`/api/rooms/<room>/messages`; add the query with
+    /// [`crate::HistoryQuery`]'s parameters).
+    pub fn messages_api_url(&self, room: &crate::RoomName) -> Url {
+        self.join(&format!("api/rooms/{room}/messages"))
+    }
+
     /// A path below the server's base, as an `http(s)://` URL.
     pub fn http_url(&self, path: &str) -> Url {
         self.join(path.trim_start_matches('/'))

@@ -126,7 +126,7 @@ fn json_key(key: &str) -> String {
 /// Values for the `type` field of a client frame.
 fn client_type() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => select(vec!["chat", "me", "nick", "nick", "", "CHAT", "Me", "shout"])
+        4 => select(vec!["chat", "me", "nick", "nick", "history", "history", "", "CHAT", "Me", "shout"])
             .prop_map(|t| Value::from(t).to_string()),
         1 => value_text(),
     ]
@@ -190,12 +190,33 @@ fn client_frame_text() -> impl Strategy<Value = String> {
         proptest::option::weighted(0.5, json_string(user_name_candidate()))
             .prop_map(|v| v.map(|v| ("name", v)))
             .boxed(),
+        history_number("before"),
+        history_number("after"),
+        history_number("limit"),
+        proptest::option::weighted(0.3, json_string(message_text()))
+            .prop_map(|v| v.map(|v| ("q", v)))
+            .boxed(),
+        proptest::option::weighted(0.2, json_string(message_text()))
+            .prop_map(|v| v.map(|v| ("ref", v)))
+            .boxed(),
     ];
     let extra = vec!["user", "x", "message~", "type~", "name~", "id"];
     mutated(prop_oneof![
         8 => object_of(fields_of(fields, extra)),
         1 => value_text(),
     ])
+}
+
+/// A number field of a history frame: small, huge, negative or fractional.
+fn history_number(key: &'static str) -> BoxedStrategy<Option<(&'static str, String)>> {
+    let value = prop_oneof![
+        4 => (0u64..1200).prop_map(|n| n.to_string()),
+        1 => any::<u64>().prop_map(|n| n.to_string()),
+        1 => select(vec!["-1", "1.5", "1e3", "null", "\"5\"", "9223372036854775808"]).prop_map(str::to_owned),
+    ];
+    proptest::option::weighted(0.3, value)
+        .prop_map(move |v| v.map(|v| (key, v)))
+        .boxed()
 }
 
 /// A room as JSON: usually valid, sometimes not.

@@ -18,7 +18,8 @@ mod redis;
 use std::collections::BTreeMap;
 
 use chat_protocol::{
-    ChatEvent, NickChange, Presence, RoomName, RoomSummary, ServerEvent, unix_millis,
+    ChatEvent, HistoryQuery, MessagePage, NickChange, Presence, RoomName, RoomSummary, ServerEvent,
+    unix_millis,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -175,6 +176,24 @@ impl Layer {
                 Ok(())
             }
             Self::Redis(layer) => layer.rename(room, old, new).await,
+        }
+    }
+
+    /// A page of `room`'s stored messages (oldest first): what the layer
+    /// holds, walked back or forward and searched as `query` says.
+    #[allow(clippy::unused_async)] // the store and Redis answer asynchronously
+    pub async fn history(
+        &self,
+        room: &RoomName,
+        query: &HistoryQuery,
+    ) -> Result<MessagePage, LayerError> {
+        match self {
+            Self::Memory(layer) => Ok(layer.history(room, query)),
+            // The Redis side is the redis engineer's (layer/redis*): until
+            // it lands, say so rather than answer with an empty page.
+            Self::Redis(_) => Err(LayerError::Unavailable(
+                "paging and search are not available with --redis yet".to_owned(),
+            )),
         }
     }
 

@@ -7,6 +7,8 @@
 //!   `main` and the tests call).
 //! * `serve`: the accept loop (TCP, TLS, HTTP/1.1, handshake timeout).
 //! * `pages`: the HTML pages, static assets, `/api/rooms`, `/healthz`, `/metrics`.
+//! * `history`: paging and search (`/api/rooms/<room>/messages`, the
+//!   typed `history` frame).
 //! * `upgrade`: the `/ws/chat/<room>/` handshake and its refusals.
 //! * `access`, `limits`: who may connect, and how much.
 //! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
@@ -18,6 +20,7 @@
 //! `session` of the room (socket out).
 
 pub mod access;
+mod history;
 pub mod layer;
 pub mod limits;
 mod metrics;

@@ -78,6 +78,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/chat/", get(index_page))
         .route("/chat/{*room}", get(room_page))
         .route("/api/rooms", get(api_rooms))
+        .route(
+            "/api/rooms/{room}/messages",
+            get(crate::history::api_messages),
+        )
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use chat_protocol::close;
 use chat_protocol::{
-    ClientMessage, ErrorCode, ErrorEvent, RoomName, ServerEvent, UserName, Welcome, unix_millis,
+    ClientMessage, ErrorCode, ErrorEvent, HistoryEvent, HistoryRequest, RoomName, ServerEvent,
+    UserName, Welcome, unix_millis,
 };
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -568,6 +569,7 @@ impl Session {
             verdict => return self.rate_limited(verdict).await,
         }
         let published = match message {
+            ClientMessage::History(request) => return Box::pin(self.answer_history(request)).await,
             ClientMessage::Chat { message } => self.publish(message, false).await,
             ClientMessage::Emote { message } => self.publish(message, true).await,
             ClientMessage::Nick { name } => {
@@ -599,6 +601,30 @@ impl Session {
                         "message not delivered: server unavailable",
                     )),
                 }
+            }
+        }
+    }
+
+    /// Answers a history request with a page of stored messages, or an
+    /// error event saying why not. Plain clients have no way to receive
+    /// the answer: asking is a protocol error for them.
+    async fn answer_history(&mut self, request: HistoryRequest) -> Result<(), End> {
+        if self.params.format == Format::Plain {
+            return Err(End::close(
+                close::INVALID_PAYLOAD,
+                "invalid_payload",
+                "history requests need typed events (the chat.v2 subprotocol or ?v=2)",
+            ));
+        }
+        match crate::history::page(&self.state, &self.params.room, &request.query).await {
+            Ok(page) => {
+                let answer = HistoryEvent::answer(self.params.room.clone(), &request, page);
+                self.send_text(Utf8Bytes::from(ServerEvent::History(answer).to_json()))
+                    .await
+            }
+            Err(err) => {
+                let message = format!("no history now: {err}; ask again in a moment");
+                self.send_error(ErrorCode::Unavailable, message).await
             }
         }
     }

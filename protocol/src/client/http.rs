@@ -1,5 +1,6 @@
-//! The one HTTP call a client makes: `GET /api/rooms`, the list of active
-//! rooms that a room picker shows.
+//! The HTTP calls a client makes: `GET /api/rooms`, the list of active
+//! rooms that a room picker shows, and `GET /api/rooms/<room>/messages`,
+//! a page of a room's stored messages.
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
@@ -7,7 +8,7 @@ use hyper_util::rt::TokioIo;
 
 use super::transport;
 use super::{ClientError, ConnectOptions};
-use crate::{RoomList, ServerUrl};
+use crate::{HistoryQuery, MessagePage, RoomList, RoomName, ServerUrl};
 
 /// The largest room list accepted, in bytes.
 const MAX_BODY: usize = 4 << 20;
@@ -24,7 +25,47 @@ pub async fn fetch_rooms(
     server: &ServerUrl,
     options: &ConnectOptions,
 ) -> Result<RoomList, ClientError> {
-    let url = server.rooms_api_url();
+    get_json(server, server.rooms_api_url(), options, "a room list").await
+}
+
+/// Fetches one page of `room`'s stored messages (oldest first) over HTTP,
+/// with the TLS settings, timeout and token of `options`.
+///
+/// # Errors
+///
+/// A [`ClientError`] when the server cannot be reached, refuses the query
+/// ([`ClientError::Refused`] with status 400 and the reason), or sends
+/// something that is not a page of messages.
+pub async fn fetch_messages(
+    server: &ServerUrl,
+    room: &RoomName,
+    query: &HistoryQuery,
+    options: &ConnectOptions,
+) -> Result<MessagePage, ClientError> {
+    let mut url = server.messages_api_url(room);
+    {
+        let mut pairs = url.query_pairs_mut();
+        if let Some(before) = query.before_id() {
+            pairs.append_pair("before", &before.to_string());
+        }
+        if let Some(after) = query.after_id() {
+            pairs.append_pair("after", &after.to_string());
+        }
+        pairs.append_pair("limit", &query.page_size().to_string());
+        if let Some(search) = query.search_words() {
+            pairs.append_pair("q", search.text());
+        }
+    }
+    get_json(server, url, options, "a page of messages").await
+}
+
+/// `GET url` and parse the JSON body as `T` (`what` names it in errors).
+async fn get_json<T: serde::de::DeserializeOwned>(
+    server: &ServerUrl,
+    url: url::Url,
+    options: &ConnectOptions,
+    what: &str,
+) -> Result<T, ClientError> {
     let (tls, timeout) = (options.tls_options(), options.connect_timeout());
     let fetch = async {
         let io = transport::connect(server, tls, timeout).await?;
@@ -40,7 +81,11 @@ pub async fn fetch_rooms(
             Some(port) => format!("{}:{port}", server.host()),
             None => server.host().to_owned(),
         };
-        let mut request = hyper::Request::get(url.path())
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut request = hyper::Request::get(target)
             .header(hyper::header::HOST, authority)
             .header(hyper::header::ACCEPT, "application/json");
         if let Some(token) = options.bearer_token() {
@@ -65,8 +110,8 @@ pub async fn fetch_rooms(
                 reason: String::from_utf8_lossy(&body).trim().to_owned(),
             });
         }
-        serde_json::from_slice::<RoomList>(&body)
-            .map_err(|err| ClientError::Http(format!("GET {url}: not a room list: {err}")))
+        serde_json::from_slice::<T>(&body)
+            .map_err(|err| ClientError::Http(format!("GET {url}: not {what}: {err}")))
     };
     tokio::time::timeout(timeout, fetch)
         .await

@@ -19,9 +19,10 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use chat_protocol::{
-    ClientMessage, ErrorCode, PlainMessage, ROOM_NAME_MAX_LEN, ROOM_NAME_RULE, RoomList, RoomName,
-    RoomNameError, ServerEvent, ServerUrl, USER_NAME_MAX_LEN, USER_NAME_RULE, UserName,
-    UserNameError, validate_room_name, validate_user_name,
+    ClientMessage, ErrorCode, HistoryQuery, HistoryRequest, PlainMessage, ROOM_NAME_MAX_LEN,
+    ROOM_NAME_RULE, RoomList, RoomName, RoomNameError, SearchWords, ServerEvent, ServerUrl,
+    USER_NAME_MAX_LEN, USER_NAME_RULE, UserName, UserNameError, validate_room_name,
+    validate_user_name,
 };
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -136,7 +137,113 @@ fn expected_client_frame(text: &str) -> Result<ClientMessage, ErrorCode> {
             }),
             _ => Err(ErrorCode::InvalidName),
         },
+        "history" => expected_history(text),
         _ => Err(ErrorCode::UnknownType),
+    }
+}
+
+/// The history frame's rules (crate docs, `history` module): `before` a
+/// whole number from 1, `after` from 0 (both at most 2^63 - 1, `after`
+/// below `before` minus one), `limit` from 1 (capped to 500), `q` a string
+/// of at most 200 bytes with 1 to 8 distinct words (runs of letters and
+/// digits; `""` means no search), `ref` a string of at most 64 bytes; null
+/// means absent. These fields are read only in history frames, so only
+/// there does giving one twice make the frame invalid JSON.
+fn expected_history(text: &str) -> Result<ClientMessage, ErrorCode> {
+    const MAX: u64 = (1 << 63) - 1;
+    let Ok(HistoryFields(fields)) = serde_json::from_str::<HistoryFields>(text) else {
+        return Err(ErrorCode::InvalidJson);
+    };
+    let mut values = Vec::new();
+    for key in ["before", "after", "limit", "q", "ref"] {
+        let mut found = fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+        let first = found.next().filter(|v| !v.is_null());
+        if found.next().is_some() {
+            return Err(ErrorCode::InvalidJson);
+        }
+        values.push(first);
+    }
+    let number = |value: Option<&Value>, min: u64, max: u64| match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ErrorCode::InvalidQuery),
+        },
+        Some(_) => Err(ErrorCode::InvalidQuery),
+    };
+    let before = number(values[0], 1, MAX)?;
+    let after = number(values[1], 0, MAX)?;
+    let limit = number(values[2], 1, u64::from(u32::MAX))?;
+    let search = match values[3] {
+        None => None,
+        Some(Value::String(q)) if q.is_empty() => None,
+        Some(Value::String(q)) => {
+            let mut words: Vec<String> = Vec::new();
+            for word in q.split(|c: char| !c.is_alphanumeric()) {
+                let word = word.to_lowercase();
+                if !word.is_empty() && !words.contains(&word) {
+                    words.push(word);
+                }
+            }
+            if q.len() > 200 || words.is_empty() || words.len() > 8 {
+                return Err(ErrorCode::InvalidQuery);
+            }
+            let search = SearchWords::parse(q).map_err(|_| ErrorCode::InvalidQuery)?;
+            assert_eq!(search.words(), words, "words of {q:?}");
+            Some(search)
+        }
+        Some(_) => return Err(ErrorCode::InvalidQuery),
+    };
+    let reference = match values[4] {
+        None => None,
+        Some(Value::String(r)) if r.len() <= 64 => Some(r.clone()),
+        Some(_) => return Err(ErrorCode::InvalidQuery),
+    };
+    if let (Some(after), Some(before)) = (after, before) {
+        if after + 1 >= before {
+            return Err(ErrorCode::InvalidQuery);
+        }
+    }
+    let mut query = HistoryQuery::new();
+    if let Some(before) = before {
+        query = query.before(before);
+    }
+    if let Some(after) = after {
+        query = query.after(after);
+    }
+    if let Some(limit) = limit {
+        query = query.limit(u32::try_from(limit).unwrap_or(u32::MAX));
+    }
+    if let Some(search) = search {
+        query = query.search(search);
+    }
+    Ok(ClientMessage::History(HistoryRequest { query, reference }))
+}
+
+/// The history frame's fields, duplicates kept.
+struct HistoryFields(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for HistoryFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HistoryVisitor;
+        impl<'de> Visitor<'de> for HistoryVisitor {
+            type Value = HistoryFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HistoryFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if matches!(key.as_str(), "before" | "after" | "limit" | "q" | "ref") {
+                        fields.push((key, map.next_value::<Value>()?));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(HistoryFields(fields))
+            }
+        }
+        deserializer.deserialize_map(HistoryVisitor)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use chat_protocol::{ChatEvent, RoomName, RoomSummary};
+use chat_protocol::{ChatEvent, HistoryQuery, MessagePage, RoomName, RoomSummary};
 
 use super::{
     Draft, Joined, NameCounts, Resume, chat_frames, events_only, presence_event, rename_events,
@@ -196,6 +196,18 @@ impl MemoryLayer {
         for event in rename_events(room, old, new, old_gone, new_first) {
             inner.registry.deliver(room, events_only(&event));
         }
+    }
+
+    /// A page of what memory holds of `room` (a room it does not hold
+    /// has no messages).
+    pub(super) fn history(&self, room: &RoomName, query: &HistoryQuery) -> MessagePage {
+        let rooms = lock(&self.inner.rooms);
+        rooms
+            .by_name
+            .get(room)
+            .map_or_else(MessagePage::default, |state| {
+                query.select(state.history.iter())
+            })
     }
 
     pub(super) fn rooms(&self) -> Vec<RoomSummary> {

@@ -188,7 +188,8 @@ impl App {
                     text: format!("server: {}", e.message),
                 });
             }
-            ServerEvent::Unknown => self.dirty = false,
+            // History pages (#12) are not requested by chat-tui yet.
+            ServerEvent::History(_) | ServerEvent::Unknown => self.dirty = false,
         }
         Vec::new()
     }

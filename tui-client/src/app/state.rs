@@ -97,6 +97,7 @@ impl Pending {
             ClientMessage::Chat { message } => (message, false),
             ClientMessage::Emote { message } => (message, true),
             ClientMessage::Nick { name } => (name.as_str(), false),
+            ClientMessage::History(_) => ("", false),
         }
     }
 }
