@@ -16,53 +16,83 @@
 pub mod worker;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::config::Config;
 use crate::procstat;
 use crate::progress::Progress;
 use crate::report::ConnsReport;
-use crate::wire::Target;
+use crate::secs::Secs;
 use worker::{Command, Event, WorkerSpec};
 
-/// Everything a `conns` run needs.
-#[derive(Debug, Clone)]
-pub struct ConnsConfig {
-    /// The server.
-    pub target: Target,
-    /// The URL shown in reports.
-    pub url: String,
-    /// Prefix of the room names, unique per run.
-    pub room_prefix: String,
+/// A `conns` run: the server, the [`ConnsSettings`], a fresh room prefix.
+pub type ConnsConfig = Config<ConnsSettings>;
+
+/// The shape of a `conns` run: what `chat-bench conns` takes on its command
+/// line, what the run and its workers follow, and what its report repeats.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnsSettings {
     /// Connections to open (C).
+    #[arg(
+        long,
+        short = 'c',
+        env = "CHAT_BENCH_CONNECTIONS",
+        default_value_t = 1000
+    )]
     pub connections: u64,
-    /// Members per room.
+
+    /// Connections per room.
+    #[arg(long, env = "CHAT_BENCH_ROOM_SIZE", default_value_t = 100)]
     pub room_size: u32,
-    /// Most connections one worker holds.
+
+    /// Most connections one worker process holds; more connections use more
+    /// worker processes (each under the file-descriptor limit, which
+    /// chat-bench raises to the hard limit).
+    #[arg(long, env = "CHAT_BENCH_PER_WORKER", default_value_t = 10_000)]
     pub per_worker: u64,
-    /// Source addresses.
-    pub sources: Vec<IpAddr>,
-    /// How long to hold the connections before probing.
-    pub hold: Duration,
-    /// Limit for the probe.
-    pub probe_timeout: Duration,
-    /// Limit for one handshake.
-    pub setup_timeout: Duration,
+
+    /// Spread connections over this many source addresses 127.0.0.1,
+    /// 127.0.0.2, … (each offers ~28,000 ephemeral ports).
+    #[arg(long, env = "CHAT_BENCH_SOURCES", default_value_t = 4)]
+    pub sources: u8,
+
+    /// Seconds to hold the connections idle before the probe.
+    #[arg(long, env = "CHAT_BENCH_HOLD", default_value = "5")]
+    pub hold: Secs,
+
+    /// Seconds allowed for every connection to receive the probe.
+    #[arg(long, env = "CHAT_BENCH_PROBE_TIMEOUT", default_value = "30")]
+    pub probe_timeout: Secs,
+
     /// Handshakes in progress at once, per worker.
+    #[arg(long, env = "CHAT_BENCH_CONNECT_CONCURRENCY", default_value_t = 128)]
     pub connect_concurrency: usize,
-    /// The server's PID, for its RSS.
-    pub server_pid: Option<u32>,
-    /// The `chat-bench` executable for worker processes; `None` runs a
-    /// single worker as a thread of this process.
+
+    /// Run a single worker as a thread of this process instead of a worker
+    /// process (only when the connections fit in one worker).
+    #[arg(long, env = "CHAT_BENCH_IN_PROCESS")]
+    pub in_process: bool,
+
+    /// The executable of the worker processes (tests give the binary's
+    /// path; by default, this executable).
+    #[arg(skip)]
+    #[serde(skip)]
     pub worker_exe: Option<PathBuf>,
-    /// Show a progress line on stderr.
-    pub progress: bool,
+}
+
+impl Default for ConnsSettings {
+    fn default() -> Self {
+        crate::config::defaults()
+    }
 }
 
 /// A running worker and the way to send it commands.
@@ -122,51 +152,54 @@ impl Handle {
 /// Bad configuration, a worker that could not start or stopped talking, or
 /// an unreadable server `/proc` entry.
 pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
-    if config.connections == 0 || config.room_size == 0 || config.per_worker == 0 {
+    let settings = &config.settings;
+    if settings.connections == 0 || settings.room_size == 0 || settings.per_worker == 0 {
         bail!("--connections, --room-size and --per-worker must be at least 1");
     }
     let limit = crate::limits::raise_nofile().context("raising the file-descriptor limit")?;
-    let workers = usize::try_from(config.connections.div_ceil(config.per_worker))?;
-    if workers > 1 && config.worker_exe.is_none() {
+    let workers = usize::try_from(settings.connections.div_ceil(settings.per_worker))?;
+    if workers > 1 && settings.in_process {
         bail!(
-            "{} connections need {workers} worker processes but no executable was given",
-            config.connections
+            "{} connections need {workers} worker processes: --in-process runs only one",
+            settings.connections
         );
     }
-    if workers == 1 && config.worker_exe.is_none() && config.connections + 64 > limit {
+    if settings.in_process && settings.connections + 64 > limit {
         bail!(
             "{} connections exceed this process's file-descriptor limit ({limit}); lower --per-worker",
-            config.connections
+            settings.connections
         );
     }
+    let worker_exe = match (&settings.worker_exe, settings.in_process) {
+        (_, true) => None,
+        (Some(exe), false) => Some(exe.clone()),
+        (None, false) => {
+            Some(std::env::current_exe().context("finding the chat-bench executable for workers")?)
+        }
+    };
     let rss = |pid: Option<u32>| -> anyhow::Result<Option<u64>> {
         pid.map(|pid| procstat::sample(Some(pid)).map(|s| s.rss_bytes))
             .transpose()
             .context("reading the server's /proc entry")
     };
-    let rss_before = rss(config.server_pid)?;
+    let rss_before = rss(config.server.pid)?;
 
     let (event_tx, event_rx) = std_mpsc::channel::<(usize, Event)>();
     let mut handles = Vec::with_capacity(workers);
-    let mut remaining = config.connections;
+    let mut remaining = settings.connections;
     for w in 0..workers {
-        let count = remaining.min(config.per_worker);
+        let count = remaining.min(settings.per_worker);
         remaining -= count;
         let spec = WorkerSpec {
             worker: w,
-            addr: config.target.addr,
-            host: config.target.host.clone(),
-            origin: config.target.origin.clone(),
-            room_prefix: config.room_prefix.clone(),
             count,
-            room_size: config.room_size,
-            first_index: config.per_worker * w as u64,
-            sources: config.sources.clone(),
-            concurrency: config.connect_concurrency,
-            setup_timeout_ms: u64::try_from(config.setup_timeout.as_millis()).unwrap_or(u64::MAX),
-            probe_timeout_ms: u64::try_from(config.probe_timeout.as_millis()).unwrap_or(u64::MAX),
+            first_index: settings.per_worker * w as u64,
+            room_prefix: config.room_prefix.clone(),
+            target: config.server.target.clone(),
+            setup_timeout: config.server.setup_timeout.into(),
+            settings: settings.clone(),
         };
-        handles.push(start_worker(config, spec, event_tx.clone())?);
+        handles.push(start_worker(worker_exe.as_deref(), spec, event_tx.clone())?);
     }
     drop(event_tx);
 
@@ -178,7 +211,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
         handle.finish();
     }
     let (opened, failed, first_error, open_s, probe) = result?;
-    let rss_after = match config.server_pid {
+    let rss_after = match config.server.pid {
         Some(_) => probe.rss_after,
         None => None,
     };
@@ -191,22 +224,19 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
     };
     #[allow(clippy::cast_precision_loss)]
     Ok(ConnsReport {
-        url: config.url.clone(),
-        connections: config.connections,
+        url: config.server.url.clone(),
+        settings: settings.clone(),
         opened,
         failed,
         first_error,
         open_s,
         open_rate: opened as f64 / open_s.max(1e-9),
-        hold_s: config.hold.as_secs_f64(),
-        room_size: config.room_size,
         probe_received: probe.received,
         probe_missing: probe.missing,
         probe_closed: probe.closed,
         probe_s: probe.secs,
         workers,
-        sources: config.sources.iter().map(ToString::to_string).collect(),
-        server_pid: config.server_pid,
+        server_pid: config.server.pid,
         server_rss_before_bytes: rss_before,
         server_rss_after_bytes: rss_after,
         server_rss_per_conn_bytes: per_conn,
@@ -232,12 +262,14 @@ fn drive(
     handles: &mut [Handle],
     workers: usize,
 ) -> anyhow::Result<Outcome> {
+    let settings = &config.settings;
     let mut progress = Progress::new(config.progress);
     // Generous: every handshake may take its full timeout, a batch at a time.
-    let per_worker = config.connections.div_ceil(workers as u64);
-    let batches = u32::try_from(per_worker.div_ceil(config.connect_concurrency.max(1) as u64))
+    let per_worker = settings.connections.div_ceil(workers as u64);
+    let batches = u32::try_from(per_worker.div_ceil(settings.connect_concurrency.max(1) as u64))
         .unwrap_or(u32::MAX);
-    let open_limit = config.setup_timeout.saturating_mul(batches.max(1)) + Duration::from_secs(10);
+    let open_limit =
+        config.server.setup_timeout.saturating_mul(batches.max(1)) + Duration::from_secs(10);
     let mut opening = vec![0u64; workers];
     let mut done = vec![false; workers];
     let (mut opened, mut failed, mut first_error, mut open_s) = (0, 0, None, 0f64);
@@ -277,12 +309,12 @@ fn drive(
             format!(
                 "conns: opened {}/{}",
                 opening.iter().sum::<u64>(),
-                config.connections
+                settings.connections
             )
         });
     }
 
-    let hold_end = Instant::now() + config.hold;
+    let hold_end = Instant::now() + settings.hold.get();
     while Instant::now() < hold_end {
         let left = hold_end.saturating_duration_since(Instant::now());
         progress.update(|| {
@@ -294,7 +326,8 @@ fn drive(
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }
     let rss_after = config
-        .server_pid
+        .server
+        .pid
         .map(|pid| procstat::sample(Some(pid)).map(|s| s.rss_bytes))
         .transpose()
         .context("reading the server's /proc entry")?;
@@ -308,7 +341,7 @@ fn drive(
         ..ProbeTotals::default()
     };
     let mut probed = 0;
-    let probe_limit = config.probe_timeout + Duration::from_secs(10);
+    let probe_limit = settings.probe_timeout.get() + Duration::from_secs(10);
     while probed < workers {
         match events.recv_timeout(probe_limit) {
             Ok((
@@ -337,12 +370,12 @@ fn drive(
 /// Starts worker `spec` as a process (when there is an executable) or as a
 /// thread; its events go to `events`, tagged with its number.
 fn start_worker(
-    config: &ConnsConfig,
+    exe: Option<&Path>,
     spec: WorkerSpec,
     events: std_mpsc::Sender<(usize, Event)>,
 ) -> anyhow::Result<Handle> {
     let w = spec.worker;
-    if let Some(exe) = &config.worker_exe {
+    if let Some(exe) = exe {
         let mut child = std::process::Command::new(exe)
             .arg("conns-worker")
             .arg(serde_json::to_string(&spec)?)

@@ -30,93 +30,144 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::procstat;
 use crate::progress::Progress;
 use crate::report::{FanoutReport, LoadGenUsage, ServerUsage, latency_summary};
-use crate::wire::Target;
+use crate::secs::Secs;
 
 pub use member::MemberCounts;
 
-/// Everything a fan-out run needs.
-#[derive(Debug, Clone)]
-pub struct FanoutConfig {
-    /// The server.
-    pub target: Target,
-    /// The URL shown in reports (`ws://127.0.0.1:8000`).
-    pub url: String,
-    /// Prefix of the room names, unique per run so that runs never mix.
-    pub room_prefix: String,
-    /// Number of rooms (R).
+/// A fan-out run: the server, the [`FanoutSettings`], a fresh room prefix.
+pub type FanoutConfig = Config<FanoutSettings>;
+
+/// The shape of a fan-out run: what `chat-bench fanout` takes on its
+/// command line, what the run follows, and what its report repeats.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FanoutSettings {
+    /// Rooms (R).
+    #[arg(long, short = 'r', env = "CHAT_BENCH_ROOMS", default_value_t = 1)]
     pub rooms: u32,
-    /// Members per room (M).
+
+    /// Members per room (M), senders included.
+    #[arg(long, short = 'm', env = "CHAT_BENCH_MEMBERS", default_value_t = 1000)]
     pub members: u32,
-    /// Senders (S), spread over the rooms: sender `g` is member `g / R` of
-    /// room `g % R`.
-    pub senders: u32,
+
+    /// Senders (S), spread round-robin over the rooms (sender g is member
+    /// g / R of room g % R); each is also a member. Default: one per room.
+    #[arg(long, short = 's', env = "CHAT_BENCH_SENDERS")]
+    pub senders: Option<u32>,
+
     /// Messages in all (N), split evenly over the senders.
+    #[arg(
+        long,
+        short = 'n',
+        env = "CHAT_BENCH_MESSAGES",
+        default_value_t = 10_000
+    )]
     pub messages: u64,
-    /// Target send rate in messages per second over all senders; `None`
-    /// sends as fast as the window allows.
+
+    /// Send at this many messages per second in all (e.g. 10000), instead of
+    /// as fast as the window allows.
+    #[arg(long, env = "CHAT_BENCH_RATE", value_name = "MSGS_PER_SEC")]
     pub rate: Option<f64>,
-    /// Messages a sender may have in flight (sent, own copy not yet back).
+
+    /// Messages a sender may have in flight (sent, own copy not back yet).
+    #[arg(long, short = 'w', env = "CHAT_BENCH_WINDOW", default_value_t = 16)]
     pub window: u32,
-    /// Length of each message's text in bytes.
+
+    /// Message text length in bytes (the sender id, sequence number and
+    /// timestamp, padded).
+    #[arg(long, env = "CHAT_BENCH_SIZE", default_value_t = 64)]
     pub size: usize,
-    /// Load-generator threads.
+
+    /// Load-generator threads (each a single-threaded runtime).
+    #[arg(long, env = "CHAT_BENCH_THREADS", default_value_t = 1)]
     pub threads: usize,
+
     /// Handshakes in progress at once.
+    #[arg(long, env = "CHAT_BENCH_CONNECT_CONCURRENCY", default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// Source addresses to spread the connections over (empty: the
-    /// kernel's choice).
-    pub sources: Vec<IpAddr>,
-    /// PID of the server, for its CPU time and memory.
-    pub server_pid: Option<u32>,
-    /// Longest time the senders may send; what they sent by then is still
-    /// awaited (the drain) and checked.
-    pub max_time: Duration,
-    /// How long to wait for stragglers after the last send.
-    pub drain: Duration,
-    /// Limit for one handshake and for the warm-up.
-    pub setup_timeout: Duration,
-    /// Show a progress line on stderr.
-    pub progress: bool,
-    /// Never let a load-generator thread sleep: poll the sockets in a busy
-    /// loop. A sleeping receiver must be woken for each segment that
-    /// arrives, and on loopback that wake-up (an inter-processor interrupt,
-    /// costly in a VM) runs in the *sender's* system call, so it is charged
-    /// to the server's CPU time. Busy polling keeps the server's figures its
-    /// own, at the price of one load-generator core per thread at 100 %.
+
+    /// Spread connections over this many source addresses 127.0.0.1,
+    /// 127.0.0.2, …; 0 lets the kernel choose.
+    #[arg(long, env = "CHAT_BENCH_SOURCES", default_value_t = 0)]
+    pub sources: u8,
+
+    /// Longest time the senders send, seconds; what they sent by then is
+    /// still awaited and checked.
+    #[arg(long, env = "CHAT_BENCH_MAX_TIME", default_value = "60")]
+    pub max_time: Secs,
+
+    /// After the last send, stop when nothing arrived for this long, seconds
+    /// (what is missing then is counted lost).
+    #[arg(long, env = "CHAT_BENCH_DRAIN", default_value = "2")]
+    pub drain: Secs,
+
+    /// Poll the sockets in a busy loop instead of sleeping in epoll_wait.
+    /// A sleeping load generator must be woken for every segment, and on
+    /// loopback that wake-up (an inter-processor interrupt, costly in a VM)
+    /// runs in the sender's system call, so it is charged to the server's
+    /// CPU time; busy polling keeps the server's figures its own but keeps
+    /// each load-generator thread 100 % busy (its CPU figure then means
+    /// nothing).
+    #[arg(long, env = "CHAT_BENCH_BUSY_POLL")]
     pub busy_poll: bool,
-    /// Stall each load-generator thread this long between rounds of reads,
-    /// so that frames pile up in the sockets and one `read` takes many:
-    /// against servers that write each frame separately this replaces a
-    /// wake-up and a read per delivery (whose wake-up, on loopback, is
-    /// charged to the server) by a read per socket per round. Adds up to
-    /// the interval to every latency: for throughput runs only.
-    pub read_interval: Option<Duration>,
+
+    /// Batch reads: stall the load-generator thread this many microseconds
+    /// between rounds of reads, so that frames pile up in the sockets and
+    /// one read takes many. Against servers that write each frame
+    /// separately it saves a wake-up and a read per delivery (on loopback
+    /// the wake-up is charged to the server). Adds up to the interval to
+    /// latencies: for throughput runs.
+    #[arg(long, env = "CHAT_BENCH_READ_INTERVAL", value_name = "MICROS")]
+    pub read_interval: Option<u64>,
 }
 
-impl FanoutConfig {
+impl Default for FanoutSettings {
+    fn default() -> Self {
+        crate::config::defaults()
+    }
+}
+
+impl FanoutSettings {
+    /// Senders (S): as given, or one per room.
+    pub fn senders(&self) -> u32 {
+        self.senders.unwrap_or(self.rooms)
+    }
+
     /// Messages sender `id` sends: N / S, the first N % S senders one more.
     pub fn quota(&self, id: u32) -> u64 {
-        let senders = u64::from(self.senders.max(1));
+        let senders = u64::from(self.senders().max(1));
         self.messages / senders + u64::from(u64::from(id) < self.messages % senders)
     }
 
     /// Senders in room `room`.
     pub fn senders_in_room(&self, room: u32) -> u32 {
-        if room >= self.senders {
+        let senders = self.senders();
+        if room >= senders {
             0
         } else {
-            (self.senders - room).div_ceil(self.rooms)
+            (senders - room).div_ceil(self.rooms)
         }
     }
 
-    /// The WebSocket path of room `room`.
-    pub fn path(&self, room: u32) -> String {
-        format!("/ws/chat/{}{room}/", self.room_prefix)
+    /// The source addresses to spread connections over (empty: the
+    /// kernel's choice).
+    pub fn source_addrs(&self) -> Vec<IpAddr> {
+        crate::config::loopback_sources(self.sources)
+    }
+
+    /// The stall between rounds of reads, if any.
+    pub fn read_interval(&self) -> Option<Duration> {
+        self.read_interval
+            .filter(|&us| us > 0)
+            .map(Duration::from_micros)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -124,7 +175,7 @@ impl FanoutConfig {
             bail!("--rooms and --members must be at least 1");
         }
         let total = u64::from(self.rooms) * u64::from(self.members);
-        if self.senders == 0 || u64::from(self.senders) > total {
+        if self.senders() == 0 || u64::from(self.senders()) > total {
             bail!("--senders must be between 1 and rooms × members ({total})");
         }
         if self.window == 0 {
@@ -137,6 +188,13 @@ impl FanoutConfig {
             bail!("--threads must be at least 1");
         }
         Ok(())
+    }
+}
+
+impl FanoutConfig {
+    /// The WebSocket path of room `room`.
+    pub fn path(&self, room: u32) -> String {
+        format!("/ws/chat/{}{room}/", self.room_prefix)
     }
 }
 
@@ -162,6 +220,8 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Shared {
     config: FanoutConfig,
+    /// The source addresses connections are spread over.
+    sources: Vec<IpAddr>,
     /// The clock every timestamp counts from.
     origin: Instant,
     connected: AtomicU64,
@@ -203,12 +263,14 @@ impl Shared {
 /// members did not all receive the warm-up message, or a thread that could
 /// not start.
 pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
-    config.validate()?;
-    let total_members = u64::from(config.rooms) * u64::from(config.members);
+    let settings = &config.settings;
+    settings.validate()?;
+    let total_members = u64::from(settings.rooms) * u64::from(settings.members);
     let (tx, rx) = watch::channel(Phase::Connect);
     let shared = Arc::new(Shared {
-        sent_by: (0..config.senders).map(|_| AtomicU64::new(0)).collect(),
+        sent_by: (0..settings.senders()).map(|_| AtomicU64::new(0)).collect(),
         config: config.clone(),
+        sources: settings.source_addrs(),
         origin: Instant::now(),
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -219,16 +281,16 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         first_error: Mutex::new(None),
     });
 
-    let mut assignments: Vec<Vec<(u32, u32)>> = vec![Vec::new(); config.threads];
+    let mut assignments: Vec<Vec<(u32, u32)>> = vec![Vec::new(); settings.threads];
     let mut next = 0usize;
-    for room in 0..config.rooms {
-        for index in 0..config.members {
-            assignments[next % config.threads].push((room, index));
+    for room in 0..settings.rooms {
+        for index in 0..settings.members {
+            assignments[next % settings.threads].push((room, index));
             next += 1;
         }
     }
-    let per_thread_concurrency = config.connect_concurrency.div_ceil(config.threads);
-    let mut threads = Vec::with_capacity(config.threads);
+    let per_thread_concurrency = settings.connect_concurrency.div_ceil(settings.threads);
+    let mut threads = Vec::with_capacity(settings.threads);
     for (i, members) in assignments.into_iter().enumerate() {
         let (shared, rx) = (shared.clone(), rx.clone());
         threads.push(
@@ -273,7 +335,7 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     };
     let sent = shared.sent_total.load(Ordering::Relaxed);
     let secs = active.as_secs_f64().max(1e-9);
-    let server = match (config.server_pid, timed.server_before, timed.server_after) {
+    let server = match (config.server.pid, timed.server_before, timed.server_after) {
         (Some(pid), Some(before), Some(after)) => Some(ServerUsage::new(
             pid,
             before,
@@ -287,16 +349,13 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     let self_cores = self_cpu.as_secs_f64() / window.as_secs_f64().max(1e-9);
     #[allow(clippy::cast_precision_loss)]
     let report = FanoutReport {
-        url: config.url.clone(),
-        rooms: config.rooms,
-        members: config.members,
-        senders: config.senders,
-        messages: config.messages,
-        rate: config.rate,
-        window: config.window,
-        size: config.size,
+        url: config.server.url.clone(),
+        settings: FanoutSettings {
+            senders: Some(settings.senders()),
+            ..settings.clone()
+        },
         sent,
-        expected_deliveries: sent * u64::from(config.members),
+        expected_deliveries: sent * u64::from(settings.members),
         deliveries: counts.deliveries,
         distinct: counts.distinct,
         lost: counts.lost,
@@ -315,13 +374,13 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         latency: latency_summary(&hist),
         server,
         loadgen: LoadGenUsage {
-            threads: config.threads,
+            threads: settings.threads,
             cpu_s: self_cpu.as_secs_f64(),
             cpu_cores: self_cores,
             // The controller thread adds a little; 90 % of every runtime
             // thread busy means the figures may be the load generator's.
-            saturated: !config.busy_poll && self_cores >= 0.9 * config.threads as f64,
-            busy_poll: config.busy_poll,
+            saturated: !settings.busy_poll && self_cores >= 0.9 * settings.threads as f64,
+            busy_poll: settings.busy_poll,
             waited_cores: timed
                 .self_after
                 .run_delay
@@ -357,6 +416,7 @@ fn drive(
     /// After the time limit, how long senders get to notice it and stop.
     const SENDERS_STOP_WAIT: Duration = Duration::from_secs(1);
     let cfg = &shared.config;
+    let settings = &cfg.settings;
 
     // Connect.
     loop {
@@ -380,7 +440,7 @@ fn drive(
 
     // Warm-up.
     let _ = tx.send(Phase::Warmup);
-    let warm_deadline = Instant::now() + cfg.setup_timeout;
+    let warm_deadline = Instant::now() + cfg.server.setup_timeout;
     loop {
         let warm = shared.warm.load(Ordering::Relaxed);
         progress.update(|| format!("fanout: warm-up {warm}/{total_members}"));
@@ -391,7 +451,7 @@ fn drive(
             bail!(
                 "only {warm} of {total_members} members received their room's warm-up message \
                  within {:?}: does the server broadcast to every member of a room?",
-                cfg.setup_timeout
+                cfg.server.setup_timeout
             );
         }
         std::thread::sleep(POLL);
@@ -399,7 +459,8 @@ fn drive(
 
     // Run.
     let server_before = cfg
-        .server_pid
+        .server
+        .pid
         .map(|pid| procstat::sample(Some(pid)))
         .transpose()
         .context("reading the server's /proc entry")?;
@@ -407,20 +468,24 @@ fn drive(
     let start = Instant::now();
     let start_ns = shared.now_ns();
     let _ = tx.send(Phase::Run);
-    let senders = u64::from(cfg.senders);
-    let members = u64::from(cfg.members);
+    let senders = u64::from(settings.senders());
+    let members = u64::from(settings.members);
     let mut all_sent_ns = None;
     let mut last_distinct = 0;
     let mut last_change = start;
     let mut cut = false;
     // After the send phase, stragglers get `drain` without progress, and
     // never more than this in all.
-    let drain_cap = cfg.drain.saturating_mul(5).max(Duration::from_secs(10));
+    let drain_cap = settings
+        .drain
+        .get()
+        .saturating_mul(5)
+        .max(Duration::from_secs(10));
     let stopped_by = loop {
         std::thread::sleep(POLL);
         let now = Instant::now();
         let elapsed = now.duration_since(start);
-        if !cut && elapsed >= cfg.max_time {
+        if !cut && elapsed >= settings.max_time.get() {
             // Time is up for sending; what was sent may still arrive.
             cut = true;
             let _ = tx.send(Phase::Drain);
@@ -429,7 +494,7 @@ fn drive(
         // may still be sending until it sees the drain (and a sender that
         // never answers is given up on after a second).
         let done = shared.senders_done.load(Ordering::Acquire) >= senders
-            || (cut && elapsed >= cfg.max_time + SENDERS_STOP_WAIT);
+            || (cut && elapsed >= settings.max_time.get() + SENDERS_STOP_WAIT);
         let sent = shared.sent_total.load(Ordering::Relaxed);
         let distinct = shared.distinct_total.load(Ordering::Relaxed);
         if done && all_sent_ns.is_none() {
@@ -446,7 +511,7 @@ fn drive(
             format!(
                 "fanout: {:>5.1}s sent {sent}/{} delivered {distinct}/{} ({:.0}/s){}",
                 elapsed.as_secs_f64(),
-                cfg.messages,
+                settings.messages,
                 sent * members,
                 rate,
                 if done { ", draining" } else { "" }
@@ -457,7 +522,9 @@ fn drive(
             Duration::from_nanos(shared.now_ns().saturating_sub(ns))
         });
         if done
-            && (distinct >= sent * members || drained_for >= cfg.drain || since_sent >= drain_cap)
+            && (distinct >= sent * members
+                || drained_for >= settings.drain.get()
+                || since_sent >= drain_cap)
         {
             break match (cut, distinct >= sent * members) {
                 (true, _) => "max-time",
@@ -468,7 +535,8 @@ fn drive(
     };
     let end = Instant::now();
     let server_after = cfg
-        .server_pid
+        .server
+        .pid
         .map(|pid| procstat::sample(Some(pid)))
         .transpose()
         .context("reading the server's /proc entry")?;

@@ -23,8 +23,11 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`cli`] | the command line (clap) and its conversion to run configurations |
+//! | [`cli`] | the command line (clap): subcommands, the server's flags, the output |
+//! | [`config`] | what every workload is given: the server, its settings, a room prefix |
+//! | [`secs`] | durations as flags and reports take them |
 //! | [`wire`] | the WebSocket client: handshake, frame parsing in place, masked frames |
+//! | [`frames`] | the one frame reader: reads a socket, reassembles, answers pings |
 //! | [`payload`] | chat-bench's text inside a message: sender, sequence, timestamp |
 //! | [`tracker`] | exact loss / duplicate / out-of-order accounting per stream |
 //! | [`fanout`] | the fan-out workload (controller, per-thread shards, members) |
@@ -33,20 +36,25 @@
 //! | [`procstat`] | CPU time and RSS from `/proc` |
 //! | [`limits`] | raising the file-descriptor limit |
 //! | [`report`] | report types, JSON and tables |
+//! | [`table`] | drawing tables (comfy-table): key/value, grids, Markdown |
 //! | [`summary`] | the comparison table over many reports (`chat-bench table`) |
 //! | [`progress`] | the progress line on stderr |
 //! | [`testserver`] | a broadcast server with fault injection, for tests and `serve` |
 
 pub mod cli;
+pub mod config;
 pub mod conns;
 pub mod fanout;
+pub mod frames;
 pub mod limits;
 pub mod payload;
 pub mod procstat;
 pub mod progress;
 pub mod report;
+pub mod secs;
 pub mod soak;
 pub mod summary;
+pub mod table;
 pub mod testserver;
 pub mod tracker;
 pub mod wire;

@@ -4,12 +4,13 @@
 //! that `compare.sh` can store runs as files and `chat-bench table` can
 //! read them back.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::conns::ConnsSettings;
+use crate::fanout::FanoutSettings;
 use crate::procstat::Sample;
 
 /// Latency percentiles in microseconds.
@@ -134,20 +135,9 @@ pub struct LoadGenUsage {
 pub struct FanoutReport {
     /// The server's URL.
     pub url: String,
-    /// Rooms (R).
-    pub rooms: u32,
-    /// Members per room (M).
-    pub members: u32,
-    /// Senders (S).
-    pub senders: u32,
-    /// Messages planned (N).
-    pub messages: u64,
-    /// Target rate, messages per second (absent: as fast as the window allows).
-    pub rate: Option<f64>,
-    /// In-flight window per sender.
-    pub window: u32,
-    /// Message text size, bytes.
-    pub size: usize,
+    /// The run's settings (senders resolved).
+    #[serde(flatten)]
+    pub settings: FanoutSettings,
     /// Messages actually sent.
     pub sent: u64,
     /// `sent × members`: deliveries a correct server makes.
@@ -192,8 +182,9 @@ pub struct FanoutReport {
 pub struct ConnsReport {
     /// The server's URL.
     pub url: String,
-    /// Connections asked for.
-    pub connections: u64,
+    /// The run's settings.
+    #[serde(flatten)]
+    pub settings: ConnsSettings,
     /// Connections opened.
     pub opened: u64,
     /// Connections that could not be opened.
@@ -204,10 +195,6 @@ pub struct ConnsReport {
     pub open_s: f64,
     /// Connections opened per second.
     pub open_rate: f64,
-    /// How long they were held idle, seconds.
-    pub hold_s: f64,
-    /// Members per room.
-    pub room_size: u32,
     /// Connections that received their room's probe message after the hold.
     pub probe_received: u64,
     /// Connections that did not (closed, or silent until the probe timeout).
@@ -219,8 +206,6 @@ pub struct ConnsReport {
     pub probe_s: f64,
     /// Worker processes used.
     pub workers: usize,
-    /// Source addresses used.
-    pub sources: Vec<String>,
     /// The server's PID, when given.
     pub server_pid: Option<u32>,
     /// The server's resident memory before any connection, bytes.
@@ -259,34 +244,25 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Writes `rows` as two aligned columns.
-fn table(title: &str, rows: &[(&str, String)]) -> String {
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut out = format!("{title}\n");
-    for (key, value) in rows {
-        let _ = writeln!(out, "  {key:<width$}  {value}");
-    }
-    out
-}
-
 impl FanoutReport {
     /// The report as a readable table.
     pub fn to_table(&self) -> String {
         let l = &self.latency;
+        let settings = &self.settings;
         let mut rows = vec![
             ("server", self.url.clone()),
             (
                 "workload",
                 format!(
                     "{} rooms × {} members, {} senders, {} messages of {} B, {}",
-                    self.rooms,
-                    self.members,
-                    self.senders,
-                    self.messages,
-                    self.size,
-                    match self.rate {
-                        Some(rate) => format!("{rate:.0} msg/s, window {}", self.window),
-                        None => format!("as fast as possible, window {}", self.window),
+                    settings.rooms,
+                    settings.members,
+                    settings.senders(),
+                    settings.messages,
+                    settings.size,
+                    match settings.rate {
+                        Some(rate) => format!("{rate:.0} msg/s, window {}", settings.window),
+                        None => format!("as fast as possible, window {}", settings.window),
                     }
                 ),
             ),
@@ -357,25 +333,34 @@ impl FanoutReport {
             ),
         ));
         rows.push(("load generator CPU wait", contention(g.waited_cores)));
-        table("chat-bench fanout", &rows)
+        crate::table::key_values("chat-bench fanout", rows)
     }
 }
 
 impl ConnsReport {
     /// The report as a readable table.
     pub fn to_table(&self) -> String {
+        let settings = &self.settings;
+        let sources: Vec<String> = crate::config::loopback_sources(settings.sources)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let mut rows = vec![
             ("server", self.url.clone()),
             (
                 "opened",
                 format!(
                     "{} of {} ({} failed) in {:.2} s: {:.0} conn/s",
-                    self.opened, self.connections, self.failed, self.open_s, self.open_rate
+                    self.opened, settings.connections, self.failed, self.open_s, self.open_rate
                 ),
             ),
             (
                 "held",
-                format!("{:.1} s, {} per room", self.hold_s, self.room_size),
+                format!(
+                    "{:.1} s, {} per room",
+                    settings.hold.as_f64(),
+                    settings.room_size
+                ),
             ),
             (
                 "probe",
@@ -389,7 +374,7 @@ impl ConnsReport {
                 format!(
                     "{} worker process(es), sources {}",
                     self.workers,
-                    self.sources.join(" ")
+                    sources.join(" ")
                 ),
             ),
         ];
@@ -409,7 +394,7 @@ impl ConnsReport {
                 ),
             ));
         }
-        table("chat-bench conns", &rows)
+        crate::table::key_values("chat-bench conns", rows)
     }
 }
 

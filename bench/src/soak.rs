@@ -46,13 +46,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::procstat;
 use crate::progress::Progress;
-use crate::wire::Target;
+use crate::secs::Secs;
 
+use conn::{Conn, Open};
 use ledger::{Membership, StreamRecord};
 use report::{SoakReport, SoakServer, WellBehaved};
 use rss::RssPoint;
@@ -60,70 +64,146 @@ use tally::Tally;
 
 pub use abuser::Abuse;
 
-/// Everything a soak run needs.
-#[derive(Debug, Clone)]
-pub struct SoakConfig {
-    /// The server.
-    pub target: Target,
-    /// The URL shown in the report.
-    pub url: String,
-    /// Prefix of the room names, unique per run.
-    pub room_prefix: String,
-    /// How long the clients run.
-    pub duration: Duration,
+/// A soak run: the server, the [`SoakSettings`], a fresh room prefix.
+pub type SoakConfig = Config<SoakSettings>;
+
+/// The shape of a soak run: what `chat-bench soak` takes on its command
+/// line, what the clients follow, and what the report repeats.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SoakSettings {
+    /// Run for this many minutes (the default is 10).
+    #[arg(long, env = "CHAT_BENCH_MINUTES", conflicts_with = "seconds")]
+    pub minutes: Option<f64>,
+
+    /// Run for this many seconds instead.
+    #[arg(long, env = "CHAT_BENCH_SECONDS")]
+    pub seconds: Option<Secs>,
+
     /// Rooms of well-behaved clients (R).
+    #[arg(long, env = "CHAT_BENCH_ROOMS", default_value_t = 50)]
     pub rooms: u32,
+
     /// Well-behaved members per room at the start (M).
+    #[arg(long, env = "CHAT_BENCH_MEMBERS", default_value_t = 4)]
     pub members: u32,
-    /// Fraction of the members that churn (0 to 1).
+
+    /// Fraction of the well-behaved members that leave and rejoin random
+    /// rooms.
+    #[arg(long, env = "CHAT_BENCH_CHURN", default_value_t = 0.25)]
     pub churn: f64,
-    /// Average stay of a churner in a room.
-    pub churn_every: Duration,
-    /// Slowest sending rate of a member, messages per second.
+
+    /// Average stay of a churning member in a room, seconds (each stay is
+    /// 0.5 to 1.5 times this).
+    #[arg(long, env = "CHAT_BENCH_CHURN_EVERY", default_value = "5")]
+    pub churn_every: Secs,
+
+    /// Slowest sending rate of a well-behaved member, messages per second.
+    #[arg(long, env = "CHAT_BENCH_RATE_MIN", default_value_t = 1.0)]
     pub rate_min: f64,
-    /// Fastest sending rate of a member, messages per second.
+
+    /// Fastest sending rate of a well-behaved member (each session picks a
+    /// rate in between; intervals are jittered ±50 %).
+    #[arg(long, env = "CHAT_BENCH_RATE_MAX", default_value_t = 5.0)]
     pub rate_max: f64,
+
     /// Message text size in ordinary rooms, bytes.
+    #[arg(long, env = "CHAT_BENCH_SIZE", default_value_t = 100)]
     pub size: usize,
-    /// Rooms (the first ones) whose members send `busy_size` messages;
-    /// slow clients join these.
+
+    /// Busy rooms: the first rooms, whose members send --busy-size messages
+    /// and where the slow clients go.
+    #[arg(long, env = "CHAT_BENCH_BUSY_ROOMS", default_value_t = 3)]
     pub busy_rooms: u32,
+
     /// Message text size in busy rooms, bytes.
+    #[arg(long, env = "CHAT_BENCH_BUSY_SIZE", default_value_t = 2048)]
     pub busy_size: usize,
-    /// Slow clients (never read) at any time.
+
+    /// Slow clients (they never read) at any time.
+    #[arg(long, env = "CHAT_BENCH_SLOW", default_value_t = 4)]
     pub slow: u32,
-    /// Longest a slow client waits to be dropped before it counts as
-    /// "not closed".
-    pub slow_max_stall: Duration,
-    /// Abusive clients at any time.
+
+    /// Longest a slow client waits to be dropped before it counts as not
+    /// closed (a failure); above the server's --write-timeout.
+    #[arg(long, env = "CHAT_BENCH_SLOW_MAX_STALL", default_value = "120")]
+    pub slow_max_stall: Secs,
+
+    /// Abusive clients at any time (each goes through every kind of abuse).
+    #[arg(long, env = "CHAT_BENCH_ABUSERS", default_value_t = 7)]
     pub abusers: u32,
-    /// Longest one abuse attempt waits for the server's answer.
-    pub abuse_timeout: Duration,
-    /// Runtime worker threads.
+
+    /// Longest a flood waits to be closed (the server closes a plain
+    /// flooder after 30 s of flooding).
+    #[arg(long, env = "CHAT_BENCH_ABUSE_TIMEOUT", default_value = "60")]
+    pub abuse_timeout: Secs,
+
+    /// Load-generator runtime threads.
+    #[arg(long, env = "CHAT_BENCH_THREADS", default_value_t = 2)]
     pub threads: usize,
-    /// The server's PID, for RSS and CPU time.
-    pub server_pid: Option<u32>,
-    /// Read `/metrics` and `/healthz` before and after.
-    pub metrics: bool,
-    /// Step of the reported RSS series (`None`: about 30 points).
-    pub rss_every: Option<Duration>,
-    /// Growth of the RSS peak allowed, as a fraction (0.10 = 10 %).
+
+    /// Do not read the server's /metrics and /healthz.
+    #[arg(long, env = "CHAT_BENCH_NO_METRICS")]
+    pub no_metrics: bool,
+
+    /// Step of the reported RSS series, seconds (default: about 30 points).
+    #[arg(long, env = "CHAT_BENCH_RSS_EVERY")]
+    pub rss_every: Option<Secs>,
+
+    /// RSS growth allowed from the middle third's peak to the last third's,
+    /// percent (plus --rss-slack-mib).
+    #[arg(
+        long,
+        env = "CHAT_BENCH_RSS_TOLERANCE",
+        default_value_t = 10.0,
+        value_name = "PERCENT"
+    )]
     pub rss_tolerance: f64,
-    /// Growth of the RSS peak allowed on top, bytes.
-    pub rss_slack: u64,
-    /// Limit for one handshake and for a welcome.
-    pub setup_timeout: Duration,
-    /// Show a progress line on stderr.
-    pub progress: bool,
+
+    /// RSS growth allowed on top of --rss-tolerance, MiB.
+    #[arg(
+        long,
+        env = "CHAT_BENCH_RSS_SLACK_MIB",
+        default_value_t = 2.0,
+        value_name = "MIB"
+    )]
+    pub rss_slack_mib: f64,
 }
 
-impl SoakConfig {
-    /// The room name of room `index`.
-    pub fn room_name(&self, index: u32) -> String {
-        format!("{}{index}", self.room_prefix)
+impl Default for SoakSettings {
+    fn default() -> Self {
+        crate::config::defaults()
+    }
+}
+
+impl SoakSettings {
+    /// How long the clients run: --seconds, --minutes, or ten minutes.
+    pub fn duration(&self) -> Duration {
+        match (self.seconds, self.minutes) {
+            (Some(seconds), _) => seconds.get(),
+            (None, Some(minutes)) => Secs::new(minutes * 60.0).map_or(Duration::ZERO, Secs::get),
+            (None, None) => Duration::from_secs(600),
+        }
+    }
+
+    /// The RSS growth allowed, as a fraction (0.10 = 10 %).
+    pub fn rss_tolerance_fraction(&self) -> f64 {
+        self.rss_tolerance / 100.0
+    }
+
+    /// The RSS growth allowed on top, bytes.
+    pub fn rss_slack_bytes(&self) -> u64 {
+        // Whole bytes; a fraction of a byte does not matter. Negative
+        // values are refused by `validate`.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bytes = (self.rss_slack_mib * 1024.0 * 1024.0) as u64;
+        bytes
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.minutes.is_some_and(|m| Secs::new(m * 60.0).is_err()) {
+            bail!("--minutes must be a non-negative number");
+        }
         if self.rooms == 0 || self.members == 0 {
             bail!("--rooms and --members must be at least 1");
         }
@@ -136,10 +216,13 @@ impl SoakConfig {
         if !(self.rate_min > 0.0 && self.rate_max >= self.rate_min && self.rate_max.is_finite()) {
             bail!("--rate-min and --rate-max must be positive, min <= max");
         }
+        if !(self.rss_tolerance >= 0.0 && self.rss_slack_mib >= 0.0) {
+            bail!("--rss-tolerance and --rss-slack-mib must not be negative");
+        }
         if self.threads == 0 {
             bail!("--threads must be at least 1");
         }
-        if self.duration.is_zero() {
+        if self.duration().is_zero() {
             bail!("the run must last at least a second");
         }
         let connections = u64::from(self.rooms) * u64::from(self.members)
@@ -149,6 +232,13 @@ impl SoakConfig {
             bail!("{connections} connections at once is more than a soak needs (at most 10000)");
         }
         Ok(())
+    }
+}
+
+impl SoakConfig {
+    /// The room name of room `index`.
+    pub fn room_name(&self, index: u32) -> String {
+        format!("{}{index}", self.room_prefix)
     }
 }
 
@@ -199,6 +289,16 @@ impl Shared {
         OpenGuard(&self.open)
     }
 
+    /// Opens a client's connection, counted as open until the guard drops;
+    /// a failure is the attempt's outcome.
+    async fn connect(&self, open: &Open<'_>) -> Result<(Conn, OpenGuard<'_>), Outcome> {
+        let server = &self.config.server;
+        match Conn::open(&server.target, server.setup_timeout, open).await {
+            Ok(conn) => Ok((conn, self.open_guard())),
+            Err(error) => Err(("connect failed".into(), false, error.to_string())),
+        }
+    }
+
     fn record(&self, category: &str, outcome: &str, expected: bool, detail: &str) {
         lock(&self.tally).record(category, outcome, expected, detail);
         if expected && category != WELL_BEHAVED {
@@ -236,7 +336,8 @@ const WIND_DOWN: Duration = Duration::from_secs(30);
 /// Bad configuration, or a runtime that cannot start. Problems of the
 /// server are not errors: they are in the report's `failures`.
 pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
-    config.validate()?;
+    let settings = &config.settings;
+    settings.validate()?;
     let _ = crate::limits::raise_nofile();
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -254,32 +355,33 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         tally: Mutex::new(Tally::default()),
         latency: Mutex::new(crate::report::new_histogram()),
     });
-    let scrape = |path: &str| {
-        config.metrics.then(|| {
-            metrics::get(
-                config.target.addr,
-                &config.target.host,
-                path,
-                Duration::from_secs(5),
-            )
-        })
-    };
-    let metrics_before = match scrape("/metrics") {
-        Some(Ok((200, body))) => Some(metrics::parse_prometheus(&body)),
-        _ => None,
-    };
-    let cpu_before = config
-        .server_pid
-        .map(|pid| procstat::sample(Some(pid)))
-        .transpose()
-        .context("reading the server's /proc entry (is --server-pid right?)")?;
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads)
+        .worker_threads(settings.threads)
         .enable_all()
         .thread_name("soak")
         .build()
         .context("cannot start the soak runtime")?;
+    let scrape = |path: &str| {
+        (!settings.no_metrics).then(|| {
+            runtime.block_on(metrics::get(
+                &config.server.target,
+                path,
+                Duration::from_secs(5),
+            ))
+        })
+    };
+    let counters = |path: &str| match scrape(path) {
+        Some(Ok((200, body))) => Some(metrics::parse_prometheus(&body)),
+        _ => None,
+    };
+    let metrics_before = counters("/metrics");
+    let cpu_before = config
+        .server
+        .pid
+        .map(|pid| procstat::sample(Some(pid)))
+        .transpose()
+        .context("reading the server's /proc entry (is --server-pid right?)")?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let tasks = spawn_clients(&runtime, &shared, &stop_rx);
 
@@ -293,18 +395,16 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
             .await
             .is_ok()
     });
-    runtime.shutdown_timeout(Duration::from_secs(1));
     let elapsed = shared.origin.elapsed();
 
-    let metrics_after = match scrape("/metrics") {
-        Some(Ok((200, body))) => Some(metrics::parse_prometheus(&body)),
-        _ => None,
-    };
+    let metrics_after = counters("/metrics");
     let healthz = scrape("/healthz").map(|r| matches!(r, Ok((200, _))));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     let cpu_after = config
-        .server_pid
+        .server
+        .pid
         .and_then(|pid| procstat::sample(Some(pid)).ok());
-    let server = config.server_pid.map(|pid| {
+    let server = config.server.pid.map(|pid| {
         SoakServer::new(
             pid,
             &watched.rss,
@@ -334,7 +434,7 @@ fn spawn_clients(
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let cfg = &shared.config;
+    let cfg = &shared.config.settings;
     let mut tasks = Vec::new();
     let total = cfg.rooms * cfg.members;
     // Spread the churners evenly over the slots.
@@ -356,10 +456,17 @@ fn spawn_clients(
         tasks.push(runtime.spawn(member::run(shared.clone(), slot, stop.clone())));
     }
     for index in 0..cfg.slow {
-        tasks.push(runtime.spawn(slow::run(shared.clone(), index, stop.clone())));
+        let client = slow::Slow::new(shared.clone(), index);
+        // Let the members join first, so that the busy rooms are busy.
+        let first_wait = Duration::from_millis(1500 + u64::from(index) * 250);
+        let life = reconnecting(shared.clone(), client, first_wait, stop.clone());
+        tasks.push(runtime.spawn(life));
     }
     for index in 0..cfg.abusers {
-        tasks.push(runtime.spawn(abuser::run(shared.clone(), index, stop.clone())));
+        let client = abuser::Abuser::new(shared.clone(), index);
+        let first_wait = Duration::from_millis(1000 + u64::from(index) * 100);
+        let life = reconnecting(shared.clone(), client, first_wait, stop.clone());
+        tasks.push(runtime.spawn(life));
     }
     tasks
 }
@@ -375,7 +482,7 @@ struct Watched {
 /// stops early if the server dies.
 fn watch_server(shared: &Shared, progress: &mut Progress) -> Watched {
     let cfg = &shared.config;
-    let deadline = shared.origin + cfg.duration;
+    let deadline = shared.origin + cfg.settings.duration();
     let mut rss = Vec::new();
     let mut next_sample = Instant::now();
     let mut died_at = None;
@@ -383,7 +490,7 @@ fn watch_server(shared: &Shared, progress: &mut Progress) -> Watched {
         let now = Instant::now();
         if now >= next_sample {
             next_sample += Duration::from_secs(1);
-            if let Some(pid) = cfg.server_pid {
+            if let Some(pid) = cfg.server.pid {
                 let Ok(sample) = procstat::sample(Some(pid)) else {
                     died_at = Some(shared.origin.elapsed().as_secs_f64());
                     break;
@@ -410,7 +517,7 @@ fn progress_line(shared: &Shared, rss: Option<&RssPoint>) -> String {
     format!(
         "soak: {:>4.0}/{:.0} s  open {}  opened {}  sent {}  delivered {}  dropped as expected {}{rss}",
         shared.origin.elapsed().as_secs_f64(),
-        cfg.duration.as_secs_f64(),
+        cfg.settings.duration().as_secs_f64(),
         shared.open.load(Ordering::Relaxed),
         shared.opened.load(Ordering::Relaxed),
         shared.sent.load(Ordering::Relaxed),
@@ -434,6 +541,48 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
         let stopping = *stop.borrow_and_update();
         if stopping || stop.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// What one connection of a slow or abusive client saw: the outcome label,
+/// whether it is what a correct server does, and a detail for the report.
+type Outcome = (String, bool, String);
+
+/// A slow or abusive client, one connection at a time.
+trait Reconnecting {
+    /// Makes connection number `cycle` and returns its category and outcome
+    /// for the disconnect table, or `None` when the run stopped first.
+    fn attempt(
+        &mut self,
+        cycle: u32,
+        rng: &mut fastrand::Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) -> impl Future<Output = Option<(&'static str, Outcome)>> + Send;
+}
+
+/// The life of a slow or abusive client: after `first_wait`, connection
+/// after connection until the run stops, each recorded, with a pause of 0.5
+/// to 1.5 s between them.
+async fn reconnecting(
+    shared: Arc<Shared>,
+    mut client: impl Reconnecting,
+    first_wait: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rng = fastrand::Rng::new();
+    if !pause(&mut stop, first_wait).await {
+        return;
+    }
+    for cycle in 0u32.. {
+        let Some((category, (outcome, expected, detail))) =
+            client.attempt(cycle, &mut rng, &mut stop).await
+        else {
+            break;
+        };
+        shared.record(category, &outcome, expected, &detail);
+        if !pause(&mut stop, Duration::from_millis(rng.u64(500..1500))).await {
+            break;
         }
     }
 }

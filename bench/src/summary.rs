@@ -56,7 +56,7 @@ fn figures(report: &Report) -> Vec<Figure> {
     match report {
         Report::Fanout(r) => {
             let mut out = Vec::new();
-            if r.rate.is_some() {
+            if r.settings.rate.is_some() {
                 out.push(fig("latency p50 (ms)", r.latency.p50_us / 1000.0, false, 2));
                 out.push(fig("latency p99 (ms)", r.latency.p99_us / 1000.0, false, 2));
                 out.push(fig("latency max (ms)", r.latency.max_us / 1000.0, false, 1));
@@ -212,53 +212,41 @@ pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
     let ours = columns.first().cloned().unwrap_or_default();
     let peers: Vec<&String> = columns.iter().skip(1).collect();
 
-    let mut out = String::new();
-    let _ = write!(out, "| workload | figure |");
-    for c in &columns {
-        let _ = write!(out, " {c} |");
-    }
-    for p in &peers {
-        let _ = write!(out, " {ours} vs {p} |");
-    }
-    out.push('\n');
-    let _ = write!(out, "|---|---|");
-    for _ in 0..columns.len() + peers.len() {
-        out.push_str("---:|");
-    }
-    out.push('\n');
-    let mut last_workload = String::new();
+    let mut header = vec!["workload".to_owned(), "figure".to_owned()];
+    header.extend(columns.iter().cloned());
+    header.extend(peers.iter().map(|p| format!("{ours} vs {p}")));
+    let right: Vec<usize> = (2..header.len()).collect();
+    let mut lines = Vec::new();
+    let mut last_workload = "";
     for key in &order {
         let row = &rows[key];
-        let shown = if key.0 == last_workload {
-            String::new()
-        } else {
-            key.0.clone()
-        };
-        last_workload.clone_from(&key.0);
-        let _ = write!(out, "| {shown} | {} |", key.1);
-        let mut medians = BTreeMap::new();
+        let shown = if key.0 == last_workload { "" } else { &key.0 };
+        last_workload = &key.0;
+        let mut line = vec![shown.to_owned(), key.1.to_owned()];
+        let medians: BTreeMap<&String, f64> = row
+            .values
+            .iter()
+            .map(|(server, values)| (server, median(&mut values.clone())))
+            .collect();
         for c in &columns {
-            match row.values.get(c) {
-                Some(values) => {
-                    let m = median(&mut values.clone());
-                    medians.insert(c.clone(), m);
-                    let _ = write!(out, " {} |", format_value(m, row.decimals));
-                }
-                None => out.push_str(" – |"),
-            }
+            line.push(
+                medians
+                    .get(c)
+                    .map_or_else(|| "–".to_owned(), |&m| format_value(m, row.decimals)),
+            );
         }
         for p in &peers {
-            let ratio = match (medians.get(&ours), medians.get(*p)) {
+            line.push(match (medians.get(&ours), medians.get(*p)) {
                 (Some(&o), Some(&v)) if row.ratio && o > 0.0 && v > 0.0 => {
                     let r = if row.higher_is_better { o / v } else { v / o };
                     format!("{r:.2}×")
                 }
                 _ => "–".to_owned(),
-            };
-            let _ = write!(out, " {ratio} |");
+            });
         }
-        out.push('\n');
+        lines.push(line);
     }
+    let mut out = crate::table::markdown(&header, lines, &right);
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -57,7 +57,7 @@ pub enum WireError {
 }
 
 /// Where and how to open one WebSocket connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// The server's socket address.
     pub addr: SocketAddr,

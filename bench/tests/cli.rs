@@ -104,7 +104,16 @@ fn fanout_and_conns_print_json_and_table_compares_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("| fanout | deliveries/s |"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("| fanout ") && l.contains("| deliveries/s ")),
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.ends_with(":|")),
+        "{table}"
+    );
     assert!(table.contains("1.00×"), "{table}");
     assert!(table.contains("broken: did not start"), "{table}");
     let _ = std::fs::remove_dir_all(&dir);

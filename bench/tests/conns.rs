@@ -22,14 +22,15 @@ fn in_process_connections_all_receive_the_probe() {
 fn worker_processes_split_the_connections() {
     let server = TestServer::start(Vec::new()).unwrap();
     let mut config = common::conns(server.addr(), 70, 8);
-    config.per_worker = 25;
-    config.worker_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_chat-bench")));
-    config.server_pid = Some(std::process::id());
+    config.settings.per_worker = 25;
+    config.settings.in_process = false;
+    config.settings.worker_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_chat-bench")));
+    config.server.pid = Some(std::process::id());
     let report = chat_bench::conns::run(&config).unwrap();
     assert_eq!(report.workers, 3);
     assert_eq!((report.opened, report.failed), (70, 0));
     assert_eq!((report.probe_received, report.probe_missing), (70, 0));
-    assert_eq!(report.sources, ["127.0.0.1", "127.0.0.2"]);
+    assert_eq!(report.settings.sources, 2);
     assert!(report.server_rss_before_bytes.is_some() && report.server_rss_per_conn_bytes.is_some());
 }
 
@@ -44,7 +45,7 @@ fn a_server_that_drops_the_probe_is_caught() {
     }])
     .unwrap();
     let mut config = common::conns(server.addr(), 40, 10);
-    config.probe_timeout = std::time::Duration::from_secs(1);
+    config.settings.probe_timeout = std::time::Duration::from_secs(1).into();
     let report = chat_bench::conns::run(&config).unwrap();
     assert_eq!(report.opened, 40);
     assert_eq!((report.probe_received, report.probe_missing), (36, 4));
@@ -58,7 +59,7 @@ fn refused_connections_are_reported() {
         .local_addr()
         .unwrap();
     let mut config = common::conns(addr, 5, 5);
-    config.setup_timeout = std::time::Duration::from_secs(2);
+    config.server.setup_timeout = std::time::Duration::from_secs(2);
     let report = chat_bench::conns::run(&config).unwrap();
     assert_eq!((report.opened, report.failed), (0, 5));
     assert!(report.first_error.is_some());

@@ -116,7 +116,7 @@ fn a_disconnected_member_is_an_error_and_its_remaining_messages_are_lost() {
     // data messages 1..=9 (sequences 0..=8) and misses every later one.
     let server = TestServer::start(vec![fault(FaultKind::Disconnect, 10, Some(1))]).unwrap();
     let mut config = common::fanout(server.addr(), 1, 3, 1, 20);
-    config.connect_concurrency = 1;
+    config.settings.connect_concurrency = 1;
     let report = chat_bench::fanout::run(&config).unwrap();
     assert_eq!(report.errors, 1);
     // If the cut member is not the sender, the sender sends all 20 and the
@@ -131,8 +131,8 @@ fn a_disconnected_member_is_an_error_and_its_remaining_messages_are_lost() {
 fn a_fixed_rate_run_keeps_its_schedule() {
     let server = TestServer::start(Vec::new()).unwrap();
     let mut config = common::fanout(server.addr(), 2, 3, 2, 200);
-    config.rate = Some(1000.0);
-    config.window = 64;
+    config.settings.rate = Some(1000.0);
+    config.settings.window = 64;
     let start = std::time::Instant::now();
     let report = chat_bench::fanout::run(&config).unwrap();
     let elapsed = start.elapsed();
@@ -150,8 +150,8 @@ fn a_time_limit_cuts_the_sending_but_not_the_checking() {
     // after 0.3 s, and what they sent is still awaited: nothing is lost.
     let server = TestServer::start(Vec::new()).unwrap();
     let mut config = common::fanout(server.addr(), 1, 4, 1, 1000);
-    config.rate = Some(100.0);
-    config.max_time = std::time::Duration::from_millis(300);
+    config.settings.rate = Some(100.0);
+    config.settings.max_time = std::time::Duration::from_millis(300).into();
     let report = chat_bench::fanout::run(&config).unwrap();
     assert_eq!(report.stopped_by, "max-time");
     assert!(
@@ -167,7 +167,7 @@ fn a_time_limit_cuts_the_sending_but_not_the_checking() {
 fn busy_polling_counts_the_same() {
     let server = TestServer::start(vec![fault(FaultKind::Drop, 7, None)]).unwrap();
     let mut config = common::fanout(server.addr(), 2, 3, 2, 100);
-    config.busy_poll = true;
+    config.settings.busy_poll = true;
     let report = chat_bench::fanout::run(&config).unwrap();
     assert_eq!(report.lost, 2 * 3);
     assert_eq!(report.distinct, 100 * 3 - 6);
@@ -178,7 +178,7 @@ fn busy_polling_counts_the_same() {
 fn batched_reads_count_the_same() {
     let server = TestServer::start(vec![fault(FaultKind::Duplicate, 5, None)]).unwrap();
     let mut config = common::fanout(server.addr(), 2, 3, 2, 100);
-    config.read_interval = Some(std::time::Duration::from_micros(500));
+    config.settings.read_interval = Some(500);
     let report = chat_bench::fanout::run(&config).unwrap();
     assert_eq!(report.duplicated, 2 * 3);
     assert_eq!((report.distinct, report.lost), (300, 0));

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use chat_bench::soak::{self, Abuse, SoakConfig};
+use chat_bench::soak::{self, Abuse, SoakConfig, SoakSettings};
 
 /// How long the soak runs.
 const RUN: Duration = Duration::from_secs(60);
@@ -93,10 +93,17 @@ impl ServerProcess {
 }
 
 fn healthz(addr: SocketAddr) -> bool {
-    matches!(
-        soak::metrics::get(addr, &addr.to_string(), "/healthz", Duration::from_secs(2)),
-        Ok((200, _))
-    )
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let target = common::server(addr).target;
+    let answer = runtime.block_on(soak::metrics::get(
+        &target,
+        "/healthz",
+        Duration::from_secs(2),
+    ));
+    matches!(answer, Ok((200, _)))
 }
 
 /// The chat-server binary of this test's profile: next to the test
@@ -205,33 +212,31 @@ fn build_chat_server(profile: &str) -> Option<PathBuf> {
 }
 
 fn config(addr: SocketAddr, pid: u32) -> SoakConfig {
-    SoakConfig {
-        target: common::target(addr),
-        url: format!("ws://{addr}"),
-        room_prefix: format!("ci{}s", fastrand::u32(..)),
-        duration: RUN,
+    let settings = SoakSettings {
+        seconds: Some(RUN.into()),
         rooms: 10,
         members: 4,
         churn: 0.25,
-        churn_every: Duration::from_secs(5),
+        churn_every: Duration::from_secs(5).into(),
         rate_min: 1.0,
         rate_max: 5.0,
         size: 100,
         busy_rooms: 2,
         busy_size: 2048,
         slow: 3,
-        slow_max_stall: Duration::from_secs(40),
+        slow_max_stall: Duration::from_secs(40).into(),
         abusers: 7,
-        abuse_timeout: Duration::from_secs(45),
+        abuse_timeout: Duration::from_secs(45).into(),
         threads: 2,
-        server_pid: Some(pid),
-        metrics: true,
-        rss_every: Some(Duration::from_secs(5)),
-        rss_tolerance: 0.10,
-        rss_slack: 2 * 1024 * 1024,
-        setup_timeout: Duration::from_secs(10),
-        progress: false,
-    }
+        no_metrics: false,
+        rss_every: Some(Duration::from_secs(5).into()),
+        rss_tolerance: 10.0,
+        rss_slack_mib: 2.0,
+        ..SoakSettings::default()
+    };
+    let mut config = common::config(addr, settings, "ci");
+    config.server.pid = Some(pid);
+    config
 }
 
 #[test]

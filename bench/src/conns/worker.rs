@@ -11,7 +11,6 @@
 //! long hold measures idle connections, not dead ones.
 
 use std::cell::{Cell, RefCell};
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,37 +18,30 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::ConnsSettings;
+use crate::frames::{FrameReader, Message, Status};
 use crate::payload::{self, Payload};
-use crate::wire::{self, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Target};
+use crate::secs::Secs;
+use crate::wire::{self, OP_CLOSE, OP_TEXT, Target};
 
 /// What a worker must do, as the parent hands it over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSpec {
     /// Worker number (names its rooms).
     pub worker: usize,
-    /// The server's address.
-    pub addr: SocketAddr,
-    /// `Host` header.
-    pub host: String,
-    /// `Origin` header.
-    pub origin: Option<String>,
-    /// Room-name prefix of the run.
-    pub room_prefix: String,
     /// Connections to open.
     pub count: u64,
-    /// Members per room.
-    pub room_size: u32,
     /// Index of this worker's first connection in the run (spreads the
     /// sources evenly across workers).
     pub first_index: u64,
-    /// Source addresses.
-    pub sources: Vec<IpAddr>,
-    /// Handshakes in progress at once.
-    pub concurrency: usize,
-    /// Limit for one handshake, milliseconds.
-    pub setup_timeout_ms: u64,
-    /// Limit for the probe, milliseconds.
-    pub probe_timeout_ms: u64,
+    /// Room-name prefix of the run.
+    pub room_prefix: String,
+    /// The server.
+    pub target: Target,
+    /// Limit for one handshake.
+    pub setup_timeout: Secs,
+    /// The run's settings.
+    pub settings: ConnsSettings,
 }
 
 /// A command from the parent.
@@ -116,8 +108,6 @@ struct Tally {
     first_error: RefCell<Option<String>>,
     /// Has room `r` had its probe sent?
     probed: RefCell<Vec<bool>>,
-    /// Read buffer shared by every connection of the worker.
-    buf: RefCell<Vec<u8>>,
 }
 
 /// Runs one worker to the end.
@@ -134,35 +124,32 @@ pub fn run(
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let rooms = usize::try_from(spec.count.div_ceil(u64::from(spec.room_size.max(1)))).unwrap_or(0);
+    let settings = &spec.settings;
+    let room_size = u64::from(settings.room_size.max(1));
+    let rooms = usize::try_from(spec.count.div_ceil(room_size)).unwrap_or(0);
     let tally = Rc::new(Tally {
         probed: RefCell::new(vec![false; rooms]),
-        buf: RefCell::new(vec![0; 64 * 1024]),
         ..Tally::default()
     });
-    let target = Target {
-        addr: spec.addr,
-        host: spec.host.clone(),
-        origin: spec.origin.clone(),
-    };
+    let sources = crate::config::loopback_sources(settings.sources);
     local.block_on(&runtime, async {
         let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
-        let gate = Rc::new(Semaphore::new(spec.concurrency.max(1)));
+        let gate = Rc::new(Semaphore::new(settings.connect_concurrency.max(1)));
         let start = Instant::now();
-        let setup_timeout = Duration::from_millis(spec.setup_timeout_ms);
+        let setup_timeout = spec.setup_timeout.get();
         let mut tasks = Vec::new();
         for i in 0..spec.count {
-            let room = i / u64::from(spec.room_size.max(1));
+            let room = i / room_size;
             let path = format!("/ws/chat/{}w{}r{room}/", spec.room_prefix, spec.worker);
-            let source = (!spec.sources.is_empty()).then(|| {
+            let source = (!sources.is_empty()).then(|| {
                 let global = usize::try_from(spec.first_index + i).unwrap_or(0);
-                spec.sources[global % spec.sources.len()]
+                sources[global % sources.len()]
             });
             let (tally, gate, target, phase_rx, done_tx) = (
                 tally.clone(),
                 gate.clone(),
-                target.clone(),
+                spec.target.clone(),
                 phase_rx.clone(),
                 done_tx.clone(),
             );
@@ -218,7 +205,7 @@ pub fn run(
             match command {
                 Command::Probe => {
                     let probe_start = Instant::now();
-                    let deadline = probe_start + Duration::from_millis(spec.probe_timeout_ms);
+                    let deadline = probe_start + settings.probe_timeout.get();
                     let _ = phase_tx.send(Phase::Probe);
                     let opened = tally.opened.get();
                     while tally.received.get() + tally.dead.get() < opened
@@ -249,15 +236,39 @@ pub fn run(
 /// room's probe (if no one of the room has) and waits for it to arrive.
 async fn hold(
     stream: TcpStream,
-    mut pending: Vec<u8>,
+    leftover: Vec<u8>,
     room: usize,
     tally: &Tally,
     mut phase_rx: watch::Receiver<Phase>,
 ) {
     let mut phase = *phase_rx.borrow_and_update();
     let mut received = false;
+    let mut reader = FrameReader::new(leftover);
     let mut out = Vec::new();
+    // Probes are only sent in the probe phase, but this task may see one
+    // before it sees the phase change.
+    let mut on = |message: Message<'_>| {
+        if let Message::Text(text) = message {
+            if payload::parse(text) == Ok(Payload::Probe) {
+                if !received {
+                    received = true;
+                    tally.received.set(tally.received.get() + 1);
+                }
+            } else {
+                tracing::debug!(
+                    text = %String::from_utf8_lossy(text),
+                    "unexpected message on an idle connection"
+                );
+            }
+        }
+    };
+    let mut status = reader.parse_pending(&mut on);
     loop {
+        if !matches!(status, Ok(Status::Drained | Status::Budget)) {
+            // The socket ended before the close phase (a close frame, its
+            // end, an error).
+            break;
+        }
         if phase == Phase::Close {
             // A clean close (1000) rather than a reset; not awaited.
             out.clear();
@@ -276,6 +287,7 @@ async fn hold(
                 }
             }
         }
+        out.extend_from_slice(&reader.take_replies());
         if !out.is_empty() {
             // A few bytes on an idle socket: the send buffer takes them.
             match stream.try_write(&out) {
@@ -288,77 +300,17 @@ async fn hold(
         }
         tokio::select! {
             ready = stream.readable() => {
-                if ready.is_err() {
-                    break;
-                }
-                match read_frames(&stream, &mut pending, &mut out, tally) {
-                    Ok(probe) => {
-                        // Probes are only sent in the probe phase, but this
-                        // task may see one before it sees the phase change.
-                        if probe && !received {
-                            received = true;
-                            tally.received.set(tally.received.get() + 1);
-                        }
-                    }
-                    Err(()) => break,
-                }
+                status = match ready {
+                    Ok(()) => reader.read(&stream, usize::MAX, &mut on),
+                    Err(error) => Err(error.into()),
+                };
             }
             changed = phase_rx.changed() => {
                 phase = if changed.is_ok() { *phase_rx.borrow_and_update() } else { Phase::Close };
             }
         }
     }
-    // The socket ended before the close phase.
     if !received {
         tally.dead.set(tally.dead.get() + 1);
-    }
-}
-
-/// Reads what the socket holds; returns whether a probe arrived.
-/// `Err` when the socket ended (EOF, error, close frame).
-fn read_frames(
-    stream: &TcpStream,
-    pending: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-    tally: &Tally,
-) -> Result<bool, ()> {
-    let mut buf = tally.buf.borrow_mut();
-    let mut probe = false;
-    loop {
-        let keep = pending.len();
-        if buf.len() < keep + 4096 {
-            buf.resize(keep + 4096, 0);
-        }
-        buf[..keep].copy_from_slice(pending);
-        let n = match stream.try_read(&mut buf[keep..]) {
-            Ok(0) => return Err(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(probe),
-            Err(_) => return Err(()),
-        };
-        let bytes = &buf[..keep + n];
-        let mut used = 0;
-        while let Some((frame, len)) = wire::parse_frame(&bytes[used..]).map_err(|_| ())? {
-            used += len;
-            match frame.opcode {
-                OP_TEXT | OP_CONTINUATION => {
-                    if payload::parse(frame.payload) == Ok(Payload::Probe) {
-                        probe = true;
-                    } else {
-                        tracing::debug!(
-                            opcode = frame.opcode,
-                            fin = frame.fin,
-                            payload = %String::from_utf8_lossy(frame.payload),
-                            "unexpected frame on an idle connection"
-                        );
-                    }
-                }
-                OP_PING => wire::push_frame(out, OP_PONG, frame.payload, wire::mask_key()),
-                OP_CLOSE => return Err(()),
-                _ => {}
-            }
-        }
-        pending.clear();
-        pending.extend_from_slice(&bytes[used..]);
     }
 }

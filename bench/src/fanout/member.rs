@@ -2,9 +2,10 @@
 //! every delivery of its room, and, if it is one of the senders, sends.
 //!
 //! One task owns the socket, so there is no split and no channel: the loop
-//! waits for readiness, drains the socket into its thread's shared buffer
-//! ([`Shard::buf`]), walks the frames in place, and writes whatever it has to
-//! send (messages, pongs) with `try_write`. Nothing is allocated per message.
+//! waits for readiness, drains the socket through its [`FrameReader`] (the
+//! thread's shared buffer, frames walked in place), and writes whatever it
+//! has to send (messages, pongs) with `try_write`. Nothing is allocated per
+//! message.
 //!
 //! A sender keeps at most `window` of its own messages in flight: a message
 //! is in flight from its send until the sender's own copy comes back (every
@@ -24,9 +25,10 @@ use tokio::sync::watch;
 
 use super::shard::Shard;
 use super::{Phase, Shared};
+use crate::frames::{FrameReader, Message, Status};
 use crate::payload::{self, Payload};
 use crate::tracker::{Arrival, SeqTracker};
-use crate::wire::{self, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::wire::{self, OP_TEXT, WireError};
 
 /// The sending side of a member that is a sender.
 #[derive(Debug)]
@@ -95,11 +97,6 @@ pub struct Member {
     warm: bool,
     /// Has this member sent its room's warm-up message (member 0 only)?
     warmup_sent: bool,
-    /// Bytes of a frame cut by the end of the last read.
-    pending: Vec<u8>,
-    /// A fragmented text message being reassembled (rare: servers send
-    /// small messages in one frame).
-    fragment: Option<Vec<u8>>,
     /// Bytes to write; `out[out_pos..]` is still unsent.
     out: Vec<u8>,
     out_pos: usize,
@@ -135,11 +132,11 @@ fn next_phase(mut rx: watch::Receiver<Phase>) -> PhaseFuture {
 impl Member {
     /// A member of `room` at `index`; it sends if `index * rooms + room`
     /// is below the number of senders.
-    pub fn new(shared: &Shared, room: u32, index: u32, leftover: Vec<u8>) -> Self {
-        let cfg = &shared.config;
+    pub fn new(shared: &Shared, room: u32, index: u32) -> Self {
+        let cfg = &shared.config.settings;
         let rooms = cfg.rooms;
         let sender_id = u64::from(index) * u64::from(rooms) + u64::from(room);
-        let sender = (sender_id < u64::from(cfg.senders)).then(|| {
+        let sender = (sender_id < u64::from(cfg.senders())).then(|| {
             // Checked just above: below the number of senders, a u32.
             let id = u32::try_from(sender_id).unwrap_or(u32::MAX);
             Sender {
@@ -149,7 +146,7 @@ impl Member {
                 echoed: 0,
                 window: cfg.window,
                 interval: cfg.rate.map(|rate| {
-                    Duration::from_secs_f64(f64::from(cfg.senders) / rate.max(f64::MIN_POSITIVE))
+                    Duration::from_secs_f64(f64::from(cfg.senders()) / rate.max(f64::MIN_POSITIVE))
                 }),
                 start: None,
             }
@@ -162,8 +159,6 @@ impl Member {
             streams,
             warm: false,
             warmup_sent: false,
-            pending: leftover,
-            fragment: None,
             out: Vec::with_capacity(4096),
             out_pos: 0,
             scratch: Vec::with_capacity(cfg.size + 64),
@@ -173,25 +168,21 @@ impl Member {
     }
 
     /// Runs the member until the `Stop` phase, then returns its counts.
+    /// `leftover` is what the server sent right after its handshake response.
     pub async fn run(
         mut self,
         stream: TcpStream,
+        leftover: Vec<u8>,
         local: &std::cell::RefCell<Shard>,
         shared: Arc<Shared>,
         rx: watch::Receiver<Phase>,
     ) -> MemberCounts {
         let mut phase = *rx.borrow();
         let mut phase_fut = next_phase(rx);
-        // Bytes that arrived with the handshake response.
-        if !self.pending.is_empty() {
-            let mut local = local.borrow_mut();
-            let pending = std::mem::take(&mut self.pending);
-            let (used, end) = self.consume(&pending, &mut local, &shared);
-            self.pending.extend_from_slice(&pending[used..]);
-            drop(local);
-            if let Some(reason) = end {
-                self.fail(phase, &reason, &shared);
-            }
+        let mut reader = FrameReader::new(leftover);
+        let early = self.receive(&mut reader, None, &mut local.borrow_mut(), &shared);
+        if let Err(reason) = early {
+            self.fail(phase, &reason, &shared);
         }
         while phase != Phase::Stop {
             if !self.closed {
@@ -223,10 +214,14 @@ impl Member {
             match wake {
                 Wake::Ready(Ok(ready)) => {
                     if ready.is_readable() || ready.is_read_closed() {
-                        let mut local = local.borrow_mut();
-                        if let Err(error) = self.read_all(&stream, &mut local, &shared) {
-                            drop(local);
-                            self.fail(phase, &error, &shared);
+                        let read = self.receive(
+                            &mut reader,
+                            Some(&stream),
+                            &mut local.borrow_mut(),
+                            &shared,
+                        );
+                        if let Err(reason) = read {
+                            self.fail(phase, &reason, &shared);
                         }
                     }
                 }
@@ -330,7 +325,7 @@ impl Member {
         let Some(sender) = &mut self.sender else {
             return;
         };
-        let cfg = &shared.config;
+        let cfg = &shared.config.settings;
         let in_flight = sender.sent - sender.echoed.min(sender.sent);
         let mut allowed = (u64::from(cfg.window).saturating_sub(in_flight))
             .min(sender.quota - sender.sent.min(sender.quota));
@@ -373,97 +368,32 @@ impl Member {
         Ok(())
     }
 
-    /// Reads everything the socket holds and handles each whole frame.
-    fn read_all(
+    /// Reads what the socket holds (without a socket: the bytes that came
+    /// with the handshake) and handles every message; `Err` says why the
+    /// stream ended (a close frame, its end, a broken frame).
+    fn receive(
         &mut self,
-        stream: &TcpStream,
+        reader: &mut FrameReader,
+        stream: Option<&TcpStream>,
         local: &mut Shard,
         shared: &Shared,
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        loop {
-            let keep = self.pending.len();
-            if local.buf.len() < keep + 64 * 1024 {
-                local.buf.resize(keep + 64 * 1024, 0);
-            }
-            local.buf[..keep].copy_from_slice(&self.pending);
-            let room_left = local.buf.len() - keep;
-            let n = match read_once(stream, &mut local.buf[keep..]) {
-                Ok(Some(0)) => return Err("connection closed by the server".into()),
-                Ok(Some(n)) => n,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
-            let buf = std::mem::take(&mut local.buf);
-            let (used, end) = self.consume(&buf[..keep + n], local, shared);
-            self.pending.clear();
-            self.pending.extend_from_slice(&buf[used..keep + n]);
-            local.buf = buf;
-            if let Some(reason) = end {
-                return Err(reason.into());
-            }
-            if n < room_left {
-                // The socket is drained; the next readiness says when more comes.
-                return Ok(());
-            }
-        }
-    }
-
-    /// Handles every whole frame at the start of `bytes`; returns how many
-    /// bytes it used, and why the stream ends if it does (a close frame or
-    /// a broken frame).
-    fn consume(
-        &mut self,
-        bytes: &[u8],
-        local: &mut Shard,
-        shared: &Shared,
-    ) -> (usize, Option<String>) {
+    ) -> Result<(), String> {
         let recv_ns = shared.now_ns();
         let was_warm = self.warm;
-        let mut used = 0;
         let mut distinct = 0;
-        let mut end = None;
-        while used < bytes.len() {
-            let (frame, len) = match wire::parse_frame(&bytes[used..]) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::debug!(%error, "bad frame from server");
-                    end = Some(format!("broken frame from the server: {error}"));
-                    used = bytes.len();
-                    break;
-                }
-            };
-            used += len;
-            match (frame.opcode, frame.fin) {
-                (OP_TEXT, true) => distinct += self.on_message(frame.payload, recv_ns, local),
-                (OP_TEXT, false) => self.fragment = Some(frame.payload.to_vec()),
-                (OP_CONTINUATION, fin) => {
-                    let Some(mut message) = self.fragment.take() else {
-                        self.counts.errors += 1;
-                        continue;
-                    };
-                    message.extend_from_slice(frame.payload);
-                    if fin {
-                        distinct += self.on_message(&message, recv_ns, local);
-                    } else {
-                        self.fragment = Some(message);
-                    }
-                }
-                (OP_PING, _) => {
-                    wire::push_frame(&mut self.out, OP_PONG, frame.payload, wire::mask_key());
-                }
-                (OP_PONG, _) => {}
-                (OP_CLOSE, _) => {
-                    end = Some(format!(
-                        "close frame from the server: {}",
-                        crate::wire::describe_close(frame.payload)
-                    ));
-                    used = bytes.len();
-                    break;
-                }
-                // Binary frames and anything else: not a chat message.
-                _ => self.counts.errors += 1,
-            }
+        let mut close = String::new();
+        let on = |message: Message<'_>| match message {
+            Message::Text(text) => distinct += self.on_message(text, recv_ns, local),
+            // Not a chat message.
+            Message::Binary(_) => self.counts.errors += 1,
+            Message::Close(payload) => close = wire::describe_close(payload),
+        };
+        let status = match stream {
+            Some(stream) => reader.read(stream, usize::MAX, on),
+            None => reader.parse_pending(on),
+        };
+        if reader.has_replies() {
+            self.out.extend_from_slice(&reader.take_replies());
         }
         if distinct > 0 {
             shared.distinct_total.fetch_add(distinct, Ordering::Relaxed);
@@ -472,7 +402,16 @@ impl Member {
         if self.warm && !was_warm {
             shared.warm.fetch_add(1, Ordering::Relaxed);
         }
-        (used, end)
+        match status {
+            Ok(Status::Drained | Status::Budget) => Ok(()),
+            Ok(Status::Closed) => Err(format!("close frame from the server: {close}")),
+            Ok(Status::Eof) => Err("connection closed by the server".to_owned()),
+            Err(WireError::Io(error)) => Err(error.to_string()),
+            Err(error) => {
+                tracing::debug!(%error, "bad frame from server");
+                Err(format!("broken frame from the server: {error}"))
+            }
+        }
     }
 
     /// Handles one text message; returns 1 if it was a first copy of a
@@ -533,7 +472,7 @@ impl Member {
 
     /// Final counts: the loss of each stream against what its sender sent.
     fn finish(mut self, shared: &Shared) -> MemberCounts {
-        let rooms = shared.config.rooms;
+        let rooms = shared.config.settings.rooms;
         for (i, stream) in self.streams.iter().enumerate() {
             let sender = u32::try_from(i).unwrap_or(u32::MAX) * rooms + self.room;
             let sent = shared
@@ -543,39 +482,6 @@ impl Member {
             self.counts.lost += stream.lost(sent);
         }
         self.counts
-    }
-}
-
-/// One `read(2)` into `buf`: `Some(n)` bytes (0 at the end of the
-/// stream), or `None` if there was nothing to read.
-///
-/// A read that does not fill the buffer has drained the socket, so it also
-/// clears tokio's readiness flag for it, as a `WouldBlock` would: the task
-/// then sleeps until the next edge instead of paying a second `read` just to
-/// learn that the socket is empty. That halves the system calls when a
-/// server writes each frame separately (every peer but a batching one). It
-/// is safe: readiness is only cleared if no new event arrived since it was
-/// observed, and data arriving after the read raises a new edge.
-#[inline]
-fn read_once(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    let mut got = 0;
-    let result = stream.try_io(Interest::READABLE, || {
-        let n = rustix::io::read(stream, &mut *buf).map_err(std::io::Error::from)?;
-        got = n;
-        if n > 0 && n < buf.len() {
-            // Drained: report it as `WouldBlock` so that tokio clears the
-            // readiness; `got` still carries the bytes read.
-            Err(std::io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(())
-        }
-    });
-    match result {
-        Ok(()) => Ok(Some(got)),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            Ok(if got > 0 { Some(got) } else { None })
-        }
-        Err(e) => Err(e),
     }
 }
 

@@ -2,8 +2,9 @@
 //! runtime that opens its share of the members and runs them.
 //!
 //! Everything a delivery touches lives here, behind one `RefCell` that no
-//! task holds across an `.await`: the read buffer every connection of the
-//! thread reads into, the latency histogram, the time of the last delivery.
+//! task holds across an `.await`: the latency histogram and the time of the
+//! last delivery (the read buffer every connection of the thread reads into
+//! is [`crate::frames`]'s).
 //! Only the run's totals cross threads, as relaxed atomics updated once per
 //! read, not once per message.
 
@@ -19,15 +20,9 @@ use super::member::{Member, MemberCounts};
 use super::{Phase, Shared};
 use crate::wire;
 
-/// Size of the read buffer shared by a thread's connections: large, so that
-/// a socket that queued many frames is drained in one `read`.
-const READ_BUF: usize = 256 * 1024;
-
 /// The per-thread state that deliveries update.
 #[derive(Debug)]
 pub struct Shard {
-    /// The shared read buffer.
-    pub buf: Vec<u8>,
     /// Rooms in the run (to map a sender id to its room).
     pub rooms: u32,
     /// Latency of every first copy, in nanoseconds.
@@ -71,13 +66,12 @@ pub fn run(
         .build()?;
     let tasks_set = tokio::task::LocalSet::new();
     let local = Rc::new(RefCell::new(Shard {
-        buf: vec![0; READ_BUF],
-        rooms: shared.config.rooms,
+        rooms: shared.config.settings.rooms,
         hist: crate::report::new_histogram(),
         last_delivery_ns: 0,
     }));
     let counts = tasks_set.block_on(&runtime, async {
-        if let Some(interval) = shared.config.read_interval {
+        if let Some(interval) = shared.config.settings.read_interval() {
             // Batch reads: stall the thread between rounds so that frames
             // pile up in the sockets. See `FanoutConfig::read_interval`.
             let mut rx = rx.clone();
@@ -88,7 +82,7 @@ pub fn run(
                 }
             });
         }
-        if shared.config.busy_poll {
+        if shared.config.settings.busy_poll {
             // Keep the runtime from ever sleeping in epoll_wait: with a task
             // always ready, the I/O driver is polled without blocking. See
             // `FanoutConfig::busy_poll` for why.
@@ -109,16 +103,20 @@ pub fn run(
                     let _permit = gate.acquire().await;
                     let cfg = &shared.config;
                     let path = cfg.path(room);
-                    let global = room as usize * cfg.members as usize + index as usize;
-                    let source =
-                        (!cfg.sources.is_empty()).then(|| cfg.sources[global % cfg.sources.len()]);
-                    wire::connect(&cfg.target, &path, source, cfg.setup_timeout).await
+                    let global = room as usize * cfg.settings.members as usize + index as usize;
+                    let sources = &shared.sources;
+                    let source = (!sources.is_empty()).then(|| sources[global % sources.len()]);
+                    wire::connect(&cfg.server.target, &path, source, cfg.server.setup_timeout).await
                 };
                 match connected {
                     Ok((stream, leftover)) => {
                         shared.connected.fetch_add(1, Ordering::Relaxed);
-                        let member = Member::new(&shared, room, index, leftover);
-                        Some(member.run(stream, &local, shared.clone(), rx).await)
+                        let member = Member::new(&shared, room, index);
+                        Some(
+                            member
+                                .run(stream, leftover, &local, shared.clone(), rx)
+                                .await,
+                        )
                     }
                     Err(error) => {
                         shared.connect_failed(&error.to_string());
@@ -154,7 +152,6 @@ impl Shard {
     /// shard, which cannot happen once every task has been awaited).
     fn clone_result(&self) -> Shard {
         Shard {
-            buf: Vec::new(),
             rooms: self.rooms,
             hist: self.hist.clone(),
             last_delivery_ns: self.last_delivery_ns,

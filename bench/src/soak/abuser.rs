@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn::{Conn, Ended, Incoming, Open};
-use super::{Shared, pause, stopped};
+use super::{Outcome, Reconnecting, Shared, stopped};
 use crate::wire::{OP_BINARY, OP_TEXT};
 
 /// The first letter of an abuser's message text.
@@ -113,29 +113,29 @@ impl Abuse {
     }
 }
 
-/// What one attempt saw: the outcome label, whether it is what a correct
-/// server does, and a detail for the report.
-type Outcome = (String, bool, String);
+/// Abusive client number `index`.
+pub(super) struct Abuser {
+    shared: Arc<Shared>,
+    index: u32,
+}
 
-/// Runs abuser `index` until the run stops.
-pub(super) async fn run(shared: Arc<Shared>, index: u32, mut stop: watch::Receiver<bool>) {
-    let mut rng = fastrand::Rng::new();
-    let start = Duration::from_millis(1000 + u64::from(index) * 100);
-    if !pause(&mut stop, start).await {
-        return;
+impl Abuser {
+    pub(super) fn new(shared: Arc<Shared>, index: u32) -> Self {
+        Self { shared, index }
     }
-    for cycle in 0u32.. {
-        let abuse = Abuse::ALL[((index + cycle) % 7) as usize];
-        let room = rng.u32(..shared.config.rooms);
-        let Some((outcome, expected, detail)) =
-            attempt(&shared, index, abuse, cycle, room, &mut stop).await
-        else {
-            break;
-        };
-        shared.record(abuse.label(), &outcome, expected, &detail);
-        if !pause(&mut stop, Duration::from_millis(rng.u64(500..1500))).await {
-            break;
-        }
+}
+
+impl Reconnecting for Abuser {
+    async fn attempt(
+        &mut self,
+        cycle: u32,
+        rng: &mut fastrand::Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(&'static str, Outcome)> {
+        let abuse = Abuse::ALL[((self.index + cycle) % 7) as usize];
+        let room = rng.u32(..self.shared.config.settings.rooms);
+        let outcome = attempt(&self.shared, self.index, abuse, cycle, room, stop).await?;
+        Some((abuse.label(), outcome))
     }
 }
 
@@ -151,24 +151,21 @@ async fn attempt(
     let cfg = &shared.config;
     let name = format!("abuse{index}");
     let room_name = cfg.room_name(room);
-    let typed = abuse.typed(cycle);
     let open = Open {
-        target: &cfg.target,
         room: &room_name,
-        typed,
+        typed: abuse.typed(cycle),
         name: &name,
         small_pipe: None,
-        timeout: cfg.setup_timeout,
     };
-    let mut conn = match Conn::open(&open).await {
-        Ok(conn) => conn,
-        Err(error) => return Some(("connect failed".into(), false, error.to_string())),
+    let (mut conn, _open) = match shared.connect(&open).await {
+        Ok(opened) => opened,
+        Err(outcome) => return Some(outcome),
     };
-    let _open = shared.open_guard();
+    let abuse_timeout = cfg.settings.abuse_timeout.get();
     let limit = if is_flood(abuse) {
-        cfg.abuse_timeout
+        abuse_timeout
     } else {
-        ANSWER_WAIT.min(cfg.abuse_timeout)
+        ANSWER_WAIT.min(abuse_timeout)
     };
     let deadline = Instant::now() + limit;
     let seen = tokio::select! {

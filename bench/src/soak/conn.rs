@@ -2,10 +2,11 @@
 //!
 //! The soak's clients are few (hundreds) and slow (a few messages a second
 //! each), so this client favours being easy to drive over the fan-out
-//! member's zero-copy loop: it parses whole frames into owned messages,
-//! answers pings, reassembles fragments (the server fragments a large
-//! welcome), and remembers *how* the stream ended (close frame and code,
-//! end of stream, reset), which is what the soak counts.
+//! member's zero-copy loop: it reads through the same [`FrameReader`]
+//! (which reassembles fragments: the server fragments a large welcome, and
+//! answers pings) but keeps whole messages as owned values in an inbox, and
+//! remembers *how* the stream ended (close frame and code, end of stream,
+//! reset), which is what the soak counts.
 //!
 //! Every `async` method is cancel-safe: the only await is a readiness wait
 //! ([`Conn::pump`]), and the reads and writes after it are non-blocking. A
@@ -20,8 +21,8 @@ use futures_util::FutureExt as _;
 use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::wire::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
-use crate::wire::{Target, WireError};
+use crate::frames::{FrameReader, Message, Status};
+use crate::wire::{self, OP_CLOSE, Target, WireError};
 
 /// How much one [`Conn::pump`] reads at most, so that a flood of input
 /// cannot keep a task from yielding.
@@ -89,8 +90,6 @@ impl Ended {
 /// How to open a connection.
 #[derive(Debug, Clone)]
 pub struct Open<'a> {
-    /// The server.
-    pub target: &'a Target,
     /// Room name (the prefix included).
     pub room: &'a str,
     /// Typed events (`?v=2`, a `welcome` first) or plain frames.
@@ -100,8 +99,6 @@ pub struct Open<'a> {
     /// `SO_RCVBUF` and `TCP_MAXSEG` to set before connecting (see
     /// [`SmallPipe`]); `None` keeps the kernel's defaults.
     pub small_pipe: Option<SmallPipe>,
-    /// Limit for the TCP connect plus the handshake.
-    pub timeout: Duration,
 }
 
 /// Socket options that make a client's receive pipe as small as a remote
@@ -122,11 +119,11 @@ pub struct SmallPipe {
 }
 
 /// A socket for `open`: with the [`SmallPipe`] options if asked.
-fn socket(open: &Open<'_>) -> std::io::Result<TcpSocket> {
+fn socket(target: &Target, open: &Open<'_>) -> std::io::Result<TcpSocket> {
     let Some(pipe) = open.small_pipe else {
-        return wire::new_socket(open.target);
+        return wire::new_socket(target);
     };
-    let domain = if open.target.addr.is_ipv4() {
+    let domain = if target.addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
         socket2::Domain::IPV6
@@ -142,11 +139,7 @@ fn socket(open: &Open<'_>) -> std::io::Result<TcpSocket> {
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
-    /// Bytes read and not yet parsed: `input[start..]`.
-    input: Vec<u8>,
-    start: usize,
-    /// A fragmented text message being reassembled.
-    fragment: Option<Vec<u8>>,
+    reader: FrameReader,
     /// Whole messages parsed and not yet taken by [`Conn::recv`].
     inbox: VecDeque<Incoming>,
     /// Bytes to write: `out[out_pos..]`.
@@ -159,35 +152,40 @@ pub struct Conn {
     write_failed: bool,
     /// This side has queued a close frame.
     close_sent: bool,
+    /// The bytes that came with the handshake have been parsed.
+    opened: bool,
 }
 
 impl Conn {
-    /// Opens a connection to `/ws/chat/<room>/`.
+    /// Opens a connection to `/ws/chat/<room>/` of `target`, within
+    /// `timeout` (the TCP connect plus the handshake).
     ///
     /// # Errors
     ///
     /// The socket, the TCP connection or the handshake failed.
-    pub async fn open(open: &Open<'_>) -> Result<Self, WireError> {
-        let socket = socket(open)?;
+    pub async fn open(
+        target: &Target,
+        timeout: Duration,
+        open: &Open<'_>,
+    ) -> Result<Self, WireError> {
+        let socket = socket(target, open)?;
         let mut path = format!("/ws/chat/{}/?name={}", open.room, open.name);
         if open.typed {
             path.push_str("&v=2");
         }
-        let (stream, leftover) =
-            wire::connect_socket(socket, open.target, &path, open.timeout).await?;
+        let (stream, leftover) = wire::connect_socket(socket, target, &path, timeout).await?;
         let mut conn = Self {
             stream,
-            input: leftover,
-            start: 0,
-            fragment: None,
+            reader: FrameReader::new(leftover),
             inbox: VecDeque::new(),
             out: Vec::new(),
             out_pos: 0,
             ended: None,
             write_failed: false,
             close_sent: false,
+            opened: false,
         };
-        conn.parse();
+        conn.try_read();
         Ok(conn)
     }
 
@@ -343,82 +341,43 @@ impl Conn {
         }
     }
 
-    /// Reads what the socket holds (up to [`READ_PER_PUMP`]) and parses it.
+    /// Reads what the socket holds (up to [`READ_PER_PUMP`]; at the
+    /// start, the bytes that came with the handshake), keeps the messages
+    /// in the inbox, answers pings, and notes how the stream ended.
     fn try_read(&mut self) {
-        let mut total = 0;
-        while self.ended.is_none() && total < READ_PER_PUMP {
-            if self.input.capacity() - self.input.len() < 16 * 1024 {
-                self.input.reserve(64 * 1024);
-            }
-            match self.stream.try_read_buf(&mut self.input) {
-                Ok(0) => {
-                    self.parse();
-                    self.end(Ended::Eof);
-                }
-                Ok(n) => total += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    self.parse();
-                    self.end(Ended::Reset(e.to_string()));
-                }
-            }
+        if self.ended.is_some() {
+            return;
         }
-        self.parse();
-    }
-
-    /// Turns every whole frame of the input into messages, answers pings,
-    /// and notes a close frame as the end.
-    fn parse(&mut self) {
-        while self.ended.is_none() {
-            let (opcode, fin, payload, len) = match wire::parse_frame(&self.input[self.start..]) {
-                Ok(Some((frame, len))) => (frame.opcode, frame.fin, frame.payload.to_vec(), len),
-                Ok(None) => break,
-                Err(error) => {
-                    self.end(Ended::Broken(error.to_string()));
-                    break;
-                }
-            };
-            self.start += len;
-            self.on_frame(opcode, fin, payload);
-        }
-        if self.start == self.input.len() {
-            self.input.clear();
-            self.start = 0;
-        } else if self.start > 64 * 1024 {
-            self.input.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
-    fn on_frame(&mut self, opcode: u8, fin: bool, payload: Vec<u8>) {
-        match opcode {
-            OP_TEXT if fin => self.inbox.push_back(Incoming::Text(payload)),
-            OP_TEXT => self.fragment = Some(payload),
-            OP_CONTINUATION => match self.fragment.take() {
-                Some(mut message) => {
-                    message.extend_from_slice(&payload);
-                    if fin {
-                        self.inbox.push_back(Incoming::Text(message));
-                    } else {
-                        self.fragment = Some(message);
-                    }
-                }
-                None => self.end(Ended::Broken("continuation without a start".to_owned())),
-            },
-            OP_BINARY => self.inbox.push_back(Incoming::Binary),
-            OP_PING => {
-                self.queue(OP_PONG, &payload);
-                self.try_flush();
-            }
-            OP_PONG => {}
-            OP_CLOSE => {
-                let (code, reason) = match payload.as_slice() {
+        let mut close = None;
+        let inbox = &mut self.inbox;
+        let on = |message: Message<'_>| match message {
+            Message::Text(text) => inbox.push_back(Incoming::Text(text.to_vec())),
+            Message::Binary(_) => inbox.push_back(Incoming::Binary),
+            Message::Close(payload) => {
+                close = Some(match payload {
                     [hi, lo, reason @ ..] => (
                         Some(u16::from_be_bytes([*hi, *lo])),
                         String::from_utf8_lossy(reason).into_owned(),
                     ),
                     _ => (None, String::new()),
-                };
+                });
+            }
+        };
+        let status = if self.opened {
+            self.reader.read(&self.stream, READ_PER_PUMP, on)
+        } else {
+            self.opened = true;
+            self.reader.parse_pending(on)
+        };
+        if self.reader.has_replies() {
+            self.out.extend_from_slice(&self.reader.take_replies());
+            self.try_flush();
+        }
+        match status {
+            Ok(Status::Drained | Status::Budget) => {}
+            Ok(Status::Eof) => self.end(Ended::Eof),
+            Ok(Status::Closed) => {
+                let (code, reason) = close.unwrap_or_default();
                 // Answer the close (RFC 6455 §5.5.1), unless we started it.
                 if !self.close_sent {
                     self.close_sent = true;
@@ -427,7 +386,8 @@ impl Conn {
                 }
                 self.end(Ended::Close { code, reason });
             }
-            _ => self.end(Ended::Broken(format!("unknown opcode {opcode}"))),
+            Err(WireError::Io(error)) => self.end(Ended::Reset(error.to_string())),
+            Err(error) => self.end(Ended::Broken(error.to_string())),
         }
     }
 }

@@ -76,7 +76,7 @@ pub(super) async fn run(shared: Arc<Shared>, slot: Slot, mut stop: watch::Receiv
             break;
         }
         if slot.churner {
-            room = rng.u32(..shared.config.rooms);
+            room = rng.u32(..shared.config.settings.rooms);
         }
     }
     if let Err(error) = lock(&shared.latency).add(&latency) {
@@ -141,22 +141,19 @@ impl<'a> Session<'a> {
         let cfg = &self.shared.config;
         let name = format!("m{}", slot.index);
         let open = Open {
-            target: &cfg.target,
             room: &self.room_name,
             typed: true,
             name: &name,
             small_pipe: None,
-            timeout: cfg.setup_timeout,
         };
-        let mut conn = match Conn::open(&open).await {
-            Ok(conn) => conn,
-            Err(error) => {
+        let (mut conn, _open) = match self.shared.connect(&open).await {
+            Ok(opened) => opened,
+            Err((outcome, expected, detail)) => {
                 self.shared
-                    .record(WELL_BEHAVED, "connect failed", false, &error.to_string());
+                    .record(WELL_BEHAVED, &outcome, expected, &detail);
                 return false;
             }
         };
-        let _open = self.shared.open_guard();
         self.counts.connections += 1;
         if let Err(outcome) = self.welcome(&mut conn).await {
             self.shared
@@ -164,18 +161,19 @@ impl<'a> Session<'a> {
             return false;
         }
 
-        let rate = cfg.rate_min + rng.f64() * (cfg.rate_max - cfg.rate_min);
+        let settings = &cfg.settings;
+        let rate = settings.rate_min + rng.f64() * (settings.rate_max - settings.rate_min);
         let interval = Duration::from_secs_f64(1.0 / rate);
-        let size = if self.room < cfg.busy_rooms {
-            cfg.busy_size
+        let size = if self.room < settings.busy_rooms {
+            settings.busy_size
         } else {
-            cfg.size
+            settings.size
         };
         let jitter = |rng: &mut fastrand::Rng, mean: Duration| mean.mul_f64(0.5 + rng.f64());
         let mut next_send = Instant::now() + jitter(rng, interval);
         let leave_at = slot
             .churner
-            .then(|| Instant::now() + jitter(rng, cfg.churn_every));
+            .then(|| Instant::now() + jitter(rng, settings.churn_every.get()));
         let exit = loop {
             tokio::select! {
                 biased;
@@ -212,7 +210,7 @@ impl<'a> Session<'a> {
 
     /// Takes the welcome: the first message of a typed connection.
     async fn welcome(&mut self, conn: &mut Conn) -> Result<(), (String, String)> {
-        let timeout = self.shared.config.setup_timeout;
+        let timeout = self.shared.config.server.setup_timeout;
         let first = tokio::time::timeout(timeout, conn.recv()).await;
         let text = match first {
             Ok(Ok(Incoming::Text(text))) => text,

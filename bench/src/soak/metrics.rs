@@ -1,5 +1,5 @@
 //! The server's own view: `GET /metrics` (Prometheus text) and
-//! `GET /healthz`, over a plain blocking HTTP/1.1 request.
+//! `GET /healthz`, over hyper's HTTP/1.1 client.
 //!
 //! chat-server exports `chat_disconnects_total{reason="…"}` (connections
 //! it closed, by reason), `chat_refusals_total{reason="…"}` (handshakes it
@@ -9,70 +9,69 @@
 //! section.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
 
-/// The largest response read.
-const MAX_RESPONSE: u64 = 4 * 1024 * 1024;
+use crate::wire::Target;
 
-/// Sends `GET path` and returns the status and the body.
+/// Why a `GET` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The TCP connection failed.
+    #[error("connecting")]
+    Connect(#[source] std::io::Error),
+    /// The request or the response failed.
+    #[error("HTTP")]
+    Http(#[source] hyper::Error),
+    /// The request could not be built (a bad path).
+    #[error("building the request")]
+    Request(#[source] hyper::http::Error),
+    /// No whole answer within the time allowed.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Sends `GET path` to the server and returns the status and the body.
 ///
 /// # Errors
 ///
-/// The connection failed, timed out, or the answer is not HTTP.
-pub fn get(
-    addr: SocketAddr,
-    host: &str,
+/// The connection failed, the answer is not HTTP, or it took longer than
+/// `timeout`.
+pub async fn get(
+    target: &Target,
     path: &str,
     timeout: Duration,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
-    parse_response(&raw)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response"))
-}
-
-/// Status and body of a whole HTTP/1.1 response (chunked or not).
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let end = memchr::memmem::find(raw, b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = &raw[end + 4..];
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
+) -> Result<(u16, String), HttpError> {
+    let exchange = async {
+        let stream = TcpStream::connect(target.addr)
+            .await
+            .map_err(HttpError::Connect)?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(HttpError::Http)?;
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, &target.host)
+            .body(Empty::<Bytes>::new())
+            .map_err(HttpError::Request)?;
+        // The sender goes with the request, so that the connection ends
+        // once the response is read.
+        let response = async move {
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        let (answer, _) = tokio::join!(response, connection);
+        answer.map_err(HttpError::Http)
     };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = memchr::memmem::find(body, b"\r\n")?;
-        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| HttpError::Timeout(timeout))?
 }
 
 /// Every sample of a Prometheus text exposition, keyed by the series as
@@ -140,16 +139,6 @@ impl ServerView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_plain_and_chunked_responses() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-        assert_eq!(parse_response(plain), Some((200, "ok".to_owned())));
-        let chunked =
-            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((503, "abcde".to_owned())));
-        assert_eq!(parse_response(b"garbage"), None);
-    }
 
     #[test]
     fn counts_the_difference_by_reason() {

@@ -11,7 +11,7 @@ use super::ledger::{self, Loss};
 use super::metrics::ServerView;
 use super::rss::{self, RssPoint, RssVerdict};
 use super::tally::{self, DisconnectRow};
-use super::{SLOW, Shared, SoakConfig, lock};
+use super::{SLOW, Shared, SoakConfig, SoakSettings, lock};
 use crate::procstat::Sample;
 use crate::report::{Latency, latency_summary};
 
@@ -57,29 +57,6 @@ impl WellBehaved {
     }
 }
 
-/// The run's shape, as configured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Setup {
-    /// Rooms of well-behaved clients.
-    pub rooms: u32,
-    /// Members per room at the start.
-    pub members: u32,
-    /// Fraction of members that churn.
-    pub churn: f64,
-    /// Average stay of a churner, seconds.
-    pub churn_every_s: f64,
-    /// Sending rate range of a member, messages per second.
-    pub rate: (f64, f64),
-    /// Message text size, bytes (ordinary rooms, busy rooms).
-    pub size: (usize, usize),
-    /// Busy rooms (the slow clients' rooms).
-    pub busy_rooms: u32,
-    /// Slow clients at any time.
-    pub slow: u32,
-    /// Abusive clients at any time.
-    pub abusers: u32,
-}
-
 /// The server as seen from `/proc`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SoakServer {
@@ -109,16 +86,21 @@ impl SoakServer {
         elapsed: Duration,
         alive: bool,
     ) -> Self {
-        let every = config.rss_every.map_or_else(
-            || (config.duration.as_secs_f64() / 30.0).ceil().max(1.0),
-            |d| d.as_secs_f64().max(1.0),
+        let settings = &config.settings;
+        let every = settings.rss_every.map_or_else(
+            || (settings.duration().as_secs_f64() / 30.0).ceil().max(1.0),
+            |d| d.as_f64().max(1.0),
         );
         let cpu_s = cpu.map(|(before, after)| after.cpu.saturating_sub(before.cpu).as_secs_f64());
         Self {
             pid,
             rss_every_s: every,
             rss_series: rss::series(samples, every),
-            rss: rss::verdict(samples, config.rss_tolerance, config.rss_slack),
+            rss: rss::verdict(
+                samples,
+                settings.rss_tolerance_fraction(),
+                settings.rss_slack_bytes(),
+            ),
             cpu_s,
             cpu_cores: cpu_s.map(|s| s / elapsed.as_secs_f64().max(1e-9)),
             alive,
@@ -157,8 +139,8 @@ pub struct SoakReport {
     pub planned_s: f64,
     /// The run's actual length (wind-down included), seconds.
     pub duration_s: f64,
-    /// The configuration.
-    pub setup: Setup,
+    /// The run's settings.
+    pub setup: SoakSettings,
     /// Connections opened, every kind.
     pub connections_opened: u64,
     /// The well-behaved clients' figures.
@@ -193,20 +175,10 @@ pub(super) fn build(
     well_behaved.latency = latency_summary(&lock(&shared.latency));
     let disconnects = lock(&shared.tally).rows();
     let mut report = SoakReport {
-        url: cfg.url.clone(),
-        planned_s: cfg.duration.as_secs_f64(),
+        url: cfg.server.url.clone(),
+        planned_s: cfg.settings.duration().as_secs_f64(),
         duration_s: elapsed.as_secs_f64(),
-        setup: Setup {
-            rooms: cfg.rooms,
-            members: cfg.members,
-            churn: cfg.churn,
-            churn_every_s: cfg.churn_every.as_secs_f64(),
-            rate: (cfg.rate_min, cfg.rate_max),
-            size: (cfg.size, cfg.busy_size),
-            busy_rooms: cfg.busy_rooms,
-            slow: cfg.slow,
-            abusers: cfg.abusers,
-        },
+        setup: cfg.settings.clone(),
         connections_opened: shared.opened.load(Ordering::Relaxed),
         well_behaved,
         slow_dropped_after: Spread::of(lock(&shared.slow_drops).clone()),
@@ -312,183 +284,188 @@ impl SoakReport {
         let wb = &self.well_behaved;
         let loss = &wb.loss;
         let s = &self.setup;
-        let mut out = String::from("chat-bench soak\n");
-        let mut row = |key: &str, value: String| {
-            let _ = writeln!(out, "  {key:<24}  {value}");
-        };
-        row("server", self.url.clone());
-        row(
-            "duration",
-            format!(
-                "{:.0} s planned, {:.1} s with wind-down",
-                self.planned_s, self.duration_s
+        let mut rows = vec![
+            ("server", self.url.clone()),
+            (
+                "duration",
+                format!(
+                    "{:.0} s planned, {:.1} s with wind-down",
+                    self.planned_s, self.duration_s
+                ),
             ),
-        );
-        row(
-            "clients",
-            format!(
-                "{} rooms × {} members ({:.0} % churn every ~{:.0} s, {}-{} msg/s, {} B; {} busy rooms of {} B), \
-                 {} slow, {} abusive",
-                s.rooms,
-                s.members,
-                s.churn * 100.0,
-                s.churn_every_s,
-                s.rate.0,
-                s.rate.1,
-                s.size.0,
-                s.busy_rooms,
-                s.size.1,
-                s.slow,
-                s.abusers
+            (
+                "clients",
+                format!(
+                    "{} rooms × {} members ({:.0} % churn every ~{} s, {}-{} msg/s, {} B; \
+                     {} busy rooms of {} B), {} slow, {} abusive",
+                    s.rooms,
+                    s.members,
+                    s.churn * 100.0,
+                    s.churn_every,
+                    s.rate_min,
+                    s.rate_max,
+                    s.size,
+                    s.busy_rooms,
+                    s.busy_size,
+                    s.slow,
+                    s.abusers
+                ),
             ),
-        );
-        row("connections opened", self.connections_opened.to_string());
-        row(
-            "well-behaved",
-            format!(
-                "{} connections, {} churn leaves, {} sent, {} received",
-                wb.connections, wb.churn_leaves, wb.sent, wb.received
+            ("connections opened", self.connections_opened.to_string()),
+            (
+                "well-behaved",
+                format!(
+                    "{} connections, {} churn leaves, {} sent, {} received",
+                    wb.connections, wb.churn_leaves, wb.sent, wb.received
+                ),
             ),
-        );
-        row(
-            "  deliveries owed/made",
-            format!("{} / {}", loss.expected, loss.delivered),
-        );
-        row(
-            "  lost / dup / reordered",
-            format!(
-                "{} / {} / {}{}",
-                loss.lost,
-                loss.duplicated,
-                loss.out_of_order,
-                if loss.is_clean() { "" } else { "  FAIL" }
+            (
+                "  deliveries owed/made",
+                format!("{} / {}", loss.expected, loss.delivered),
             ),
-        );
-        row(
-            "  other checks",
-            format!(
-                "unechoed {}, unconfirmed {}, id regressions {}, early {}, misrouted {}, unknown {}, \
-                 refused {}, bad frames {}",
-                loss.unechoed,
-                loss.unconfirmed,
-                loss.id_regressions,
-                loss.early,
-                loss.misrouted,
-                loss.unknown_stream,
-                wb.refused,
-                wb.errors
+            (
+                "  lost / dup / reordered",
+                format!(
+                    "{} / {} / {}{}",
+                    loss.lost,
+                    loss.duplicated,
+                    loss.out_of_order,
+                    if loss.is_clean() { "" } else { "  FAIL" }
+                ),
             ),
-        );
-        row(
-            "  latency",
-            format!(
-                "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-                wb.latency.p50_us / 1000.0,
-                wb.latency.p99_us / 1000.0,
-                wb.latency.max_us / 1000.0
+            (
+                "  other checks",
+                format!(
+                    "unechoed {}, unconfirmed {}, id regressions {}, early {}, misrouted {}, \
+                     unknown {}, refused {}, bad frames {}",
+                    loss.unechoed,
+                    loss.unconfirmed,
+                    loss.id_regressions,
+                    loss.early,
+                    loss.misrouted,
+                    loss.unknown_stream,
+                    wb.refused,
+                    wb.errors
+                ),
             ),
-        );
-        row(
-            "  abusers' messages seen",
-            format!("{} (foreign {})", wb.abuse_seen, wb.foreign),
-        );
+            (
+                "  latency",
+                format!(
+                    "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                    wb.latency.p50_us / 1000.0,
+                    wb.latency.p99_us / 1000.0,
+                    wb.latency.max_us / 1000.0
+                ),
+            ),
+            (
+                "  abusers' messages seen",
+                format!("{} (foreign {})", wb.abuse_seen, wb.foreign),
+            ),
+        ];
         if let Some(spread) = &self.slow_dropped_after {
-            row(
+            rows.push((
                 "slow clients dropped",
                 format!(
                     "after {:.1} s (min) / {:.1} s (median) / {:.1} s (max)",
                     spread.min_s, spread.median_s, spread.max_s
                 ),
-            );
-        }
-        let _ = writeln!(out, "  disconnects (client view)");
-        for d in &self.disconnects {
-            let _ = writeln!(
-                out,
-                "    {:<16} {:<26} {:>6}  {}{}",
-                d.category,
-                d.outcome,
-                d.count,
-                if d.expected { "" } else { "UNEXPECTED " },
-                d.example
-            );
+            ));
         }
         if let Some(view) = &self.server_view {
-            let join = |map: &std::collections::BTreeMap<String, u64>| {
-                if map.is_empty() {
+            let list = |map: &std::collections::BTreeMap<String, u64>| {
+                let items: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                if items.is_empty() {
                     "none".to_owned()
                 } else {
-                    map.iter()
-                        .map(|(k, v)| format!("{k} {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    items.join(", ")
                 }
             };
-            let _ = writeln!(out, "  server's view (/metrics)");
-            let _ = writeln!(out, "    disconnects     {}", join(&view.disconnects));
-            let _ = writeln!(out, "    refusals        {}", join(&view.refusals));
-            let _ = writeln!(
-                out,
-                "    rate limited {}, connections {}, messages in {} / out {}",
-                view.rate_limited, view.connections_opened, view.messages_in, view.messages_out
-            );
+            rows.push(("server's disconnects", list(&view.disconnects)));
+            rows.push(("server's refusals", list(&view.refusals)));
+            rows.push((
+                "server's counts",
+                format!(
+                    "rate limited {}, connections {}, messages in {} / out {}",
+                    view.rate_limited, view.connections_opened, view.messages_in, view.messages_out
+                ),
+            ));
         }
         if let Some(server) = &self.server {
-            let series = server
+            let series: Vec<String> = server
                 .rss_series
                 .iter()
                 .map(|p| format!("{:.1}", p.rss_bytes as f64 / (1024.0 * 1024.0)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let _ = writeln!(
-                out,
-                "  server RSS (MiB, peak of every {:.0} s)\n    {series}",
-                server.rss_every_s
-            );
+                .collect();
+            rows.push((
+                "server RSS (MiB)",
+                format!(
+                    "peak of every {:.0} s: {}",
+                    server.rss_every_s,
+                    series.join(" ")
+                ),
+            ));
             let v = &server.rss;
-            let _ = writeln!(
-                out,
-                "  RSS verdict               {}: last third peak {} vs middle third {} (limit {}, {:+.1} %)",
-                match v.flat {
-                    Some(true) => "flat once warm",
-                    Some(false) => "GROWING",
-                    None => "no verdict (too few samples)",
-                },
-                mib(v.last_max_bytes),
-                mib(v.middle_max_bytes),
-                mib(v.limit_bytes),
-                v.growth_pct
-            );
+            rows.push((
+                "RSS verdict",
+                format!(
+                    "{}: last third peak {} vs middle third {} (limit {}, {:+.1} %)",
+                    match v.flat {
+                        Some(true) => "flat once warm",
+                        Some(false) => "GROWING",
+                        None => "no verdict (too few samples)",
+                    },
+                    mib(v.last_max_bytes),
+                    mib(v.middle_max_bytes),
+                    mib(v.limit_bytes),
+                    v.growth_pct
+                ),
+            ));
             if let Some(per) = v.growth_per_connection_bytes {
-                let _ = writeln!(
-                    out,
-                    "  RSS growth once warm      {per:+.0} B per connection opened since the warm-up"
-                );
+                rows.push((
+                    "RSS growth once warm",
+                    format!("{per:+.0} B per connection opened since the warm-up"),
+                ));
             }
             if let (Some(cpu), Some(cores)) = (server.cpu_s, server.cpu_cores) {
-                let _ = writeln!(
-                    out,
-                    "  server CPU                {cpu:.1} s ({cores:.2} cores)"
-                );
+                rows.push(("server CPU", format!("{cpu:.1} s ({cores:.2} cores)")));
             }
-            let _ = writeln!(
-                out,
-                "  server alive              {}{}",
-                if server.alive { "yes" } else { "NO" },
-                match self.healthz_ok {
-                    Some(true) => ", /healthz 200",
-                    Some(false) => ", /healthz FAILED",
-                    None => "",
-                }
-            );
+            let healthz = match self.healthz_ok {
+                Some(true) => ", /healthz 200",
+                Some(false) => ", /healthz FAILED",
+                None => "",
+            };
+            let alive = if server.alive { "yes" } else { "NO" };
+            rows.push(("server alive", format!("{alive}{healthz}")));
         }
-        if self.failures.is_empty() {
-            let _ = writeln!(out, "  verdict                   PASS");
+        let disconnects = self
+            .disconnects
+            .iter()
+            .map(|d| {
+                let unexpected = if d.expected { "" } else { "UNEXPECTED" };
+                vec![
+                    d.category.clone(),
+                    d.outcome.clone(),
+                    d.count.to_string(),
+                    unexpected.to_owned(),
+                    d.example.clone(),
+                ]
+            })
+            .collect();
+        let mut out = crate::table::key_values("chat-bench soak", rows);
+        out.push_str(&crate::table::grid(
+            "disconnects (client view)",
+            &["category", "outcome", "count", "", "example"],
+            disconnects,
+            &[2],
+        ));
+        let verdict = if self.failures.is_empty() {
+            "PASS"
         } else {
-            let _ = writeln!(out, "  verdict                   FAIL");
-            for failure in &self.failures {
-                let _ = writeln!(out, "    - {failure}");
-            }
+            "FAIL"
+        };
+        let _ = writeln!(out, "verdict: {verdict}");
+        for failure in &self.failures {
+            let _ = writeln!(out, "  - {failure}");
         }
         out
     }

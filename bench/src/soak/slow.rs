@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::conn::{Conn, Ended, Open, SmallPipe};
-use super::{SLOW, Shared, lock, pause};
+use super::conn::{Ended, Open, SmallPipe};
+use super::{Outcome, Reconnecting, SLOW, Shared, lock, pause};
 use crate::wire::OP_PING;
 
 /// A slow client's pipe: a 4 KiB receive buffer and an Ethernet-sized
@@ -41,25 +41,31 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Longest the read after a drop may take.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs slow client `index` until the run stops.
-pub(super) async fn run(shared: Arc<Shared>, index: u32, mut stop: watch::Receiver<bool>) {
-    let mut rng = fastrand::Rng::new();
-    // Let the members join first, so that the busy rooms are busy.
-    let start = Duration::from_millis(1500 + u64::from(index) * 250);
-    if !pause(&mut stop, start).await {
-        return;
+/// Slow client number `index`.
+pub(super) struct Slow {
+    shared: Arc<Shared>,
+    index: u32,
+}
+
+impl Slow {
+    pub(super) fn new(shared: Arc<Shared>, index: u32) -> Self {
+        Self { shared, index }
     }
-    for cycle in 0u32.. {
-        let room = rng.u32(..shared.config.busy_rooms.max(1));
-        let typed = (index + cycle) % 2 == 0;
-        let Some((outcome, expected, detail)) = stall(&shared, index, room, typed, &mut stop).await
-        else {
-            break;
-        };
-        shared.record(SLOW, &outcome, expected, &detail);
-        if !pause(&mut stop, Duration::from_millis(rng.u64(500..1500))).await {
-            break;
-        }
+}
+
+impl Reconnecting for Slow {
+    async fn attempt(
+        &mut self,
+        cycle: u32,
+        rng: &mut fastrand::Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(&'static str, Outcome)> {
+        let room = rng.u32(..self.shared.config.settings.busy_rooms.max(1));
+        let typed = (self.index + cycle) % 2 == 0;
+        Some((
+            SLOW,
+            stall(&self.shared, self.index, room, typed, stop).await?,
+        ))
     }
 }
 
@@ -70,23 +76,21 @@ async fn stall(
     room: u32,
     typed: bool,
     stop: &mut watch::Receiver<bool>,
-) -> Option<(String, bool, String)> {
+) -> Option<Outcome> {
     let cfg = &shared.config;
     let name = format!("slow{index}");
     let room_name = cfg.room_name(room);
     let open = Open {
-        target: &cfg.target,
         room: &room_name,
         typed,
         name: &name,
         small_pipe: Some(PIPE),
-        timeout: cfg.setup_timeout,
     };
-    let mut conn = match Conn::open(&open).await {
-        Ok(conn) => conn,
-        Err(error) => return Some(("connect failed".into(), false, error.to_string())),
+    let (mut conn, _open) = match shared.connect(&open).await {
+        Ok(opened) => opened,
+        Err(outcome) => return Some(outcome),
     };
-    let _open = shared.open_guard();
+    let slow_max_stall = cfg.settings.slow_max_stall.get();
     let started = Instant::now();
     loop {
         if !pause(stop, PROBE_EVERY).await {
@@ -98,12 +102,12 @@ async fn stall(
         if conn.peer_gone() {
             break;
         }
-        if started.elapsed() > cfg.slow_max_stall {
+        if started.elapsed() > slow_max_stall {
             conn.start_close(1000);
             return Some((
                 "not closed".into(),
                 false,
-                format!("still open after {:?} without reading", cfg.slow_max_stall),
+                format!("still open after {slow_max_stall:?} without reading"),
             ));
         }
     }

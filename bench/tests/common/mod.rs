@@ -2,19 +2,36 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use chat_bench::conns::ConnsConfig;
-use chat_bench::fanout::FanoutConfig;
+use chat_bench::config::{Config, Server};
+use chat_bench::conns::{ConnsConfig, ConnsSettings};
+use chat_bench::fanout::{FanoutConfig, FanoutSettings};
+use chat_bench::secs::Secs;
 use chat_bench::wire::Target;
 
-/// The target of a server at `addr`, with the default Origin.
-pub fn target(addr: SocketAddr) -> Target {
-    Target {
-        addr,
-        host: addr.to_string(),
-        origin: Some(format!("http://{addr}")),
+/// The server at `addr`, with the default Origin.
+pub fn server(addr: SocketAddr) -> Server {
+    Server {
+        target: Target {
+            addr,
+            host: addr.to_string(),
+            origin: Some(format!("http://{addr}")),
+        },
+        url: format!("ws://{addr}"),
+        pid: None,
+        setup_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A run of `settings` against `addr`, rooms named `<prefix><random>…`.
+pub fn config<S>(addr: SocketAddr, settings: S, prefix: &str) -> Config<S> {
+    Config {
+        server: server(addr),
+        settings,
+        room_prefix: format!("{prefix}{}r", fastrand::u32(..)),
+        progress: false,
     }
 }
 
@@ -26,49 +43,33 @@ pub fn fanout(
     senders: u32,
     messages: u64,
 ) -> FanoutConfig {
-    FanoutConfig {
-        target: target(addr),
-        url: format!("ws://{addr}"),
-        room_prefix: format!("t{}r", fastrand::u32(..)),
+    let settings = FanoutSettings {
         rooms,
         members,
-        senders,
+        senders: Some(senders),
         messages,
-        rate: None,
         window: 4,
         size: 48,
-        threads: 1,
         connect_concurrency: 16,
-        sources: Vec::new(),
-        server_pid: None,
-        max_time: Duration::from_secs(20),
-        drain: Duration::from_millis(300),
-        setup_timeout: Duration::from_secs(10),
-        progress: false,
-        busy_poll: false,
-        read_interval: None,
-    }
+        max_time: Secs::from(Duration::from_secs(20)),
+        drain: Secs::from(Duration::from_millis(300)),
+        ..FanoutSettings::default()
+    };
+    config(addr, settings, "t")
 }
 
-/// A `conns` run against `addr`.
+/// A `conns` run against `addr`, in this process.
 pub fn conns(addr: SocketAddr, connections: u64, room_size: u32) -> ConnsConfig {
-    ConnsConfig {
-        target: target(addr),
-        url: format!("ws://{addr}"),
-        room_prefix: format!("t{}", fastrand::u32(..)),
+    let settings = ConnsSettings {
         connections,
         room_size,
         per_worker: connections,
-        sources: vec![
-            Ipv4Addr::LOCALHOST.into(),
-            Ipv4Addr::new(127, 0, 0, 2).into(),
-        ],
-        hold: Duration::from_millis(200),
-        probe_timeout: Duration::from_secs(5),
-        setup_timeout: Duration::from_secs(10),
+        sources: 2,
+        hold: Secs::from(Duration::from_millis(200)),
+        probe_timeout: Secs::from(Duration::from_secs(5)),
         connect_concurrency: 16,
-        server_pid: None,
-        worker_exe: None,
-        progress: false,
-    }
+        in_process: true,
+        ..ConnsSettings::default()
+    };
+    config(addr, settings, "t")
 }
