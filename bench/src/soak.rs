@@ -56,7 +56,7 @@ use crate::procstat;
 use crate::progress::Progress;
 use crate::secs::Secs;
 
-use conn::{Conn, Open};
+use conn::{Conn, Open, SmallPipe};
 use ledger::{Membership, StreamRecord};
 use report::{SoakReport, SoakServer, WellBehaved};
 use rss::RssPoint;
@@ -549,21 +549,38 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// whether it is what a correct server does, and a detail for the report.
 type Outcome = (String, bool, String);
 
+/// How a slow or abusive client opens its next connection.
+struct Plan {
+    /// Its category in the disconnect table.
+    category: &'static str,
+    /// Its room (an index).
+    room: u32,
+    /// Typed events or plain frames.
+    typed: bool,
+    /// A small receive pipe (slow clients).
+    small_pipe: Option<SmallPipe>,
+}
+
 /// A slow or abusive client, one connection at a time.
 trait Reconnecting {
-    /// Makes connection number `cycle` and returns its category and outcome
-    /// for the disconnect table, or `None` when the run stopped first.
+    /// Its display name.
+    fn name(&self) -> String;
+
+    /// Chooses connection number `cycle`.
+    fn plan(&mut self, cycle: u32, rng: &mut fastrand::Rng) -> Plan;
+
+    /// Drives the open connection to its outcome; `None` if the run
+    /// stopped first.
     fn attempt(
         &mut self,
-        cycle: u32,
-        rng: &mut fastrand::Rng,
+        conn: &mut Conn,
         stop: &mut watch::Receiver<bool>,
-    ) -> impl Future<Output = Option<(&'static str, Outcome)>> + Send;
+    ) -> impl Future<Output = Option<Outcome>> + Send;
 }
 
 /// The life of a slow or abusive client: after `first_wait`, connection
-/// after connection until the run stops, each recorded, with a pause of 0.5
-/// to 1.5 s between them.
+/// after connection until the run stops, each outcome recorded, with a
+/// pause of 0.5 to 1.5 s between them.
 async fn reconnecting(
     shared: Arc<Shared>,
     mut client: impl Reconnecting,
@@ -574,13 +591,27 @@ async fn reconnecting(
     if !pause(&mut stop, first_wait).await {
         return;
     }
+    let name = client.name();
     for cycle in 0u32.. {
-        let Some((category, (outcome, expected, detail))) =
-            client.attempt(cycle, &mut rng, &mut stop).await
-        else {
-            break;
+        let plan = client.plan(cycle, &mut rng);
+        let room = shared.config.room_name(plan.room);
+        let open = Open {
+            room: &room,
+            typed: plan.typed,
+            name: &name,
+            small_pipe: plan.small_pipe,
         };
-        shared.record(category, &outcome, expected, &detail);
+        let (outcome, expected, detail) = match shared.connect(&open).await {
+            Ok((mut conn, _open)) => {
+                let Some(outcome) = client.attempt(&mut conn, &mut stop).await else {
+                    conn.start_close(1000);
+                    break;
+                };
+                outcome
+            }
+            Err(failed) => failed,
+        };
+        shared.record(plan.category, &outcome, expected, &detail);
         if !pause(&mut stop, Duration::from_millis(rng.u64(500..1500))).await {
             break;
         }

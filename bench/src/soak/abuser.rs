@@ -31,8 +31,8 @@ use chat_protocol::{ErrorCode, ServerEvent};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::conn::{Conn, Ended, Incoming, Open};
-use super::{Outcome, Reconnecting, Shared, stopped};
+use super::conn::{Conn, Ended, Incoming};
+use super::{Outcome, Plan, Reconnecting, Shared, stopped};
 use crate::wire::{OP_BINARY, OP_TEXT};
 
 /// The first letter of an abuser's message text.
@@ -117,67 +117,56 @@ impl Abuse {
 pub(super) struct Abuser {
     shared: Arc<Shared>,
     index: u32,
+    /// The abuse of the current connection.
+    abuse: Abuse,
 }
 
 impl Abuser {
     pub(super) fn new(shared: Arc<Shared>, index: u32) -> Self {
-        Self { shared, index }
+        Self {
+            shared,
+            index,
+            abuse: Abuse::ALL[0],
+        }
     }
 }
 
 impl Reconnecting for Abuser {
+    fn name(&self) -> String {
+        format!("abuse{}", self.index)
+    }
+
+    fn plan(&mut self, cycle: u32, rng: &mut fastrand::Rng) -> Plan {
+        self.abuse = Abuse::ALL[((self.index + cycle) % 7) as usize];
+        Plan {
+            category: self.abuse.label(),
+            room: rng.u32(..self.shared.config.settings.rooms),
+            typed: self.abuse.typed(cycle),
+            small_pipe: None,
+        }
+    }
+
+    /// Sends the abuse and judges the answer.
     async fn attempt(
         &mut self,
-        cycle: u32,
-        rng: &mut fastrand::Rng,
+        conn: &mut Conn,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<(&'static str, Outcome)> {
-        let abuse = Abuse::ALL[((self.index + cycle) % 7) as usize];
-        let room = rng.u32(..self.shared.config.settings.rooms);
-        let outcome = attempt(&self.shared, self.index, abuse, cycle, room, stop).await?;
-        Some((abuse.label(), outcome))
+    ) -> Option<Outcome> {
+        let abuse = self.abuse;
+        let abuse_timeout = self.shared.config.settings.abuse_timeout.get();
+        let limit = if is_flood(abuse) {
+            abuse_timeout
+        } else {
+            ANSWER_WAIT.min(abuse_timeout)
+        };
+        let deadline = Instant::now() + limit;
+        let seen = tokio::select! {
+            () = stopped(stop) => None,
+            () = tokio::time::sleep_until(deadline) => Some(Seen::default()),
+            seen = abuse_conn(conn, abuse, self.index) => Some(seen),
+        };
+        Some(judge(abuse, &seen?, conn.ended(), limit))
     }
-}
-
-/// One connection and its abuse; `None` if the run stopped first.
-async fn attempt(
-    shared: &Shared,
-    index: u32,
-    abuse: Abuse,
-    cycle: u32,
-    room: u32,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<Outcome> {
-    let cfg = &shared.config;
-    let name = format!("abuse{index}");
-    let room_name = cfg.room_name(room);
-    let open = Open {
-        room: &room_name,
-        typed: abuse.typed(cycle),
-        name: &name,
-        small_pipe: None,
-    };
-    let (mut conn, _open) = match shared.connect(&open).await {
-        Ok(opened) => opened,
-        Err(outcome) => return Some(outcome),
-    };
-    let abuse_timeout = cfg.settings.abuse_timeout.get();
-    let limit = if is_flood(abuse) {
-        abuse_timeout
-    } else {
-        ANSWER_WAIT.min(abuse_timeout)
-    };
-    let deadline = Instant::now() + limit;
-    let seen = tokio::select! {
-        () = stopped(stop) => None,
-        () = tokio::time::sleep_until(deadline) => Some(Seen::default()),
-        seen = abuse_conn(&mut conn, abuse, index) => Some(seen),
-    };
-    let Some(seen) = seen else {
-        conn.start_close(1000);
-        return None;
-    };
-    Some(judge(abuse, &seen, conn.ended(), limit))
 }
 
 fn is_flood(abuse: Abuse) -> bool {

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::conn::{Ended, Open, SmallPipe};
-use super::{Outcome, Reconnecting, SLOW, Shared, lock, pause};
+use super::conn::{Conn, Ended, SmallPipe};
+use super::{Outcome, Plan, Reconnecting, SLOW, Shared, lock, pause};
 use crate::wire::OP_PING;
 
 /// A slow client's pipe: a 4 KiB receive buffer and an Ethernet-sized
@@ -54,47 +54,39 @@ impl Slow {
 }
 
 impl Reconnecting for Slow {
+    fn name(&self) -> String {
+        format!("slow{}", self.index)
+    }
+
+    fn plan(&mut self, cycle: u32, rng: &mut fastrand::Rng) -> Plan {
+        Plan {
+            category: SLOW,
+            room: rng.u32(..self.shared.config.settings.busy_rooms.max(1)),
+            typed: (self.index + cycle) % 2 == 0,
+            small_pipe: Some(PIPE),
+        }
+    }
+
     async fn attempt(
         &mut self,
-        cycle: u32,
-        rng: &mut fastrand::Rng,
+        conn: &mut Conn,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<(&'static str, Outcome)> {
-        let room = rng.u32(..self.shared.config.settings.busy_rooms.max(1));
-        let typed = (self.index + cycle) % 2 == 0;
-        Some((
-            SLOW,
-            stall(&self.shared, self.index, room, typed, stop).await?,
-        ))
+    ) -> Option<Outcome> {
+        stall(&self.shared, conn, stop).await
     }
 }
 
-/// One connection that stops reading; `None` if the run stopped first.
+/// A connection that stops reading; `None` if the run stopped first.
 async fn stall(
     shared: &Shared,
-    index: u32,
-    room: u32,
-    typed: bool,
+    conn: &mut Conn,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Outcome> {
     let cfg = &shared.config;
-    let name = format!("slow{index}");
-    let room_name = cfg.room_name(room);
-    let open = Open {
-        room: &room_name,
-        typed,
-        name: &name,
-        small_pipe: Some(PIPE),
-    };
-    let (mut conn, _open) = match shared.connect(&open).await {
-        Ok(opened) => opened,
-        Err(outcome) => return Some(outcome),
-    };
     let slow_max_stall = cfg.settings.slow_max_stall.get();
     let started = Instant::now();
     loop {
         if !pause(stop, PROBE_EVERY).await {
-            conn.start_close(1000);
             return None;
         }
         conn.queue(OP_PING, b"");
