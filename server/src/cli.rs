@@ -48,6 +48,14 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue: u32,
 
+    /// Outbound queue bound per connection in bytes: how far behind a
+    /// client may fall in message bytes before it is disconnected as a slow
+    /// consumer (close 1008). Also what one room's queue holds at most.
+    /// Sizes take a unit: 4MiB, 512KiB, or plain bytes.
+    #[arg(long, env = "CHAT_QUEUE_BYTES", default_value = "4MiB", value_name = "SIZE",
+          value_parser = parse_size)]
+    pub queue_bytes: usize,
+
     /// Seconds a write to a client may stay blocked (the client not
     /// reading at all) before it is disconnected as a slow consumer.
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = 30, value_name = "SECONDS",
@@ -193,6 +201,14 @@ pub struct Cli {
     #[arg(long, env = "CHAT_ECHO_ENDPOINT")]
     pub echo_endpoint: bool,
 
+    /// Memory all rooms' history may take together (without --redis):
+    /// past it, the history of the rooms empty the longest is forgotten
+    /// first, then the oldest messages; /metrics counts what was forgotten
+    /// and the log says so. Sizes take a unit: 64MiB, 1GiB.
+    #[arg(long, env = "CHAT_HISTORY_MEMORY", default_value = "64MiB", value_name = "SIZE",
+          value_parser = parse_size)]
+    pub history_memory: usize,
+
     /// Empty rooms whose history is kept in memory; past this, the rooms
     /// empty the longest are forgotten.
     #[arg(
@@ -259,7 +275,9 @@ impl Cli {
             max_message_size: self.max_message_size as usize,
             history_len: self.history as usize,
             max_idle_rooms: self.idle_rooms,
+            history_memory: self.history_memory,
             queue_len: self.queue as usize,
+            queue_bytes: self.queue_bytes,
             write_timeout: Duration::from_secs(self.write_timeout),
             redis: self.redis.as_ref().map(|url| RedisConfig {
                 prefix: self.redis_prefix.clone(),
@@ -268,6 +286,29 @@ impl Cli {
             }),
         })
     }
+}
+
+/// A size in bytes: a whole number with an optional unit (`B`, `KiB`,
+/// `MiB`, `GiB`, or `K`, `M`, `G`, all powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write e.g. 64MiB, 512KiB or 1048576"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
 }
 
 #[cfg(test)]
@@ -290,6 +331,9 @@ mod tests {
         assert_eq!(config.max_message_size, default.max_message_size);
         assert_eq!(config.history_len, default.history_len);
         assert_eq!(config.queue_len, default.queue_len);
+        assert_eq!(config.queue_bytes, default.queue_bytes);
+        assert_eq!(config.history_memory, default.history_memory);
+        assert_eq!(config.max_idle_rooms, default.max_idle_rooms);
         assert!(config.access.check_origin);
         assert!((config.limits.rate_per_sec - default.limits.rate_per_sec).abs() < f64::EPSILON);
         assert_eq!(config.limits.rate_burst, default.limits.rate_burst);
@@ -303,5 +347,19 @@ mod tests {
             .to_string();
         assert!(err.contains("--addr"), "{err}");
         assert!(Cli::try_parse_from(["chat-server", "--queue", "0"]).is_err());
+        let err = Cli::try_parse_from(["chat-server", "--history-memory", "lots"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64MiB"), "{err}");
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("").is_err());
     }
 }

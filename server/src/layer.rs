@@ -16,6 +16,7 @@ mod memory;
 mod redis;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chat_protocol::{
     ChatEvent, HistoryQuery, MessagePage, NickChange, Presence, RoomName, RoomSummary, ServerEvent,
@@ -23,7 +24,7 @@ use chat_protocol::{
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use memory::MemoryLayer;
+pub use memory::{HistoryLimits, MemoryLayer};
 pub use redis::{RedisConfig, RedisLayer};
 
 use crate::ring::{Format, Frames, Subscription};
@@ -58,8 +59,9 @@ pub struct Joined {
     /// empty for plain ones, which get no welcome).
     pub members: Vec<String>,
     /// Recent messages, oldest first, or those after `since` (typed
-    /// clients only).
-    pub history: Vec<ChatEvent>,
+    /// clients only). Shared with the layer's store, not copied: a welcome
+    /// that a client is slow to read holds references, not a copy.
+    pub history: Vec<Arc<ChatEvent>>,
     /// The room's latest message id at the time of joining.
     pub last_id: u64,
     /// With `since`: messages after it that history no longer holds.
@@ -313,26 +315,24 @@ pub(crate) fn rename_events(
 /// The history a joiner gets from `history` (oldest first): all of it,
 /// or with a resume point in this epoch the messages after it, plus how
 /// many of those are gone.
-pub(crate) fn select_history(
-    history: Vec<ChatEvent>,
+pub(crate) fn select_history<E: Into<Arc<ChatEvent>>>(
+    history: Vec<E>,
     last_id: u64,
     epoch: &str,
     resume: Option<&Resume>,
-) -> (Vec<ChatEvent>, u64) {
+) -> (Vec<Arc<ChatEvent>>, u64) {
+    let history = history.into_iter().map(Into::into);
     let Some(resume) = resume else {
-        return (history, 0);
+        return (history.collect(), 0);
     };
     if resume.epoch.as_deref().is_some_and(|e| e != epoch) {
         // Ids from another epoch mean nothing here: start afresh.
-        return (history, 0);
+        return (history.collect(), 0);
     }
     if resume.since >= last_id {
         return (Vec::new(), 0);
     }
-    let kept: Vec<ChatEvent> = history
-        .into_iter()
-        .filter(|e| e.id > resume.since)
-        .collect();
+    let kept: Vec<Arc<ChatEvent>> = history.filter(|e| e.id > resume.since).collect();
     let first_kept = kept.first().map_or(last_id + 1, |e| e.id);
     (kept, first_kept.saturating_sub(resume.since + 1))
 }
@@ -382,7 +382,7 @@ mod tests {
         }
     }
 
-    fn ids(events: &[ChatEvent]) -> Vec<u64> {
+    fn ids(events: &[Arc<ChatEvent>]) -> Vec<u64> {
         events.iter().map(|e| e.id).collect()
     }
 

@@ -53,7 +53,7 @@ pub use layer::RedisConfig;
 pub use limits::Limits;
 pub use upgrade::socket_config;
 
-use crate::layer::{Layer, LayerError, MemoryLayer, RedisLayer};
+use crate::layer::{HistoryLimits, Layer, LayerError, MemoryLayer, RedisLayer};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::rooms::RoomRegistry;
@@ -68,9 +68,16 @@ pub struct Config {
     pub history_len: usize,
     /// How many empty rooms keep their history (older ones are forgotten).
     pub max_idle_rooms: usize,
+    /// Bytes of history all rooms may keep in memory together (memory
+    /// layer); past this the history of the rooms empty the longest is
+    /// forgotten first, then the oldest messages.
+    pub history_memory: usize,
     /// How many messages a connection may fall behind before it is
     /// disconnected as a slow consumer.
     pub queue_len: usize,
+    /// How many bytes of messages a connection may fall behind before it
+    /// is disconnected as a slow consumer: what a room's queue holds at most.
+    pub queue_bytes: usize,
     /// How long a write to a client may stay blocked before the client is
     /// disconnected as a slow consumer.
     pub write_timeout: Duration,
@@ -105,7 +112,9 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             history_len: 100,
             max_idle_rooms: 1000,
+            history_memory: 64 << 20,
             queue_len: 1024,
+            queue_bytes: 4 << 20,
             write_timeout: Duration::from_secs(30),
             drain_window: Duration::from_millis(500),
             limits: Limits::default(),
@@ -165,14 +174,19 @@ struct Shared {
 impl AppState {
     /// Builds the state, connecting to the layer's backend first.
     async fn new(config: Config) -> Result<Self, ServerError> {
-        let registry = Arc::new(RoomRegistry::new(config.queue_len));
+        let registry = Arc::new(RoomRegistry::new(config.queue_len, config.queue_bytes));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let metrics = Metrics::new(config.redis.is_some());
         let layer = match &config.redis {
             None => Layer::Memory(MemoryLayer::new(
                 registry.clone(),
-                config.history_len,
-                config.max_idle_rooms,
+                HistoryLimits {
+                    per_room: config.history_len,
+                    bytes: config.history_memory,
+                    idle_rooms: config.max_idle_rooms,
+                },
+                metrics.history.clone(),
             )),
             Some(redis) => Layer::Redis(
                 RedisLayer::connect(
@@ -185,7 +199,6 @@ impl AppState {
                 .await?,
             ),
         };
-        let metrics = Metrics::new(config.redis.is_some());
         let admission = Arc::new(Admission::new(config.limits.clone()));
         let (signals, _) = watch::channel(Signals::default());
         tracker.spawn(tick(

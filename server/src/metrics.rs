@@ -15,6 +15,20 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// The in-memory history's size and what its limits made it forget
+/// (shared with the memory layer, which keeps them up to date).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMetrics {
+    /// Bytes of history held in memory.
+    pub bytes: Gauge,
+    /// Empty rooms whose history was forgotten (`--idle-rooms`,
+    /// `--history-memory`).
+    pub forgotten_rooms: Counter,
+    /// Messages dropped from rooms' history to stay within
+    /// `--history-memory` (beyond the usual `--history` rotation).
+    pub forgotten_messages: Counter,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -41,6 +55,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// 1 when the Redis layer is connected, 0 when not (absent in memory).
     pub redis_up: Gauge,
+    /// The in-memory history (absent with Redis).
+    pub history: HistoryMetrics,
 }
 
 impl Metrics {
@@ -60,6 +76,7 @@ impl Metrics {
             refusals: Family::default(),
             rate_limited: Counter::default(),
             redis_up: Gauge::default(),
+            history: HistoryMetrics::default(),
         };
         registry.register(
             "connections",
@@ -116,6 +133,22 @@ impl Metrics {
                 "redis_up",
                 "1 when connected to Redis",
                 metrics.redis_up.clone(),
+            );
+        } else {
+            registry.register(
+                "history_bytes",
+                "Bytes of room history held in memory (--history-memory bounds it)",
+                metrics.history.bytes.clone(),
+            );
+            registry.register(
+                "history_forgotten_rooms",
+                "Empty rooms whose history was forgotten to stay within --idle-rooms or --history-memory",
+                metrics.history.forgotten_rooms.clone(),
+            );
+            registry.register(
+                "history_forgotten_messages",
+                "Messages dropped from history to stay within --history-memory",
+                metrics.history.forgotten_messages.clone(),
             );
         }
         Self {

@@ -7,8 +7,11 @@
 //! read yet: an idle room costs a few bytes, not `capacity` slots, so a
 //! server with thousands of small rooms stays small. Each slot counts the
 //! subscribers that still have to read it and is freed when the last one
-//! has. A subscriber that falls `capacity` events behind finds its next
-//! event evicted and gets [`Lagged`].
+//! has. The ring is bounded twice: in events (`capacity`) and in bytes
+//! (`capacity_bytes`, the sizes of the frames it holds), so that a member
+//! that stops reading holds at most that much, however large the messages.
+//! A subscriber whose unread events are evicted to keep within either
+//! bound gets [`Lagged`].
 //!
 //! Waiting uses one [`Notify`] per ring: a publish wakes every subscriber
 //! that is waiting, and each one then reads what is queued for it.
@@ -64,6 +67,13 @@ struct Slot {
     unread: u32,
 }
 
+impl Frames {
+    /// The bytes this event holds in a ring.
+    fn len(&self) -> usize {
+        self.events.len() + self.plain.as_ref().map_or(0, |plain| plain.len())
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     slots: VecDeque<Slot>,
@@ -72,6 +82,8 @@ struct State {
     /// Slots before this position were evicted while someone still had to
     /// read them (as opposed to released once read by all who needed them).
     evicted_to: u64,
+    /// The frames' bytes held in `slots`.
+    bytes: usize,
     /// Subscribers reading typed events.
     events_readers: u32,
     /// Subscribers reading plain frames.
@@ -92,11 +104,17 @@ impl State {
             }
     }
 
+    fn pop_front(&mut self) {
+        if let Some(slot) = self.slots.pop_front() {
+            self.bytes -= slot.frames.len();
+            self.base += 1;
+        }
+    }
+
     /// Frees slots every subscriber has read.
     fn release_read(&mut self) {
         while self.slots.front().is_some_and(|slot| slot.unread == 0) {
-            self.slots.pop_front();
-            self.base += 1;
+            self.pop_front();
         }
         if self.slots.is_empty() && self.slots.capacity() > SHRINK_ABOVE {
             self.slots.shrink_to(SHRINK_ABOVE / 4);
@@ -113,15 +131,18 @@ pub struct Ring {
     state: Mutex<State>,
     notify: Notify,
     capacity: usize,
+    capacity_bytes: usize,
 }
 
 impl Ring {
-    /// A ring whose subscribers may fall `capacity` events behind.
-    pub fn new(capacity: usize) -> Arc<Self> {
+    /// A ring whose subscribers may fall `capacity` events, or
+    /// `capacity_bytes` bytes of frames, behind.
+    pub fn new(capacity: usize, capacity_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             capacity: capacity.max(1),
+            capacity_bytes,
         })
     }
 
@@ -148,13 +169,17 @@ impl Ring {
         if readers == 0 {
             return 0;
         }
-        if state.slots.len() >= self.capacity {
-            // The oldest event is still unread by someone: that subscriber
-            // is now `capacity` behind and will find it gone (Lagged).
-            state.slots.pop_front();
-            state.base += 1;
+        let size = frames.len();
+        while !state.slots.is_empty()
+            && (state.slots.len() >= self.capacity || state.bytes + size > self.capacity_bytes)
+        {
+            // The oldest event is still unread by someone (read slots are
+            // released at once): that subscriber is now too far behind and
+            // will find it gone (Lagged).
+            state.pop_front();
             state.evicted_to = state.base;
         }
+        state.bytes += size;
         state.slots.push_back(Slot {
             frames,
             unread: readers,
@@ -179,6 +204,11 @@ impl Ring {
     /// Events stored and not yet read by every subscriber.
     pub fn stored(&self) -> usize {
         lock(&self.state).slots.len()
+    }
+
+    /// Bytes of frames stored and not yet read by every subscriber.
+    pub fn stored_bytes(&self) -> usize {
+        lock(&self.state).bytes
     }
 }
 
@@ -260,6 +290,12 @@ impl Subscription {
     pub fn backlog(&self) -> u64 {
         lock(&self.ring.state).end().saturating_sub(self.cursor)
     }
+
+    /// Whether events this subscriber had not read were evicted: its next
+    /// read is [`Lagged`].
+    pub fn has_lagged(&self) -> bool {
+        self.cursor < lock(&self.ring.state).evicted_to
+    }
 }
 
 impl Drop for Subscription {
@@ -302,7 +338,7 @@ mod tests {
 
     #[test]
     fn each_format_reads_its_own_frames_in_order() {
-        let ring = Ring::new(8);
+        let ring = Ring::new(8, usize::MAX);
         let mut events = ring.subscribe(Format::Events);
         let mut plain = ring.subscribe(Format::Plain);
         assert_eq!(ring.publish(chat(1)), 2);
@@ -320,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_late_subscriber_starts_at_the_next_event() {
-        let ring = Ring::new(8);
+        let ring = Ring::new(8, usize::MAX);
         let _early = ring.subscribe(Format::Events);
         ring.publish(chat(1));
         let mut late = ring.subscribe(Format::Events);
@@ -331,7 +367,7 @@ mod tests {
 
     #[test]
     fn nothing_is_stored_without_subscribers_and_dropping_frees() {
-        let ring = Ring::new(8);
+        let ring = Ring::new(8, usize::MAX);
         assert_eq!(ring.publish(chat(1)), 0);
         assert_eq!(ring.stored(), 0);
         let reader = ring.subscribe(Format::Plain);
@@ -349,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_reader_that_falls_capacity_behind_lags_and_the_ring_stays_bounded() {
-        let ring = Ring::new(4);
+        let ring = Ring::new(4, usize::MAX);
         let mut slow = ring.subscribe(Format::Events);
         let mut fast = ring.subscribe(Format::Events);
         for id in 1..=10 {
@@ -363,9 +399,43 @@ mod tests {
         assert_eq!(ring.stored(), 0);
     }
 
+    #[test]
+    fn the_ring_is_bounded_in_bytes_too() {
+        let big = |id| Frames {
+            id,
+            events: "x".repeat(100).into(),
+            plain: None,
+        };
+        let ring = Ring::new(1000, 350);
+        let mut slow = ring.subscribe(Format::Events);
+        let mut fast = ring.subscribe(Format::Events);
+        for id in 1..=10 {
+            ring.publish(big(id));
+            assert_eq!(fast.try_next().unwrap().unwrap().id, id);
+            assert!(ring.stored_bytes() <= 350, "{}", ring.stored_bytes());
+        }
+        assert_eq!(
+            ring.stored(),
+            3,
+            "what the slow reader has not read, within 350 bytes"
+        );
+        assert!(slow.has_lagged());
+        assert!(matches!(slow.try_next(), Err(Lagged(7))));
+        drop(slow);
+        assert_eq!((ring.stored(), ring.stored_bytes()), (0, 0));
+        // An event larger than the bound still goes out, alone.
+        let mut reader = ring.subscribe(Format::Events);
+        ring.publish(Frames {
+            id: 11,
+            events: "y".repeat(1000).into(),
+            plain: None,
+        });
+        assert_eq!(reader.try_next().unwrap().unwrap().id, 11);
+    }
+
     #[tokio::test]
     async fn next_waits_for_a_publish() {
-        let ring = Ring::new(4);
+        let ring = Ring::new(4, usize::MAX);
         let mut reader = ring.subscribe(Format::Plain);
         let publisher = {
             let ring = Arc::clone(&ring);
@@ -384,7 +454,7 @@ mod tests {
 
     #[test]
     fn many_threads_publish_and_read_without_loss() {
-        let ring = Ring::new(1 << 16);
+        let ring = Ring::new(1 << 16, usize::MAX);
         let readers: Vec<_> = (0..4).map(|_| ring.subscribe(Format::Events)).collect();
         let publishers: Vec<_> = (0..4u64)
             .map(|p| {

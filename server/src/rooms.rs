@@ -27,16 +27,20 @@ use crate::ring::{Format, Frames, Ring, Subscription};
 #[derive(Debug)]
 pub struct RoomRegistry {
     rooms: Mutex<HashMap<RoomName, Arc<Ring>>>,
-    /// How far a subscriber may fall behind before it is dropped.
+    /// How far a subscriber may fall behind, in events, before it is dropped.
     queue_len: usize,
+    /// How far a subscriber may fall behind, in bytes, before it is dropped.
+    queue_bytes: usize,
 }
 
 impl RoomRegistry {
-    /// An empty registry whose subscribers may fall `queue_len` events behind.
-    pub fn new(queue_len: usize) -> Self {
+    /// An empty registry whose subscribers may fall `queue_len` events, or
+    /// `queue_bytes` bytes, behind.
+    pub fn new(queue_len: usize, queue_bytes: usize) -> Self {
         Self {
             rooms: Mutex::new(HashMap::new()),
             queue_len: queue_len.max(1),
+            queue_bytes,
         }
     }
 
@@ -45,7 +49,7 @@ impl RoomRegistry {
     pub fn subscribe(&self, room: &RoomName, format: Format) -> Subscription {
         lock(&self.rooms)
             .entry(room.clone())
-            .or_insert_with(|| Ring::new(self.queue_len))
+            .or_insert_with(|| Ring::new(self.queue_len, self.queue_bytes))
             .subscribe(format)
     }
 
@@ -128,7 +132,7 @@ mod tests {
 
     #[test]
     fn delivers_to_the_room_only() {
-        let registry = RoomRegistry::new(8);
+        let registry = RoomRegistry::new(8, usize::MAX);
         let mut events = registry.subscribe(&room("a"), Format::Events);
         assert_eq!(registry.len(), 1, "the first subscriber creates the room");
         let mut plain = registry.subscribe(&room("a"), Format::Plain);
@@ -143,7 +147,7 @@ mod tests {
 
     #[test]
     fn rooms_are_dropped_with_their_last_subscriber() {
-        let registry = RoomRegistry::new(8);
+        let registry = RoomRegistry::new(8, usize::MAX);
         let a1 = registry.subscribe(&room("a"), Format::Events);
         let a2 = registry.subscribe(&room("a"), Format::Plain);
         drop(a1);

@@ -18,12 +18,15 @@
 
 mod echo;
 mod ending;
+mod welcome;
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chat_protocol::close;
 use chat_protocol::{
@@ -240,7 +243,7 @@ impl Session {
             1 => "only you".to_owned(),
             n => format!("{n} people"),
         };
-        let welcome = ServerEvent::Welcome(Welcome {
+        let welcome = Welcome {
             message: format!(
                 "Welcome to {}, {}: {people} here",
                 self.params.room, self.params.user
@@ -248,13 +251,14 @@ impl Session {
             room: self.params.room.clone(),
             user: self.params.user.to_string(),
             members,
-            history,
+            history: Vec::new(),
             last_id,
             missed,
             epoch,
             ts: unix_millis(),
-        });
-        let mut sent = self.send_text(Utf8Bytes::from(welcome.to_json())).await;
+        };
+        let fragments = welcome::Fragments::new(welcome, history);
+        let mut sent = self.send_frames(fragments, &subscription).await;
         if let (Ok(()), Some(notice)) = (&sent, notice) {
             sent = self.send_error(ErrorCode::Unavailable, notice).await;
         }
@@ -311,9 +315,7 @@ impl Session {
                 Woken::Signal(true) if shutting_down => Ok(()),
                 Woken::Signal(true) => Box::pin(self.keepalive(subscription)).await,
                 Woken::Delivery(Ok(delivery)) => self.forward(delivery, subscription).await,
-                Woken::Delivery(Err(_lagged)) => {
-                    Err(End::slow_consumer(self.state.config().queue_len))
-                }
+                Woken::Delivery(Err(_lagged)) => Err(End::slow_consumer(self.state.config())),
                 Woken::Inbound(inbound) => {
                     self.heard = true;
                     let handled = Box::pin(self.on_frame(inbound)).await;
@@ -362,7 +364,8 @@ impl Session {
             .feed(Message::Ping(bytes::Bytes::new()))
             .await
             .map_err(|err| ending::write_failed(&err))?;
-        self.flush_watching(subscription).await?;
+        let deadline = Instant::now() + self.state.config().write_timeout;
+        self.flush_watching(subscription, deadline).await?;
         self.awaiting_pong = true;
         Ok(())
     }
@@ -376,10 +379,10 @@ impl Session {
     ) -> Result<(), End> {
         if first.frame.len() > FRAGMENT_BYTES {
             self.count_out(1, first.frame.len());
-            return Box::pin(self.send_text(first.frame)).await;
+            return Box::pin(self.send_frames(fragments_of(first.frame), subscription)).await;
         }
         let skip_through = self.skip_through;
-        let queue_len = self.state.config().queue_len;
+        let config = self.state.config();
         let ws = &mut self.ws;
         let mut first = Some(first);
         let (mut frames, mut bytes) = (0u64, 0usize);
@@ -396,7 +399,7 @@ impl Session {
                     None => match subscription.try_next() {
                         Ok(Some(delivery)) => delivery,
                         Ok(None) => return Poll::Ready(Ok(None)),
-                        Err(_lagged) => return Poll::Ready(Err(End::slow_consumer(queue_len))),
+                        Err(_lagged) => return Poll::Ready(Err(End::slow_consumer(config))),
                     },
                 };
                 if delivery.id != 0 && delivery.id <= skip_through {
@@ -417,10 +420,11 @@ impl Session {
         })
         .await?;
         self.count_out(frames, bytes);
-        self.flush_watching(subscription).await?;
+        let deadline = Instant::now() + self.state.config().write_timeout;
+        self.flush_watching(subscription, deadline).await?;
         if let Some(frame) = large {
             self.count_out(1, frame.len());
-            Box::pin(self.send_text(frame)).await?;
+            Box::pin(self.send_frames(fragments_of(frame), subscription)).await?;
         }
         Ok(())
     }
@@ -432,29 +436,36 @@ impl Session {
     }
 
     /// Flushes, but gives up on a client that stopped reading: once it is
-    /// further behind than its queue allows, or after the write timeout.
-    async fn flush_watching(&mut self, subscription: &Subscription) -> Result<(), End> {
+    /// further behind on the room than its queue allows, or at `deadline`.
+    async fn flush_watching(
+        &mut self,
+        subscription: &Subscription,
+        deadline: Instant,
+    ) -> Result<(), End> {
         // Most flushes complete at once; only a blocked one needs a timer.
         match self.ws.flush().now_or_never() {
             Some(result) => result.map_err(|err| ending::write_failed(&err)),
-            None => Box::pin(self.flush_blocked(subscription)).await,
+            None => Box::pin(self.flush_blocked(subscription, deadline)).await,
         }
     }
 
-    async fn flush_blocked(&mut self, subscription: &Subscription) -> Result<(), End> {
-        let started = tokio::time::Instant::now();
+    async fn flush_blocked(
+        &mut self,
+        subscription: &Subscription,
+        deadline: Instant,
+    ) -> Result<(), End> {
         let config = self.state.config();
-        let (queue_len, write_timeout) = (config.queue_len, config.write_timeout);
         loop {
+            let check = deadline.min(Instant::now() + LAG_CHECK);
             tokio::select! {
                 biased;
                 result = self.ws.flush() => return result.map_err(|err| ending::write_failed(&err)),
-                () = tokio::time::sleep(LAG_CHECK) => {
+                () = tokio::time::sleep_until(check) => {
                     let behind = subscription.backlog();
-                    if behind >= queue_len as u64 {
-                        return Err(End::slow_consumer(queue_len));
+                    if behind >= config.queue_len as u64 || subscription.has_lagged() {
+                        return Err(End::slow_consumer(config));
                     }
-                    if started.elapsed() >= write_timeout {
+                    if Instant::now() >= deadline {
                         return Err(End::not_reading());
                     }
                 }
@@ -462,50 +473,49 @@ impl Session {
         }
     }
 
-    /// Sends one text frame now: small frames whole, large ones as
-    /// fragments; a client that does not read it within the write timeout
-    /// is dropped.
+    /// Sends one message as `frames` (whole, or fragments made as they
+    /// go), flushing after each, so that the socket's write buffer never
+    /// holds more than a fragment. A client that does not take it all
+    /// within the write timeout, or that falls too far behind on the room
+    /// meanwhile, is dropped.
+    async fn send_frames(
+        &mut self,
+        frames: impl Iterator<Item = Frame> + Send,
+        subscription: &Subscription,
+    ) -> Result<(), End> {
+        let deadline = Instant::now() + self.state.config().write_timeout;
+        self.flush_watching(subscription, deadline).await?;
+        for frame in frames {
+            self.ws
+                .feed(Message::Frame(frame))
+                .await
+                .map_err(|err| ending::write_failed(&err))?;
+            self.flush_watching(subscription, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one text now (an error event, a history page): small texts
+    /// whole, large ones as fragments flushed one by one; a client that
+    /// does not take it within the write timeout is dropped.
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
         let timeout = self.state.config().write_timeout;
         let send = async {
-            if text.len() > FRAGMENT_BYTES {
-                self.send_fragmented(text).await
-            } else {
+            self.ws
+                .flush()
+                .await
+                .map_err(|err| ending::write_failed(&err))?;
+            for frame in fragments_of(text) {
                 self.ws
-                    .send(Message::Text(text))
+                    .send(Message::Frame(frame))
                     .await
-                    .map_err(|err| ending::write_failed(&err))
+                    .map_err(|err| ending::write_failed(&err))?;
             }
+            Ok(())
         };
         tokio::time::timeout(timeout, send)
             .await
             .unwrap_or_else(|_| Err(End::not_reading()))
-    }
-
-    /// Sends a large text as fragments of [`FRAGMENT_BYTES`], flushing each,
-    /// so the socket's write buffer never has to grow to hold it whole.
-    async fn send_fragmented(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        self.ws
-            .flush()
-            .await
-            .map_err(|err| ending::write_failed(&err))?;
-        let bytes = bytes::Bytes::from(text);
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let end = (offset + FRAGMENT_BYTES).min(bytes.len());
-            let opcode = if offset == 0 {
-                OpCode::Data(Data::Text)
-            } else {
-                OpCode::Data(Data::Continue)
-            };
-            let frame = Frame::message(bytes.slice(offset..end), opcode, end == bytes.len());
-            self.ws
-                .send(Message::Frame(frame))
-                .await
-                .map_err(|err| ending::write_failed(&err))?;
-            offset = end;
-        }
-        Ok(())
     }
 
     /// Handles one inbound frame (or the end of the stream).
@@ -695,4 +705,21 @@ impl Session {
             () = shutdown.cancelled(), if code != close::GOING_AWAY => {}
         }
     }
+}
+
+/// `text` as one frame, or as fragments of [`FRAGMENT_BYTES`] when it is
+/// larger (slices of the same bytes: nothing is copied).
+fn fragments_of(text: Utf8Bytes) -> impl Iterator<Item = Frame> + Send {
+    let bytes = bytes::Bytes::from(text);
+    let len = bytes.len();
+    let starts = (0..len.max(1)).step_by(FRAGMENT_BYTES);
+    starts.map(move |start| {
+        let end = (start + FRAGMENT_BYTES).min(len);
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        Frame::message(bytes.slice(start..end), opcode, end == len)
+    })
 }

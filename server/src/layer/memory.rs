@@ -1,17 +1,37 @@
 //! The in-process layer: ids, history and presence in this process's
 //! memory, delivery straight into the local registry.
+//!
+//! History is bounded three ways: `--history` messages per room, a byte
+//! budget for all rooms together (`--history-memory`), and `--idle-rooms`
+//! empty rooms; see `budget`.
+
+mod budget;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chat_protocol::{ChatEvent, HistoryQuery, MessagePage, RoomName, RoomSummary};
 
+use budget::{Budget, Eviction};
+
 use super::{
     Draft, Joined, NameCounts, Resume, chat_frames, events_only, presence_event, rename_events,
     select_history,
 };
+use crate::metrics::HistoryMetrics;
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
+
+/// How much history the layer keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimits {
+    /// Messages per room (0: no history).
+    pub per_room: usize,
+    /// Bytes for all rooms together (see `budget::cost`).
+    pub bytes: usize,
+    /// Empty rooms whose history is kept.
+    pub idle_rooms: usize,
+}
 
 /// Per-room state shared by the room's members.
 #[derive(Debug)]
@@ -22,8 +42,10 @@ struct RoomState {
     epoch: String,
     /// The id of the latest message (0: none yet).
     last_id: u64,
-    /// The latest messages, oldest first, at most `history_len`.
-    history: VecDeque<ChatEvent>,
+    /// The latest messages, oldest first, at most `history_len`, each with
+    /// the stamp that orders it among every room's messages (for the
+    /// budget). Shared with the welcomes that send them.
+    history: VecDeque<(u64, Arc<ChatEvent>)>,
     /// Who is here.
     members: NameCounts,
     /// When the room last became empty, as a tick of `Rooms::clock`;
@@ -31,28 +53,108 @@ struct RoomState {
     emptied_at: Option<u64>,
 }
 
+impl RoomState {
+    /// The stamp of the oldest message kept.
+    fn oldest(&self) -> Option<u64> {
+        self.history.front().map(|(stamp, _)| *stamp)
+    }
+}
+
 #[derive(Debug)]
 struct MemoryInner {
     registry: Arc<RoomRegistry>,
     rooms: Mutex<Rooms>,
     history_len: usize,
-    /// How many empty rooms keep their history.
-    max_idle_rooms: usize,
     /// Random per process: the first part of every room's epoch.
     process_epoch: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Rooms {
     by_name: HashMap<RoomName, RoomState>,
-    /// Rooms with no members but with history.
-    idle: usize,
-    /// Monotonic counter ordering rooms by when they became empty, and
-    /// numbering room creations for epochs.
+    /// Monotonic counter ordering rooms by when they became empty and
+    /// messages by when they were published, and numbering room creations
+    /// for epochs.
     clock: u64,
+    /// History's bytes, and what to forget when there is too much.
+    budget: Budget,
 }
 
 impl Rooms {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Keeps `event` in `room`'s history (at most `history_len`
+    /// messages), then forgets what the budget no longer allows.
+    fn remember(&mut self, room: &RoomName, event: Arc<ChatEvent>, history_len: usize) {
+        let stamp = self.tick();
+        let Some(state) = self.by_name.get_mut(room) else {
+            return;
+        };
+        let oldest = state.oldest();
+        self.budget.add(budget::cost(&event));
+        state.history.push_back((stamp, event));
+        if state.history.len() > history_len {
+            if let Some((_, gone)) = state.history.pop_front() {
+                self.budget.remove(budget::cost(&gone));
+            }
+        }
+        self.budget.oldest_moved(room, oldest, state.oldest());
+        self.enforce();
+    }
+
+    /// Drops `room`'s oldest message, the one stamped `stamp`.
+    fn forget_oldest(&mut self, room: &RoomName, stamp: u64) {
+        let Some(state) = self.by_name.get_mut(room) else {
+            // Not expected; keeps the books from naming it again.
+            self.budget.oldest_moved(room, Some(stamp), None);
+            return;
+        };
+        let front = state.oldest();
+        if let Some((_, gone)) = state.history.pop_front() {
+            self.budget.remove(budget::cost(&gone));
+        }
+        if front != Some(stamp) {
+            // Not expected; keeps the books from naming it again.
+            self.budget.oldest_moved(room, Some(stamp), None);
+        }
+        self.budget.oldest_moved(room, front, state.oldest());
+    }
+
+    /// Forgets `room` altogether: history, ids, epoch.
+    fn forget(&mut self, room: &RoomName) {
+        let Some(state) = self.by_name.remove(room) else {
+            return;
+        };
+        let bytes = state.history.iter().map(|(_, e)| budget::cost(e)).sum();
+        self.budget.remove(bytes);
+        self.budget.oldest_moved(room, state.oldest(), None);
+        if let Some(at) = state.emptied_at {
+            self.budget.active(at);
+        }
+    }
+
+    /// Forgets what the budget no longer allows.
+    fn enforce(&mut self) {
+        while let Some(eviction) = self.budget.next_eviction() {
+            match eviction {
+                Eviction::Room { at, room } => {
+                    // Off the books first, whatever `forget` finds, so
+                    // that the loop always ends.
+                    self.budget.active(at);
+                    self.forget(&room);
+                    self.budget.evicted(1, 0);
+                }
+                Eviction::Oldest { stamp, room } => {
+                    self.forget_oldest(&room, stamp);
+                    self.budget.evicted(0, 1);
+                }
+            }
+        }
+    }
+
     /// The state of `room`, created (with a fresh epoch) if needed.
     fn entry(&mut self, room: &RoomName, process_epoch: u32) -> &mut RoomState {
         if !self.by_name.contains_key(room) {
@@ -82,15 +184,23 @@ pub struct MemoryLayer {
 }
 
 impl MemoryLayer {
-    /// A layer delivering through `registry`, keeping `history_len` messages
-    /// per room, and the history of at most `max_idle_rooms` empty rooms.
-    pub fn new(registry: Arc<RoomRegistry>, history_len: usize, max_idle_rooms: usize) -> Self {
+    /// A layer delivering through `registry`, keeping history within
+    /// `limits`, reporting its size in `metrics`.
+    pub fn new(
+        registry: Arc<RoomRegistry>,
+        limits: HistoryLimits,
+        metrics: HistoryMetrics,
+    ) -> Self {
+        let rooms = Rooms {
+            by_name: HashMap::new(),
+            clock: 0,
+            budget: Budget::new(limits.bytes, limits.idle_rooms, metrics),
+        };
         Self {
             inner: Arc::new(MemoryInner {
                 registry,
-                rooms: Mutex::new(Rooms::default()),
-                history_len,
-                max_idle_rooms,
+                rooms: Mutex::new(rooms),
+                history_len: limits.per_room,
                 process_epoch: fastrand::u32(..),
             }),
         }
@@ -108,12 +218,12 @@ impl MemoryLayer {
         let subscription = inner.registry.subscribe(room, format);
         let rooms = &mut *rooms;
         let state = rooms.entry(room, inner.process_epoch);
-        let was_idle = state.emptied_at.take().is_some();
+        let was_idle = state.emptied_at.take();
         let first_of_name = state.members.add(user);
         // Only typed clients get a welcome: a plain join costs no copies.
         let (members, history, missed) = match format {
             Format::Events => {
-                let history = state.history.iter().cloned().collect();
+                let history = state.history.iter().map(|(_, e)| Arc::clone(e)).collect();
                 let (history, missed) =
                     select_history(history, state.last_id, &state.epoch, resume);
                 (state.members.names().cloned().collect(), history, missed)
@@ -129,8 +239,8 @@ impl MemoryLayer {
             epoch: state.epoch.clone(),
             notice: None,
         };
-        if was_idle {
-            rooms.idle -= 1;
+        if let Some(at) = was_idle {
+            rooms.budget.active(at);
         }
         if first_of_name {
             inner
@@ -146,6 +256,7 @@ impl MemoryLayer {
         drop(subscription);
         inner.registry.remove_if_empty(room);
         let rooms = &mut *rooms;
+        let now = rooms.tick();
         let Some(state) = rooms.by_name.get_mut(room) else {
             return;
         };
@@ -158,10 +269,9 @@ impl MemoryLayer {
             if state.history.is_empty() {
                 rooms.by_name.remove(room);
             } else {
-                rooms.clock += 1;
-                state.emptied_at = Some(rooms.clock);
-                rooms.idle += 1;
-                evict_idle_rooms(rooms, inner.max_idle_rooms);
+                state.emptied_at = Some(now);
+                rooms.budget.idle(now, room);
+                rooms.enforce();
             }
         }
     }
@@ -171,17 +281,14 @@ impl MemoryLayer {
         let mut rooms = lock(&inner.rooms);
         let state = rooms.entry(room, inner.process_epoch);
         state.last_id += 1;
-        let event = draft.into_event(room, state.last_id);
+        let event = Arc::new(draft.into_event(room, state.last_id));
         // Subscribing takes the rooms lock too, so nobody can start reading
         // a format between the look at who reads what and the delivery.
         inner
             .registry
             .deliver_with(room, |readers| chat_frames(&event, readers));
         if inner.history_len > 0 {
-            if state.history.len() == inner.history_len {
-                state.history.pop_front();
-            }
-            state.history.push_back(event);
+            rooms.remember(room, event, inner.history_len);
         }
     }
 
@@ -206,7 +313,7 @@ impl MemoryLayer {
             .by_name
             .get(room)
             .map_or_else(MessagePage::default, |state| {
-                query.select(state.history.iter())
+                query.select(state.history.iter().map(|(_, event)| &**event))
             })
     }
 
@@ -226,20 +333,11 @@ impl MemoryLayer {
     pub(super) fn stored_rooms(&self) -> usize {
         lock(&self.inner.rooms).by_name.len()
     }
-}
 
-/// Forgets the history of the longest-empty rooms beyond `max_idle_rooms`.
-fn evict_idle_rooms(rooms: &mut Rooms, max_idle_rooms: usize) {
-    while rooms.idle > max_idle_rooms {
-        let oldest = rooms
-            .by_name
-            .iter()
-            .filter_map(|(name, state)| state.emptied_at.map(|at| (at, name)))
-            .min()
-            .map(|(_, name)| name.clone());
-        let Some(oldest) = oldest else { break };
-        rooms.by_name.remove(&oldest);
-        rooms.idle -= 1;
+    /// Bytes of history held, as the budget counts them.
+    #[cfg(test)]
+    fn history_bytes(&self) -> usize {
+        lock(&self.inner.rooms).budget.used()
     }
 }
 
@@ -252,8 +350,18 @@ mod tests {
     }
 
     fn layer(history: usize, idle: usize) -> (MemoryLayer, Arc<RoomRegistry>) {
-        let registry = Arc::new(RoomRegistry::new(64));
-        (MemoryLayer::new(registry.clone(), history, idle), registry)
+        layer_within(history, idle, usize::MAX)
+    }
+
+    fn layer_within(history: usize, idle: usize, bytes: usize) -> (MemoryLayer, Arc<RoomRegistry>) {
+        let registry = Arc::new(RoomRegistry::new(64, usize::MAX));
+        let limits = HistoryLimits {
+            per_room: history,
+            bytes,
+            idle_rooms: idle,
+        };
+        let layer = MemoryLayer::new(registry.clone(), limits, HistoryMetrics::default());
+        (layer, registry)
     }
 
     fn say(layer: &MemoryLayer, room_name: &str, text: &str) {
@@ -380,5 +488,49 @@ mod tests {
         let gone = layer.join(&room("a"), "bob", Format::Events, None);
         assert!(gone.history.is_empty());
         assert_ne!(gone.epoch, epochs[0], "a forgotten room starts a new epoch");
+    }
+
+    #[test]
+    fn the_history_budget_forgets_idle_rooms_first_then_the_oldest_messages() {
+        let text = "x".repeat(1000);
+        let one = budget::cost(
+            &Draft {
+                user: "u".into(),
+                message: text.clone(),
+                emote: false,
+            }
+            .into_event(&room("a"), 1),
+        );
+        // Room for ten messages in all.
+        let (layer, _) = layer_within(100, 100, one * 10);
+        let fill = |name: &str, count: usize| {
+            for _ in 0..count {
+                say(&layer, name, &text);
+                assert!(layer.history_bytes() <= one * 10);
+            }
+        };
+        let idle = layer.join(&room("i"), "u", Format::Plain, None);
+        fill("i", 4);
+        layer.leave(&room("i"), "u", idle.subscription);
+        let a = layer.join(&room("a"), "u", Format::Plain, None);
+        let b = layer.join(&room("b"), "u", Format::Plain, None);
+        fill("a", 3);
+        fill("b", 3);
+        assert_eq!(layer.stored_rooms(), 3, "within the budget: all kept");
+        fill("a", 1);
+        assert_eq!(layer.stored_rooms(), 2, "over it: the idle room goes first");
+        assert_eq!(layer.history_bytes(), one * 7);
+        fill("b", 4);
+        let history = |name: &str| {
+            layer
+                .join(&room(name), "reader", Format::Events, None)
+                .history
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(history("a"), [2, 3, 4], "then the oldest message anywhere");
+        assert_eq!(history("b"), [1, 2, 3, 4, 5, 6, 7]);
+        drop((a, b));
     }
 }

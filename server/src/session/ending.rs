@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::debug;
 
 use super::Socket;
+use crate::Config;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -43,13 +44,16 @@ impl End {
         }
     }
 
-    /// A client more than `queue_len` messages behind (its outbound queue
-    /// is full).
-    pub(crate) fn slow_consumer(queue_len: usize) -> Self {
+    /// A client more than `--queue` messages or `--queue-bytes` bytes
+    /// behind (its outbound queue is full).
+    pub(crate) fn slow_consumer(config: &Config) -> Self {
         Self::close(
             close::POLICY_VIOLATION,
             "slow_consumer",
-            format!("slow consumer: fell more than {queue_len} messages behind"),
+            format!(
+                "slow consumer: fell more than {} messages or {} bytes behind",
+                config.queue_len, config.queue_bytes
+            ),
         )
     }
 

@@ -218,16 +218,29 @@ impl RawResponse {
 /// Sends `request_head` (without the final blank line) and reads the
 /// response up to the end of the connection.
 pub async fn raw_http(addr: SocketAddr, request_head: &str) -> RawResponse {
-    let mut stream = within(TcpStream::connect(addr)).await.expect("connect");
-    let request = format!("{request_head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    try_raw_http(addr, request_head, WITHIN)
         .await
-        .expect("write request");
-    let mut raw = Vec::new();
-    within(stream.read_to_end(&mut raw))
-        .await
-        .expect("read response");
+        .expect("an HTTP answer in time")
+}
+
+/// [`raw_http`], or `None` when the answer takes longer than `limit`.
+pub async fn try_raw_http(
+    addr: SocketAddr,
+    request_head: &str,
+    limit: Duration,
+) -> Option<RawResponse> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("{request_head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read response");
+        raw
+    };
+    let raw = tokio::time::timeout(limit, exchange).await.ok()?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -240,11 +253,11 @@ pub async fn raw_http(addr: SocketAddr, request_head: &str) -> RawResponse {
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    RawResponse {
+    Some(RawResponse {
         status,
         headers,
         body: body.to_owned(),
-    }
+    })
 }
 
 /// `GET path` over HTTP.
@@ -350,4 +363,113 @@ impl Cluster {
     pub fn server(&self, i: usize) -> &TestServer {
         &self.servers[i % self.servers.len()]
     }
+}
+
+/// The real `chat-server` binary in a child process on a free loopback
+/// port, killed when dropped: what a test uses to measure the server's own
+/// memory (`/proc/<pid>/status`), apart from the test's.
+pub struct ServerProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `chat-server` with `args` (besides `--addr`), and waits until
+    /// it answers.
+    pub async fn start(args: &[&str]) -> Self {
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            let addr = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+                probe.local_addr().expect("its address")
+            };
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+                .arg("--addr")
+                .arg(addr.to_string())
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start chat-server");
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    // Most likely the port was taken meanwhile: another one.
+                    break;
+                }
+                if TcpStream::connect(addr).await.is_ok() {
+                    return Self { child, addr };
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chat-server {args:?} did not come up within {WITHIN:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chat-server {args:?} kept exiting at start"
+            );
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib_of(self.pid()).expect("VmRSS of the server")
+    }
+
+    /// One metric's value from `/metrics` (the series of exactly that name
+    /// and labels); 0 when the server has not counted any yet.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(&get(self.addr, "/metrics").await.body, name).unwrap_or(0.0)
+    }
+
+    /// [`Self::metric`], or `None` when the server takes longer than
+    /// `limit` to answer.
+    pub async fn try_metric(&self, name: &str, limit: Duration) -> Option<f64> {
+        let response = try_raw_http(self.addr, "GET /metrics HTTP/1.1", limit).await?;
+        Some(metric(&response.body, name).unwrap_or(0.0))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the series `name` (with its labels, if any) in a
+/// Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+/// The resident memory of process `pid` in KiB, from /proc (`None` once it
+/// has exited).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
 }
