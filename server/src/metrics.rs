@@ -49,6 +49,9 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Connections closed by the server, by reason.
     pub disconnects: Family<Reason, Counter>,
+    /// Connections ended by the client, by how (`closed`: with a close
+    /// frame; `reset`: without one).
+    pub client_disconnects: Family<Reason, Counter>,
     /// Requests refused before the upgrade, by reason.
     pub refusals: Family<Reason, Counter>,
     /// Messages refused by the rate limit.
@@ -73,6 +76,7 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             disconnects: Family::default(),
+            client_disconnects: Family::default(),
             refusals: Family::default(),
             rate_limited: Counter::default(),
             redis_up: Gauge::default(),
@@ -117,6 +121,11 @@ impl Metrics {
             "disconnects",
             "Connections closed by the server, by reason",
             metrics.disconnects.clone(),
+        );
+        registry.register(
+            "client_disconnects",
+            "Connections ended by the client, by how (closed: with a close frame; reset: without)",
+            metrics.client_disconnects.clone(),
         );
         registry.register(
             "refusals",
@@ -165,6 +174,13 @@ impl Metrics {
     /// Counts a connection closed by the server.
     pub fn disconnected(&self, reason: &'static str) {
         self.disconnects.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Counts a connection ended by the client.
+    pub fn client_disconnected(&self, reason: &'static str) {
+        self.client_disconnects
+            .get_or_create(&Reason { reason })
+            .inc();
     }
 
     /// The text exposition.

@@ -41,10 +41,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tracing::{debug, info};
+use tracing::debug;
 
 pub use echo::echo;
-use ending::End;
+use ending::{End, Hangup};
 
 use crate::AppState;
 use crate::layer::{Draft, Joined, LayerError};
@@ -68,13 +68,14 @@ const FRAGMENT_BYTES: usize = 16 * 1024;
 /// fallen further behind than its queue allows.
 const LAG_CHECK: Duration = Duration::from_millis(200);
 
-/// How long closing may take: sending the close frame (behind whatever the
-/// client has not read yet), then waiting for the client's reply. A slow
-/// client gets a few seconds to read its way to the close frame and learn
-/// why it was dropped.
+/// How long sending the close frame may take, behind whatever the client
+/// has not read yet: a slow client gets a few seconds to read its way to
+/// it and learn why it was dropped. It then has `ending::CLOSE_REPLY` to
+/// answer, and the server ends the TCP connection as soon as it does.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 
-/// How long closing may take when the server is shutting down.
+/// How long closing may take when the server is shutting down (or a
+/// keepalive gives up on a silent peer).
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 
 /// What a session needs to know about its connection.
@@ -208,7 +209,7 @@ impl Session {
             state,
             ..
         } = *pending;
-        info!(room = %params.room, user = %params.user, %peer, format = ?params.format, "joined");
+        debug!(room = %params.room, user = %params.user, %peer, format = ?params.format, "joined");
         let rate = RateLimit::new(&state.config().limits, state.now_ms());
         let session = Box::new(Self {
             ws,
@@ -277,7 +278,7 @@ impl Session {
                 .leave(&self.params.room, self.params.user.as_str(), subscription),
         )
         .await;
-        info!(room = %self.params.room, user = %self.params.user, reason = ?end, "left");
+        debug!(room = %self.params.room, user = %self.params.user, reason = ?end, "left");
         Box::pin(self.finish(end)).await;
     }
 
@@ -524,7 +525,7 @@ impl Session {
         inbound: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), End> {
         match inbound {
-            None => Err(End::Gone),
+            None => Err(End::Gone(Hangup::Reset)),
             Some(Ok(Message::Text(text))) => {
                 let metrics = self.state.metrics();
                 metrics.bytes_in.inc_by(text.len() as u64);
@@ -536,9 +537,10 @@ impl Session {
                 "binary frames are not supported; send JSON text: {\"message\": \"...\"}",
             )),
             Some(Ok(Message::Close(_))) => {
-                // tungstenite has queued the close reply; send it.
-                let _ = self.ws.flush().await;
-                Err(End::Gone)
+                // tungstenite has queued the close reply: send it, then
+                // the connection is dropped (the server closes TCP first).
+                let _ = tokio::time::timeout(ending::CLOSE_REPLY, self.ws.flush()).await;
+                Err(End::Gone(Hangup::Closed))
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
             Some(Err(err)) => Err(ending::read_failed(err)),
@@ -687,11 +689,20 @@ impl Session {
     async fn finish(mut self: Box<Self>, end: End) {
         let metrics = self.state.metrics();
         metrics.connections.dec();
-        if let Some(label) = end.label() {
-            metrics.disconnected(label);
-        }
-        let End::Close { code, reason, .. } = end else {
-            return;
+        let (code, reason, failed) = match end {
+            End::Gone(hangup) => {
+                metrics.client_disconnected(hangup.label());
+                return;
+            }
+            End::Close {
+                code,
+                reason,
+                label,
+                failed,
+            } => {
+                metrics.disconnected(label);
+                (code, reason, failed)
+            }
         };
         let linger = if code == close::GOING_AWAY {
             SHUTDOWN_LINGER
@@ -700,7 +711,7 @@ impl Session {
         };
         let shutdown = self.state.shutdown_token().clone();
         tokio::select! {
-            () = ending::close(&mut self.ws, code, &reason, linger) => {}
+            () = ending::close(&mut self.ws, code, &reason, failed, linger) => {}
             // Shutting down: a lingering close must not hold up the exit.
             () = shutdown.cancelled(), if code != close::GOING_AWAY => {}
         }

@@ -631,6 +631,110 @@ async fn the_page_recovers_messages_missed_while_its_connection_was_down() {
 }
 
 // ---------------------------------------------------------------------------
+// Closing.
+
+/// Opens a socket from the page and does `action` once it is open; the
+/// close lands in `window.__closed`: its code, whether it was clean, and
+/// the milliseconds from the action to `onclose`.
+const CLOSE_PROBE: &str = "const [url, action, arg] = arguments;
+    window.__closed = null;
+    const ws = new WebSocket(url);
+    let acted = 0;
+    ws.onopen = () => {
+        if (action === 'binary') ws.send(new Uint8Array([1, 2]));
+        else if (action === 'big') ws.send('x'.repeat(arg));
+        else if (action === 'text') for (const text of arg) ws.send(text);
+        acted = performance.now();
+        window.__opened = true;
+    };
+    ws.onclose = (e) => {
+        window.__closed = { code: e.code, clean: e.wasClean, ms: performance.now() - acted };
+    };
+    return true;";
+
+/// Chromium reports a close (`onclose`) only once the TCP connection is
+/// gone, or after 2 s of waiting for it: every close the server starts
+/// must reach the page at once.
+#[tokio::test]
+async fn the_page_sees_every_close_the_server_starts_at_once() {
+    browser_test("closing", |tools| async move {
+        let cases = [
+            ("binary frame", "", "binary", json!(0), 1003),
+            (
+                "plain frame not JSON",
+                "",
+                "text",
+                json!(["not json"]),
+                1007,
+            ),
+            ("too big", "", "big", json!(2000), 1009),
+            (
+                "typed flood",
+                "?v=2",
+                "text",
+                json!([
+                    r#"{"message": "a"}"#,
+                    r#"{"message": "b"}"#,
+                    r#"{"message": "c"}"#
+                ]),
+                1008,
+            ),
+            ("shutdown", "", "wait", json!(0), 1001),
+        ];
+        for (case, query, action, arg, code) in cases {
+            let server = Server::start_with(Config {
+                max_message_size: 1024,
+                drain_window: Duration::ZERO,
+                limits: chat_server::Limits {
+                    rate_per_sec: 1.0,
+                    rate_burst: 1,
+                    ..chat_server::Limits::default()
+                },
+                ..Config::default()
+            })
+            .await;
+            let browser = server.browser(&tools, BrowserOptions::default()).await;
+            browser.goto("/chat/").await;
+            let url = format!("ws://{}/ws/chat/close/{query}", server.addr);
+            browser
+                .js(CLOSE_PROBE, vec![json!(url), json!(action), arg])
+                .await;
+            browser
+                .wait_for("the socket to open", "return window.__opened")
+                .await;
+            let stopped_at = std::time::Instant::now();
+            let server = if action == "wait" {
+                server.stop().await;
+                None
+            } else {
+                Some(server)
+            };
+            let closed = browser
+                .wait_for("the close", "return window.__closed")
+                .await;
+            let ms = if action == "wait" {
+                // From the shutdown, as the page cannot see when it began.
+                stopped_at.elapsed().as_secs_f64() * 1000.0
+            } else {
+                closed["ms"].as_f64().unwrap_or(f64::MAX)
+            };
+            eprintln!("chromium, {case}: {closed}, {ms:.0} ms");
+            assert_eq!(closed["code"], code, "{case}: {closed}");
+            assert_eq!(closed["clean"], true, "{case}: {closed}");
+            assert!(
+                ms < 1000.0,
+                "{case}: onclose came {ms:.0} ms after the action"
+            );
+            browser.close().await;
+            if let Some(server) = server {
+                server.stop().await;
+            }
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
 // A phone.
 
 #[tokio::test]
@@ -1007,10 +1111,14 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    async fn start_with(config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let handle = chat_server::spawn(listener, Config::default())
+        let handle = chat_server::spawn(listener, config)
             .await
             .expect("spawn the server");
         let addr = handle.local_addr();

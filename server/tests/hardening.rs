@@ -581,3 +581,69 @@ async fn metrics_count_connections_messages_and_disconnects() {
     }
     assert!(text.contains("chat_messages_out_total"), "{text}");
 }
+
+#[tokio::test]
+async fn a_client_reset_is_counted_as_such_not_as_a_protocol_error() {
+    let server = TestServer::start().await;
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "GET /ws/chat/reset/ HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr()
+    );
+    let mut tcp = tcp;
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut head)
+        .await
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    // A reset: close with a zero linger.
+    tcp.set_zero_linger().unwrap();
+    drop(tcp);
+    let mut plain = server.plain("reset").await;
+    futures_util::SinkExt::close(&mut plain).await.unwrap();
+    let deadline = Instant::now() + WITHIN;
+    let text = loop {
+        let text = get(server.addr(), "/metrics").await.body;
+        let reset = metric(&text, "chat_client_disconnects_total{reason=\"reset\"}");
+        let closed = metric(&text, "chat_client_disconnects_total{reason=\"closed\"}");
+        if reset == Some(1.0) && closed == Some(1.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "not counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!text.contains("protocol_error"), "{text}");
+}
+
+#[tokio::test]
+async fn connections_coming_and_going_write_no_info_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = ServerProcess::start_logging(&[], "info", Some(&log)).await;
+    let url = ServerUrl::parse(&format!("ws://{}", server.addr())).unwrap();
+    for n in 0..50 {
+        let options = ConnectOptions::new().name(UserName::new(format!("u{n}")).unwrap());
+        let client =
+            chat_protocol::Client::connect(&url, &RoomName::new("churn").unwrap(), &options)
+                .await
+                .unwrap();
+        client.close().await.unwrap();
+    }
+    let deadline = Instant::now() + WITHIN;
+    while server.metric("chat_connections").await > 0.0 {
+        assert!(Instant::now() < deadline, "the connections did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opened = server.metric("chat_connections_opened_total").await;
+    assert!((opened - 50.0).abs() < f64::EPSILON, "{opened}");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let count = lines.lines().count();
+    assert!(
+        count < 10,
+        "50 connections wrote {count} log lines at info:\n{lines}"
+    );
+}

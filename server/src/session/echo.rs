@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::ending::{self, End};
+use super::ending::{self, End, Hangup};
 use super::{CLOSE_LINGER, SHUTDOWN_LINGER};
 use chat_protocol::close;
 
@@ -33,13 +33,13 @@ pub async fn echo(upgrade: OnUpgrade, config: WebSocketConfig, shutdown: Cancell
             inbound = ws.next() => inbound,
         };
         let reply = match inbound {
-            None => break End::Gone,
+            None => break End::Gone(Hangup::Reset),
             Some(Ok(Message::Text(text))) => Message::Text(text),
             Some(Ok(Message::Binary(data))) => Message::Binary(data),
             Some(Ok(Message::Close(_))) => {
                 // tungstenite has queued the close reply; send it.
-                let _ = ws.flush().await;
-                break End::Gone;
+                let _ = tokio::time::timeout(ending::CLOSE_REPLY, ws.flush()).await;
+                break End::Gone(Hangup::Closed);
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Err(err)) => break ending::read_failed(err),
@@ -48,12 +48,18 @@ pub async fn echo(upgrade: OnUpgrade, config: WebSocketConfig, shutdown: Cancell
             break ending::write_failed(&err);
         }
     };
-    if let End::Close { code, reason, .. } = end {
+    if let End::Close {
+        code,
+        reason,
+        failed,
+        ..
+    } = end
+    {
         let linger = if code == close::GOING_AWAY {
             SHUTDOWN_LINGER
         } else {
             CLOSE_LINGER
         };
-        ending::close(&mut ws, code, &reason, linger).await;
+        ending::close(&mut ws, code, &reason, failed, linger).await;
     }
 }

@@ -1,15 +1,32 @@
 //! How a connection ends: why ([`End`]), which close code a read error
-//! earns, and the close itself (send the close frame, then drain what the
-//! client still sends, so that unread bytes do not turn the close into a
-//! TCP reset that would lose the close frame).
+//! earns, and the close itself.
+//!
+//! RFC 6455 gives a close two shapes, and so does [`close`]:
+//!
+//! * the closing handshake (§7.1.2, §5.5.1): the server sends its close
+//!   frame, reads the client's frames until its close frame answers, and
+//!   then closes the TCP connection at once (§7.1.1: the server closes it
+//!   first). Everything the server decides on its own ends this way: limits,
+//!   a slow consumer, keepalive, shutdown, a refused payload;
+//! * failing the connection (§7.1.7), after a frame that could not be read
+//!   (too big, invalid UTF-8, a protocol error): what follows cannot be
+//!   parsed as frames, and must not be processed. The server sends its close
+//!   frame, half-closes (its FIN follows the close frame at once), and
+//!   discards what the client still sends until it hangs up, so that unread
+//!   bytes do not turn the close into a reset that would lose the close
+//!   frame.
+//!
+//! Either way both ends are bounded in time: a client gets the linger to
+//! read its way to the close frame, then [`CLOSE_REPLY`] to answer it.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use chat_protocol::close;
-use futures_util::SinkExt;
-use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -18,17 +35,48 @@ use tracing::debug;
 use super::Socket;
 use crate::Config;
 
+/// How long a client has to answer the server's close frame once it is
+/// out, before the server closes the TCP connection anyway.
+pub(crate) const CLOSE_REPLY: Duration = Duration::from_secs(2);
+
+/// The most a failing connection reads and discards while it waits for the
+/// client to hang up: a client flooding faster than any chat client could
+/// is cut off sooner.
+const DISCARD_BYTES: usize = 1 << 20;
+
 /// Why a session ended.
 #[derive(Debug)]
 pub(crate) enum End {
-    /// The client closed, or the connection dropped: nothing more to send.
-    Gone,
+    /// The client ended the connection: nothing more to send.
+    Gone(Hangup),
     /// Close with this code and reason; `label` names the reason in metrics.
     Close {
         code: u16,
         reason: Cow<'static, str>,
         label: &'static str,
+        /// The connection is failed (a frame could not be read): no
+        /// closing handshake, see the module doc.
+        failed: bool,
     },
+}
+
+/// How a client ended its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hangup {
+    /// With a close frame (answered).
+    Closed,
+    /// Without one: a TCP reset, or the connection closed or broke.
+    Reset,
+}
+
+impl Hangup {
+    /// The metrics label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Reset => "reset",
+        }
+    }
 }
 
 impl End {
@@ -41,6 +89,17 @@ impl End {
             code,
             reason: reason.into(),
             label,
+            failed: false,
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7) with `code`.
+    fn fail(code: u16, label: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Close {
+            code,
+            reason: reason.into(),
+            label,
+            failed: true,
         }
     }
 
@@ -66,70 +125,93 @@ impl End {
             "slow consumer: not reading",
         )
     }
-
-    /// The metrics label of a close by the server.
-    pub(crate) fn label(&self) -> Option<&'static str> {
-        match self {
-            Self::Gone => None,
-            Self::Close { label, .. } => Some(label),
-        }
-    }
 }
 
 /// The end a failed read earns.
 pub(crate) fn read_failed(err: tungstenite::Error) -> End {
     use tungstenite::Error as E;
     match err {
-        E::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::close(
+        E::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::fail(
             close::MESSAGE_TOO_BIG,
             "too_big",
             format!("message of {size} bytes is over the limit of {max_size}"),
         ),
-        E::Utf8(_) => End::close(
+        E::Utf8(_) => End::fail(
             close::INVALID_PAYLOAD,
             "invalid_utf8",
             "text frame is not valid UTF-8",
         ),
-        E::Protocol(err) => End::close(1002, "protocol_error", format!("protocol error: {err}")),
-        E::ConnectionClosed | E::AlreadyClosed | E::Io(_) => {
+        // The client went away without a closing handshake.
+        E::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | E::ConnectionClosed
+        | E::AlreadyClosed
+        | E::Io(_) => {
             debug!(%err, "connection dropped");
-            End::Gone
+            End::Gone(Hangup::Reset)
         }
-        other => End::close(1002, "protocol_error", format!("{other}")),
+        E::Protocol(err) => End::fail(
+            close::PROTOCOL_ERROR,
+            "protocol_error",
+            format!("protocol error: {err}"),
+        ),
+        other => End::fail(close::PROTOCOL_ERROR, "protocol_error", format!("{other}")),
     }
 }
 
 /// The end a failed write earns: the client is gone.
 pub(crate) fn write_failed(err: &tungstenite::Error) -> End {
     debug!(%err, "write failed");
-    End::Gone
+    End::Gone(Hangup::Reset)
 }
 
-/// Sends the close frame, then reads and discards what the client sends
-/// until its side closes or `linger` passes.
-pub(crate) async fn close(ws: &mut Socket, code: u16, reason: &str, linger: Duration) {
+/// Closes the connection with `code` and `reason`, as the module doc says:
+/// the closing handshake, or, when `failed`, failing the connection.
+/// Sending the close frame may take `linger` (a slow client reading its way
+/// to it); the client then has [`CLOSE_REPLY`] to answer. Returns with the
+/// TCP connection closed, or ready to be dropped.
+pub(crate) async fn close(
+    ws: &mut Socket,
+    code: u16,
+    reason: &str,
+    failed: bool,
+    linger: Duration,
+) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: Utf8Bytes::from(truncate_reason(reason)),
     };
-    let closing = async {
-        if ws.send(Message::Close(Some(frame))).await.is_err() {
-            return;
-        }
-        let socket = ws.get_mut();
-        // On the heap: a buffer here would be part of every idle session's task.
-        let mut sink = vec![0u8; 4096];
-        let mut total = 0usize;
-        while let Ok(n) = socket.read(&mut sink).await {
-            total += n;
-            // Bounded by the linger time; the byte cap only stops a client
-            // that floods faster than any chat client could.
-            if n == 0 || total > (64 << 20) {
-                break;
+    let deadline = Instant::now() + linger;
+    let sent = tokio::time::timeout_at(deadline, ws.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let answered_by = deadline.min(Instant::now() + CLOSE_REPLY);
+    let ending = async {
+        if failed {
+            let socket = ws.get_mut();
+            let _ = socket.shutdown().await;
+            // On the heap: a buffer here would be part of every idle
+            // session's task.
+            let mut sink = vec![0u8; 4096];
+            let mut total = 0;
+            while let Ok(n @ 1..) = socket.read(&mut sink).await {
+                total += n;
+                if total > DISCARD_BYTES {
+                    break;
+                }
             }
+        } else {
+            // Frames the client sent before it saw ours are dropped;
+            // tungstenite answers nothing once the close is out.
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
+            }
+            let _ = ws.get_mut().shutdown().await;
         }
     };
-    let _ = tokio::time::timeout(linger, closing).await;
+    let _ = tokio::time::timeout_at(answered_by, ending).await;
 }
 
 /// Close reasons must fit in a control frame: at most 123 bytes of UTF-8.
@@ -169,9 +251,26 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(too_big, End::Close { failed: true, .. }));
         assert!(matches!(
             read_failed(tungstenite::Error::ConnectionClosed),
-            End::Gone
+            End::Gone(Hangup::Reset)
+        ));
+        assert!(matches!(
+            read_failed(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            End::Gone(Hangup::Reset)
+        ));
+        assert!(matches!(
+            read_failed(tungstenite::Error::Protocol(
+                ProtocolError::NonZeroReservedBits
+            )),
+            End::Close {
+                code: close::PROTOCOL_ERROR,
+                failed: true,
+                ..
+            }
         ));
     }
 }

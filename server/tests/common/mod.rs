@@ -377,6 +377,12 @@ impl ServerProcess {
     /// Starts `chat-server` with `args` (besides `--addr`), and waits until
     /// it answers.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "warn", None).await
+    }
+
+    /// [`Self::start`], logging at `level` (`RUST_LOG`) into `log`, or
+    /// nowhere.
+    pub async fn start_logging(args: &[&str], level: &str, log: Option<&std::path::Path>) -> Self {
         let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
             let addr = {
@@ -387,9 +393,12 @@ impl ServerProcess {
                 .arg("--addr")
                 .arg(addr.to_string())
                 .args(args)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", level)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(match log {
+                    Some(path) => std::fs::File::create(path).expect("the log file").into(),
+                    None => std::process::Stdio::null(),
+                })
                 .spawn()
                 .expect("start chat-server");
             loop {
