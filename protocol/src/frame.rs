@@ -328,6 +328,10 @@ pub enum ServerEvent {
     Error(ErrorEvent),
     /// The answer to a history request: a page of stored messages.
     History(HistoryEvent),
+    /// Messages of this room that were published while the server's own
+    /// feed was interrupted and that it could no longer recover: this
+    /// client will never receive them. Live messages go on after it.
+    Gap(GapEvent),
     /// An event type this version does not know.
     #[serde(other)]
     Unknown,
@@ -343,6 +347,7 @@ impl ServerEvent {
             Self::Nick(e) => &e.message,
             Self::Error(e) => &e.message,
             Self::History(e) => &e.message,
+            Self::Gap(e) => &e.message,
             Self::Unknown => "",
         }
     }
@@ -475,6 +480,26 @@ pub struct NickChange {
     pub old: String,
     /// The room.
     pub room: RoomName,
+    /// Server time in unix milliseconds.
+    #[serde(default)]
+    pub ts: u64,
+}
+
+/// Messages missed by every member on one server instance: its feed from
+/// the other instances was interrupted (e.g. it lost Redis for a while)
+/// and history no longer holds what was published meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapEvent {
+    /// E.g. "12 messages were lost here (the server lost its connection to
+    /// the other instances); later messages follow".
+    pub message: String,
+    /// The room.
+    pub room: RoomName,
+    /// How many messages were missed.
+    pub missed: u64,
+    /// The id of the last message delivered before the gap: the missed
+    /// ones are `after_id + 1 ..= after_id + missed`.
+    pub after_id: u64,
     /// Server time in unix milliseconds.
     #[serde(default)]
     pub ts: u64,
@@ -696,6 +721,16 @@ mod tests {
             error.to_json(),
             r#"{"type":"error","message":"slow down","code":"rate_limited","ts":1}"#
         );
+        let gap = ServerEvent::Gap(GapEvent {
+            message: "3 messages were lost".into(),
+            room: room(),
+            missed: 3,
+            after_id: 41,
+            ts: 2,
+        });
+        let json = r#"{"type":"gap","message":"3 messages were lost","room":"lobby","missed":3,"after_id":41,"ts":2}"#;
+        assert_eq!(gap.to_json(), json);
+        assert_eq!(serde_json::from_str::<ServerEvent>(json).unwrap(), gap);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! | | | `{"type": "join" \| "leave", "message", "user", "room", "ts"}` |
 //! | | | `{"type": "nick", "message", "user", "old", "room", "ts"}` |
 //! | | | `{"type": "error", "message", "code", "ts"}` |
+//! | | | `{"type": "gap", "message", "room", "missed", "after_id", "ts"}`: messages `after_id + 1 ..= after_id + missed` were lost on this server's side (its feed from Redis broke and history no longer had them); plain clients cannot be told |
 //! | client → server | typed clients | `{"type": "history", "before" \| "after": ID, "limit": N, "q": "words", "ref": "r1"}` (every field optional) |
 //! | server → client | its answer | `{"type": "history", "message", "room", "messages": [chat.. oldest first], "more", "ts"}` plus the request's `before`, `after`, `q`, `ref` echoed |
 //! | HTTP | `GET /api/rooms/<room>/messages?before=&after=&limit=&q=` | `{"messages": [chat.. oldest first], "more": bool}`; a bad parameter is a 400 with the reason |
@@ -93,9 +94,9 @@ pub mod client;
 
 pub use crate::url::{ServerUrl, UrlError};
 pub use frame::{
-    ChatEvent, ClientMessage, ErrorCode, ErrorEvent, FrameError, NickChange, PlainMessage,
-    Presence, QUERY_OPT_IN, RoomList, RoomSummary, SUBPROTOCOL_V2, ServerEvent, Welcome,
-    unix_millis,
+    ChatEvent, ClientMessage, ErrorCode, ErrorEvent, FrameError, GapEvent, NickChange,
+    PlainMessage, Presence, QUERY_OPT_IN, RoomList, RoomSummary, SUBPROTOCOL_V2, ServerEvent,
+    Welcome, unix_millis,
 };
 pub use history::{
     HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEvent, HistoryQuery, HistoryQueryError,

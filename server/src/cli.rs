@@ -68,6 +68,26 @@ pub struct Cli {
     #[arg(long, env = "CHAT_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
 
+    /// Share rooms through a Redis Cluster (Redis 7 or later), reached
+    /// through these seed nodes (redis://HOST:PORT, comma-separated; any
+    /// few masters or replicas will do). Each room's keys live on one
+    /// shard and its messages use sharded pub/sub; failovers and
+    /// resharding are followed without a restart.
+    #[arg(
+        long,
+        env = "CHAT_REDIS_CLUSTER",
+        value_delimiter = ',',
+        value_name = "URL",
+        conflicts_with = "redis"
+    )]
+    pub redis_cluster: Vec<String>,
+
+    /// With --redis or --redis-cluster: seconds a room's ids and history
+    /// are kept after its last message (an idle room's keys expire then).
+    #[arg(long, env = "CHAT_REDIS_ROOM_TTL", default_value_t = 24 * 3600, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(60..=365 * 24 * 3600))]
+    pub redis_room_ttl: u64,
+
     /// Prefix of every Redis key and channel, so that several deployments
     /// can share one Redis.
     #[arg(
@@ -279,11 +299,30 @@ impl Cli {
             queue_len: self.queue as usize,
             queue_bytes: self.queue_bytes,
             write_timeout: Duration::from_secs(self.write_timeout),
-            redis: self.redis.as_ref().map(|url| RedisConfig {
-                prefix: self.redis_prefix.clone(),
-                presence_ttl: Duration::from_secs(self.presence_ttl),
-                ..RedisConfig::new(url.clone())
-            }),
+            redis: self.redis_config(),
+        })
+    }
+}
+
+impl Cli {
+    /// The Redis settings, if --redis or --redis-cluster is given.
+    fn redis_config(&self) -> Option<RedisConfig> {
+        let seeds: Vec<String> = self
+            .redis_cluster
+            .iter()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        let base = match (&self.redis, seeds.is_empty()) {
+            (_, false) => RedisConfig::cluster(seeds),
+            (Some(url), true) => RedisConfig::new(url.clone()),
+            (None, true) => return None,
+        };
+        Some(RedisConfig {
+            prefix: self.redis_prefix.clone(),
+            presence_ttl: Duration::from_secs(self.presence_ttl),
+            room_ttl: Duration::from_secs(self.redis_room_ttl),
+            ..base
         })
     }
 }
@@ -347,6 +386,37 @@ mod tests {
             .to_string();
         assert!(err.contains("--addr"), "{err}");
         assert!(Cli::try_parse_from(["chat-server", "--queue", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "chat-server",
+                "--redis",
+                "redis://a",
+                "--redis-cluster",
+                "redis://b"
+            ])
+            .is_err(),
+            "one Redis or a cluster, not both"
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_seeds() {
+        let cli = Cli::try_parse_from([
+            "chat-server",
+            "--redis-cluster",
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001",
+        ])
+        .unwrap();
+        let redis = cli.config(10).unwrap().redis.unwrap();
+        assert_eq!(
+            redis.cluster,
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert_eq!(redis.room_ttl, chat_server::DEFAULT_ROOM_TTL);
+    }
+
+    #[test]
+    fn history_memory_takes_units() {
         let err = Cli::try_parse_from(["chat-server", "--history-memory", "lots"])
             .unwrap_err()
             .to_string();

@@ -216,7 +216,7 @@ async fn each_instance_holds_one_subscription_per_room_not_per_client() {
         return;
     };
     let redis = cluster.redis.as_ref().unwrap();
-    let channel = format!("{}:room:busy", cluster.prefix);
+    let channel = redis::channel(&cluster.prefix, "busy");
     let mut clients = Vec::new();
     for i in 0..40 {
         clients.push(cluster.server(i).plain("busy").await);
@@ -226,7 +226,7 @@ async fn each_instance_holds_one_subscription_per_room_not_per_client() {
         2,
         "one per instance with members"
     );
-    let quiet = format!("{}:room:quiet", cluster.prefix);
+    let quiet = redis::channel(&cluster.prefix, "quiet");
     let only_one = cluster.server(0).plain("quiet").await;
     assert_eq!(
         redis.subscribers(&quiet),

@@ -1,38 +1,44 @@
 //! The Redis layer: several `chat-server` instances behind a load balancer
-//! share rooms, ids, history and presence through one Redis.
+//! share rooms, ids, history and presence through one Redis, or through a
+//! Redis Cluster.
 //!
-//! Keys, under the configured prefix `P`:
+//! Keys, under the configured prefix `P` (all of one room's names share
+//! the hash tag `{P:room}`, so in a cluster they live in one slot):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:seq:{room}` | string | the room's last message id (`INCR`) |
-//! | `P:epoch:{room}` | string | names the id sequence; new when the sequence starts again |
-//! | `P:history:{room}` | list | the last N chat events as JSON, oldest first |
-//! | `P:presence:{room}` | sorted set | `{node}:{name}` scored by expiry (unix ms) |
+//! | `P:{P:room}:seq` | string | the room's last message id (`INCR`) |
+//! | `P:{P:room}:epoch` | string | names the id sequence; new when the sequence starts again |
+//! | `P:{P:room}:log` | stream | the last N chat events, entry id `{message id}-0` |
+//! | `P:{P:room}:presence` | sorted set | `{node}:{name}` scored by expiry (unix ms) |
+//! | `P:{P:room}:ch` | channel | the room's live messages (sharded in a cluster) |
 //! | `P:rooms` | sorted set | rooms with members, scored by expiry (unix ms) |
 //!
 //! Room keys expire after `room_ttl` without a message. A message is
 //! published by one Lua script that allocates the id, appends to history
-//! and publishes on the room's channel `P:room:{room}`, atomically, so ids
-//! reach every instance in order. The payload is serialised once, by the
-//! publisher, in both wire formats: `{id}\n{typed event}\n{plain frame}`.
+//! and publishes on the room's channel, atomically, so ids reach every
+//! instance in order. The payload is serialised once, by the publisher, in
+//! both wire formats: `{id}\n{typed event}\n{plain frame}`.
 //!
-//! Each instance holds one Redis subscription per room that has local
-//! members, on one dedicated pub/sub connection, and fans out locally
-//! through the registry; every instance, the publisher's included,
-//! delivers from that subscription, so all members see one order. The
-//! pump task reconnects with capped backoff and resubscribes every room
-//! that has local members. Presence entries are refreshed by a heartbeat,
-//! so a crashed instance's members expire within `presence_ttl`.
+//! Each instance holds one subscription per room that has local members,
+//! on one pub/sub connection per Redis shard, and fans out locally through
+//! the registry; every instance, the publisher's included, delivers from
+//! that subscription, so all members see one order. Whenever a room's
+//! feed was interrupted (a lost connection, a failover, a gap in the ids),
+//! the pump reads history after the last id it delivered and fills the
+//! hole before anything newer: live members lose nothing that history
+//! still holds, and are told (a `gap` event) what it no longer holds.
 //!
 //! The layer in files, one concern each:
 //!
 //! * this file: the layer's operations (connect, join, leave, publish,
 //!   rename, the room list, health);
 //! * `keys`: every key and channel name, the Lua scripts, the envelope;
-//! * `pump`: the pub/sub connection and the delivery of what it carries;
-//! * `presence`: presence entries and their heartbeat.
+//! * `commands`: the command connection, to one Redis or a cluster;
+//! * `pump`: the pub/sub connections, delivery, and catch-up from history;
+//! * `presence`: presence entries, their heartbeat, the health probe.
 
+mod commands;
 mod keys;
 mod presence;
 mod pump;
@@ -42,16 +48,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_protocol::{ChatEvent, RoomName, RoomSummary, ServerEvent, unix_millis};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, Script};
+use chat_protocol::{ChatEvent, RoomName, RoomSummary, unix_millis};
+use futures_util::StreamExt;
+use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use self::commands::Commands;
 use self::keys::{
-    Keys, PUBLISH_LUA, SNAPSHOT_LUA, envelope, presence_member, split_at_id, unique_names,
+    CATCH_UP_LUA, Entry, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, envelope, parse_entry,
+    presence_member, split_at_id, unique_names,
 };
 use self::pump::SubCommand;
 use super::{Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history};
@@ -61,8 +69,12 @@ use crate::rooms::{RoomRegistry, lock};
 /// How to reach Redis and how to use it.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port/db`.
+    /// `redis://[:password@]host:port/db`: one Redis (ignored when
+    /// `cluster` lists seed nodes).
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty:
+    /// one Redis at `url`.
+    pub cluster: Vec<String>,
     /// Prefix of every key and channel, so several deployments can share a Redis.
     pub prefix: String,
     /// How long a presence entry lives without a heartbeat: the bound on
@@ -73,48 +85,103 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Settings for `url` with the defaults: prefix `chat`, presence
-    /// entries living 15 s, rooms 7 days.
+    /// Settings for one Redis at `url` with the defaults: prefix `chat`,
+    /// presence entries living 15 s, rooms 1 day.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: Vec::new(),
             prefix: "chat".to_owned(),
             presence_ttl: Duration::from_secs(15),
-            room_ttl: Duration::from_secs(7 * 24 * 3600),
+            room_ttl: DEFAULT_ROOM_TTL,
+        }
+    }
+
+    /// Settings for a Redis Cluster reached through `seeds`, with the
+    /// defaults of [`RedisConfig::new`].
+    pub fn cluster(seeds: Vec<String>) -> Self {
+        Self {
+            cluster: seeds,
+            ..Self::new(String::new())
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        if self.cluster.is_empty() {
+            Mode::Single
+        } else {
+            Mode::Cluster
+        }
+    }
+
+    /// Where Redis is, without passwords, for logs and errors.
+    fn describe(&self) -> String {
+        match self.mode() {
+            Mode::Single => redact(&self.url),
+            Mode::Cluster => format!(
+                "the Redis Cluster at {}",
+                self.cluster
+                    .iter()
+                    .map(|url| redact(url))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 }
 
-/// Reconnect delays of the pub/sub pump: from this...
+/// How long an idle room's ids and history are kept by default: a day, so
+/// that abandoned rooms do not hold Redis memory for long.
+pub const DEFAULT_ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Reconnect delays of the pub/sub connections: from this...
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 /// ...doubling up to this, so traffic resumes within about a second of
 /// Redis coming back.
 const RECONNECT_MAX: Duration = Duration::from_millis(800);
-/// Longest wait for any one Redis command or connection attempt.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for any one Redis command or connection attempt: a hung
+/// Redis costs a handshake or a publish at most this (and, once the
+/// health probe has noticed, nothing: joins stop waiting for Redis).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a join waits for its room's subscription to be confirmed.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// This instance's view of a room with local members.
+#[derive(Debug, Default)]
+struct LocalRoom {
+    /// Who they are.
+    names: NameCounts,
+    /// The last message id delivered here: ids published from here never
+    /// go below it (see `PUBLISH_LUA`).
+    delivered: u64,
+}
 
 #[derive(Debug)]
 struct Inner {
     registry: Arc<RoomRegistry>,
-    /// Commands: a multiplexed connection that reconnects by itself.
-    conn: ConnectionManager,
+    /// Commands: multiplexed, reconnecting by itself (and, in a cluster,
+    /// following MOVED/ASK and failovers).
+    conn: Commands,
+    mode: Mode,
     keys: Keys,
     /// This instance, in presence entries.
     node: String,
     history_len: usize,
     config: RedisConfig,
-    /// Rooms with local members, and who they are.
-    local: Mutex<HashMap<RoomName, NameCounts>>,
-    /// To the pump, which owns the pub/sub connection.
+    /// Rooms with local members.
+    local: Mutex<HashMap<RoomName, LocalRoom>>,
+    /// To the pump, which owns the pub/sub connections.
     subscriptions: mpsc::UnboundedSender<SubCommand>,
-    /// Whether the pub/sub connection is up (and commands answered).
+    /// Whether every pub/sub connection is up.
     up: AtomicBool,
+    /// Whether Redis answered the last command (false after a failure or
+    /// a timeout, until a command succeeds again).
+    answering: AtomicBool,
     /// What went wrong last, for `/healthz`.
     last_error: Mutex<Option<String>>,
     publish_script: Script,
     snapshot_script: Script,
+    catch_up_script: Script,
 }
 
 /// Rooms shared through Redis. Cheap to clone.
@@ -124,14 +191,14 @@ pub struct RedisLayer {
 }
 
 impl RedisLayer {
-    /// Connects to Redis, starts the pub/sub pump and the presence
-    /// heartbeat (both stop on `shutdown`), and waits until the pub/sub
-    /// connection is up.
+    /// Connects to Redis (or the cluster), starts the pub/sub pump, the
+    /// presence heartbeat and the health probe (all stop on `shutdown`),
+    /// and waits until the pub/sub connections are up.
     ///
     /// # Errors
     ///
-    /// [`LayerError::Setup`] when the URL is invalid or Redis cannot be
-    /// reached: the server should not start half-working.
+    /// [`LayerError::Setup`] when a URL or the prefix is invalid or Redis
+    /// cannot be reached: the server should not start half-working.
     pub async fn connect(
         config: RedisConfig,
         registry: Arc<RoomRegistry>,
@@ -139,41 +206,32 @@ impl RedisLayer {
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Self, LayerError> {
-        let client = Client::open(config.url.as_str()).map_err(|err| {
-            LayerError::Setup(format!(
-                "invalid Redis URL {:?}: {err}; expected redis://HOST:PORT/DB",
-                redact(&config.url)
-            ))
-        })?;
-        let where_ = redact(&config.url);
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_min_delay(RECONNECT_MIN)
-            .set_max_delay(RECONNECT_MAX)
-            .set_number_of_retries(2);
+        if !Keys::is_valid_prefix(&config.prefix) {
+            return Err(LayerError::Setup(format!(
+                "invalid Redis prefix {:?}: it must not contain '{{' or '}}' (they decide a key's cluster slot)",
+                config.prefix
+            )));
+        }
+        let where_ = config.describe();
         let cannot_reach = |err: &dyn std::fmt::Display| {
             LayerError::Setup(format!(
                 "cannot reach Redis at {where_}: {err}; is redis-server running there?"
             ))
         };
-        let mut conn = tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            client.get_connection_manager_with_config(manager_config),
-        )
-        .await
-        .map_err(|_| cannot_reach(&"no answer"))?
-        .map_err(|err| cannot_reach(&err))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| cannot_reach(&err))?;
+        let (conn, pubsub) = Commands::connect(&config).await?;
+        let mut probe = conn.clone();
+        let _: String =
+            tokio::time::timeout(COMMAND_TIMEOUT, redis::cmd("PING").query_async(&mut probe))
+                .await
+                .map_err(|_| cannot_reach(&"no answer"))?
+                .map_err(|err| cannot_reach(&err))?;
 
         let (subscriptions, commands) = mpsc::unbounded_channel();
         let layer = Self {
             inner: Arc::new(Inner {
                 registry,
                 conn,
+                mode: config.mode(),
                 keys: Keys::new(&config.prefix),
                 node: format!("{:016x}", fastrand::u64(..)),
                 history_len,
@@ -181,22 +239,25 @@ impl RedisLayer {
                 local: Mutex::new(HashMap::new()),
                 subscriptions,
                 up: AtomicBool::new(false),
+                answering: AtomicBool::new(true),
                 last_error: Mutex::new(None),
                 publish_script: Script::new(PUBLISH_LUA),
                 snapshot_script: Script::new(SNAPSHOT_LUA),
+                catch_up_script: Script::new(CATCH_UP_LUA),
             }),
         };
         let (ready_tx, ready) = oneshot::channel();
         tracker.spawn(
             layer
                 .clone()
-                .pump(client, commands, shutdown.clone(), ready_tx),
+                .pump(pubsub, commands, shutdown.clone(), ready_tx),
         );
         tracker.spawn(layer.clone().heartbeat(shutdown.clone()));
-        tokio::time::timeout(COMMAND_TIMEOUT, ready)
+        tracker.spawn(layer.clone().probe(shutdown.clone()));
+        tokio::time::timeout(SUBSCRIBE_WAIT * 2, ready)
             .await
-            .map_err(|_| cannot_reach(&"the pub/sub connection did not come up"))?
-            .map_err(|_| cannot_reach(&"the pub/sub connection did not come up"))?;
+            .map_err(|_| cannot_reach(&"the pub/sub connections did not come up"))?
+            .map_err(|_| cannot_reach(&"the pub/sub connections did not come up"))?;
         info!(redis = %where_, node = %layer.inner.node, "sharing rooms through Redis");
         Ok(layer)
     }
@@ -212,14 +273,17 @@ impl RedisLayer {
         let subscription = inner.registry.subscribe(room, format);
         let (first_in_room, first_of_name) = {
             let mut local = lock(&inner.local);
-            let names = local.entry(room.clone()).or_default();
-            let first_in_room = names.is_empty();
-            (first_in_room, names.add(user))
+            let state = local.entry(room.clone()).or_default();
+            let first_in_room = state.names.is_empty();
+            (first_in_room, state.names.add(user))
         };
         if first_in_room {
             self.subscribe_room(room).await;
         }
-        if first_of_name {
+        // While Redis does not answer, a join does not wait for it: the
+        // heartbeat writes presence once it is back.
+        let answering = self.is_answering();
+        if first_of_name && answering {
             self.announce(room, user, true).await;
         }
         if format == Format::Plain {
@@ -234,7 +298,12 @@ impl RedisLayer {
                 notice: None,
             };
         }
-        match self.snapshot(room).await {
+        let snapshot = if answering {
+            self.snapshot(room).await
+        } else {
+            Err(LayerError::Unavailable("Redis is not answering".to_owned()))
+        };
+        match snapshot {
             Ok(snapshot) => {
                 let (history, missed) =
                     select_history(snapshot.history, snapshot.last_id, &snapshot.epoch, resume);
@@ -274,9 +343,9 @@ impl RedisLayer {
         let (last_of_name, last_in_room) = {
             let mut local = lock(&inner.local);
             match local.get_mut(room) {
-                Some(names) => {
-                    let last_of_name = names.remove(user);
-                    let last_in_room = names.is_empty();
+                Some(state) => {
+                    let last_of_name = state.names.remove(user);
+                    let last_in_room = state.names.is_empty();
                     if last_in_room {
                         local.remove(room);
                     }
@@ -285,7 +354,7 @@ impl RedisLayer {
                 None => (false, false),
             }
         };
-        if last_of_name {
+        if last_of_name && self.is_answering() {
             self.announce(room, user, false).await;
         }
         if last_in_room {
@@ -299,30 +368,39 @@ impl RedisLayer {
         let inner = &self.inner;
         let plain = chat_protocol::PlainMessage::encode(&draft.message);
         let json = draft.into_event(room, u64::MAX).to_event_json();
-        let Some((prefix, suffix)) = split_at_id(&json) else {
+        let Some((before, after)) = split_at_id(&json) else {
             return Err(LayerError::Unavailable(
                 "could not encode the message".to_owned(),
             ));
         };
-        let ttl = inner.config.room_ttl.as_secs().max(1);
+        let floor = lock(&inner.local)
+            .get(room)
+            .map_or(0, |state| state.delivered);
+        let names = inner.keys.room(room);
         let mut conn = inner.conn.clone();
         let result: Result<u64, _> = inner
             .publish_script
-            .key(inner.keys.seq(room))
-            .key(inner.keys.epoch(room))
-            .key(inner.keys.history(room))
-            .arg(prefix)
-            .arg(suffix)
+            .key(names.seq)
+            .key(names.epoch)
+            .key(names.log)
+            .key(names.channel)
+            .arg(before)
+            .arg(after)
             .arg(plain)
             .arg(inner.history_len)
-            .arg(ttl)
-            .arg(inner.keys.channel(room))
+            .arg(self.ttl_secs())
             .arg(self.new_epoch())
+            .arg(floor)
+            .arg(inner.mode.publish())
             .invoke_async(&mut conn)
             .await;
-        result
-            .map(|_| ())
-            .map_err(|err| self.failed("publish", &err))
+        match result {
+            Ok(_) => {
+                inner.answering.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => Err(self.failed("publish", &err)),
+        }
     }
 
     pub(super) async fn rename(
@@ -333,31 +411,40 @@ impl RedisLayer {
     ) -> Result<(), LayerError> {
         let (old_gone, new_first) = {
             let mut local = lock(&self.inner.local);
-            let Some(names) = local.get_mut(room) else {
+            let Some(state) = local.get_mut(room) else {
                 return Ok(());
             };
-            (names.remove(old), names.add(new))
+            (state.names.remove(old), state.names.add(new))
         };
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
-        let presence = inner.keys.presence(room);
+        let names = inner.keys.room(room);
         let mut pipe = redis::pipe();
         if old_gone {
-            pipe.zrem(&presence, presence_member(&inner.node, old))
+            pipe.zrem(&names.presence, presence_member(&inner.node, old))
                 .ignore();
         }
         if new_first {
-            pipe.zadd(&presence, presence_member(&inner.node, new), self.expiry())
-                .ignore();
+            pipe.zadd(
+                &names.presence,
+                presence_member(&inner.node, new),
+                self.expiry(),
+            )
+            .ignore();
         }
         for event in rename_events(room, old, new, old_gone, new_first) {
-            pipe.publish(inner.keys.channel(room), envelope(&event))
+            pipe.cmd(inner.mode.publish())
+                .arg(&names.channel)
+                .arg(envelope(&event))
                 .ignore();
         }
         let result: Result<(), _> = pipe.query_async(&mut conn).await;
         result.map_err(|err| self.failed("rename", &err))
     }
 
+    /// Rooms with members: one read of the room index, then each listed
+    /// room's presence (concurrently; in a cluster each goes to the shard
+    /// that holds the room).
     pub(super) async fn rooms(&self) -> Result<Vec<RoomSummary>, LayerError> {
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
@@ -370,38 +457,43 @@ impl RedisLayer {
             .into_iter()
             .filter_map(|n| RoomName::new(n).ok())
             .collect();
-        let mut pipe = redis::pipe();
-        for room in &rooms {
-            pipe.zrangebyscore(inner.keys.presence(room), now, "+inf");
-        }
-        let members: Vec<Vec<String>> = if rooms.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|err| self.failed("list rooms", &err))?
-        };
-        let list: Vec<RoomSummary> = rooms
-            .into_iter()
-            .zip(members)
-            .map(|(name, entries)| RoomSummary {
-                name,
-                members: unique_names(&entries).len() as u64,
-            })
-            .filter(|summary| summary.members > 0)
+        let presences: Vec<String> = rooms
+            .iter()
+            .map(|room| inner.keys.room(room).presence)
             .collect();
+        let members: Vec<Result<Vec<String>, redis::RedisError>> =
+            futures_util::stream::iter(presences)
+                .map(|presence| {
+                    let mut conn = conn.clone();
+                    async move { conn.zrangebyscore(presence, now, "+inf").await }
+                })
+                .buffered(CONCURRENT_COMMANDS)
+                .collect()
+                .await;
+        let mut list = Vec::with_capacity(rooms.len());
+        for (name, entries) in rooms.into_iter().zip(members) {
+            let entries = entries.map_err(|err| self.failed("list rooms", &err))?;
+            let members = unique_names(&entries).len() as u64;
+            if members > 0 {
+                list.push(RoomSummary { name, members });
+            }
+        }
         Ok(list)
     }
 
     pub(super) fn health(&self) -> Health {
-        let ok = self.inner.up.load(Ordering::Relaxed);
+        let ok = self.inner.up.load(Ordering::Relaxed) && self.is_answering();
         let detail = if ok {
             None
         } else {
             lock(&self.inner.last_error).clone()
         };
         Health {
-            layer: "redis",
+            layer: if self.inner.mode == Mode::Cluster {
+                "redis-cluster"
+            } else {
+                "redis"
+            },
             ok,
             detail,
         }
@@ -411,11 +503,17 @@ impl RedisLayer {
         lock(&self.inner.local).len()
     }
 
-    /// Subscribes to `room`'s channel; waits for the confirmation while
-    /// Redis is up (so no message published after the join is missed).
+    /// Whether Redis answered the last command it was sent.
+    fn is_answering(&self) -> bool {
+        self.inner.answering.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to `room`'s channel; while Redis is up, waits until the
+    /// subscription is confirmed and the room's place in its id sequence
+    /// is known (so no message published after the join is missed).
     async fn subscribe_room(&self, room: &RoomName) {
         let inner = &self.inner;
-        if !inner.up.load(Ordering::Relaxed) {
+        if !inner.up.load(Ordering::Relaxed) || !self.is_answering() {
             // The pump subscribes every room with local members when it
             // reconnects; nothing to wait for now.
             let _ = inner
@@ -439,24 +537,25 @@ impl RedisLayer {
     async fn snapshot(&self, room: &RoomName) -> Result<Snapshot, LayerError> {
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
-        let (last_id, epoch, history, members): (u64, String, Vec<String>, Vec<String>) = inner
+        let names = inner.keys.room(room);
+        let (last_id, epoch, history, members): (u64, String, Vec<Entry>, Vec<String>) = inner
             .snapshot_script
-            .key(inner.keys.seq(room))
-            .key(inner.keys.epoch(room))
-            .key(inner.keys.history(room))
-            .key(inner.keys.presence(room))
+            .key(names.seq)
+            .key(names.epoch)
+            .key(names.log)
+            .key(names.presence)
             .arg(unix_millis())
             .arg(self.new_epoch())
-            .arg(inner.config.room_ttl.as_secs().max(1))
+            .arg(self.ttl_secs())
+            .arg(inner.history_len)
             .invoke_async(&mut conn)
             .await
             .map_err(|err| self.failed("read the room", &err))?;
+        // Newest first from Redis; oldest first for the joiner.
         let history = history
             .iter()
-            .filter_map(|json| match serde_json::from_str::<ServerEvent>(json) {
-                Ok(ServerEvent::Chat(chat)) => Some(chat),
-                _ => None,
-            })
+            .rev()
+            .filter_map(|raw| entry(raw).and_then(|(_, json)| parse_entry(json)))
             .collect();
         Ok(Snapshot {
             last_id,
@@ -471,11 +570,17 @@ impl RedisLayer {
         format!("{}.{:x}", self.inner.node, unix_millis())
     }
 
+    /// How long a room's keys live without a message, in seconds.
+    fn ttl_secs(&self) -> u64 {
+        self.inner.config.room_ttl.as_secs().max(1)
+    }
+
     /// Records a failed command and turns it into the error a client sees.
     fn failed(&self, what: &str, err: &redis::RedisError) -> LayerError {
         let reason = format!("Redis: {what} failed: {err}");
         warn!(%err, "Redis: {what} failed");
-        *lock(&self.inner.last_error) = Some(reason.clone());
+        *lock(&self.inner.last_error) = Some(reason);
+        self.inner.answering.store(false, Ordering::Relaxed);
         LayerError::Unavailable("the server cannot reach its message bus (Redis)".to_owned())
     }
 
@@ -489,6 +594,10 @@ impl RedisLayer {
         }
     }
 }
+
+/// How many commands one operation (the room list, the heartbeat) keeps in
+/// flight at once.
+const CONCURRENT_COMMANDS: usize = 32;
 
 /// A room as a joiner sees it.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! clients of both kinds, raw HTTP, and receives that cannot hang.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod proxy;
 pub mod redis;
 
 use std::future::Future;

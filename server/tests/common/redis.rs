@@ -16,6 +16,12 @@ pub fn may_skip(tool: &str) -> bool {
     true
 }
 
+/// The pub/sub channel of `room` under `prefix` (the layout in
+/// `layer/redis/keys.rs`).
+pub fn channel(prefix: &str, room: &str) -> String {
+    format!("{prefix}:{{{prefix}:{room}}}:ch")
+}
+
 /// A `redis-server` child process.
 pub struct RedisServer {
     child: Option<Child>,
@@ -81,7 +87,13 @@ impl RedisServer {
 
     /// Sends one inline command and returns the first line of the reply.
     pub fn command(&self, command: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        Self::command_on(self.port, command)
+    }
+
+    /// Sends one inline command to the Redis on `port` and returns the
+    /// first line of the reply.
+    pub fn command_on(port: u16, command: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
         let mut reply = [0u8; 512];

@@ -189,6 +189,16 @@ impl App {
                 });
             }
             // History pages (#12) are not requested by chat-tui yet.
+            ServerEvent::Gap(gap) => {
+                // Those ids will never come: a resume starts after them.
+                room.last_id = room.last_id.max(gap.after_id + gap.missed);
+                room.push(ChatLine {
+                    ts: gap.ts,
+                    id: 0,
+                    kind: LineKind::Error,
+                    text: format!("server: {}", gap.message),
+                });
+            }
             ServerEvent::History(_) | ServerEvent::Unknown => self.dirty = false,
         }
         Vec::new()

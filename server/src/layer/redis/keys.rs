@@ -1,34 +1,82 @@
 //! What the Redis layer writes into Redis: key and channel names, the Lua
 //! scripts, and the envelope a room's channel carries.
 //!
-//! Every key and channel name is built here and nowhere else, so that the
-//! layout (see the table in `layer::redis`) has one owner.
+//! Every key and channel name is built here and nowhere else. All of one
+//! room's keys and its channel share the hash tag `{P:room}`, so that in a
+//! Redis Cluster they live in one slot (every script is single-slot) and
+//! the room's sharded channel lives on the shard that holds its keys. The
+//! same names are used on a single Redis, where the tag means nothing.
 
-use chat_protocol::{RoomName, ServerEvent};
+use chat_protocol::{ChatEvent, RoomName, ServerEvent};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::layer::chat_frames;
 use crate::ring::Frames;
 
+/// One Redis, or a Redis Cluster: which pub/sub commands a room's
+/// channel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// One Redis: `PUBLISH`/`SUBSCRIBE` (any Redis from 6.2).
+    Single,
+    /// A Redis Cluster: sharded pub/sub, `SPUBLISH`/`SSUBSCRIBE` (Redis 7),
+    /// so a room's messages go only to the shard that owns the room.
+    Cluster,
+}
+
+impl Mode {
+    pub(super) fn publish(self) -> &'static str {
+        match self {
+            Self::Single => "PUBLISH",
+            Self::Cluster => "SPUBLISH",
+        }
+    }
+    pub(super) fn subscribe(self) -> &'static str {
+        match self {
+            Self::Single => "SUBSCRIBE",
+            Self::Cluster => "SSUBSCRIBE",
+        }
+    }
+    pub(super) fn unsubscribe(self) -> &'static str {
+        match self {
+            Self::Single => "UNSUBSCRIBE",
+            Self::Cluster => "SUNSUBSCRIBE",
+        }
+    }
+}
+
 /// Allocates the id, appends to history, publishes: one atomic step.
+///
+/// KEYS: seq, epoch, log, channel. ARGV: the event before and after its
+/// id, the plain frame, history length, TTL (s), a new epoch name, the
+/// floor (the last id this instance delivered: ids never go below it, even
+/// when a failover lost the last increments), the publish command.
 pub(super) const PUBLISH_LUA: &str = r"
 local id = redis.call('INCR', KEYS[1])
-if id == 1 then redis.call('SET', KEYS[2], ARGV[7], 'NX') end
+local floor = tonumber(ARGV[7])
+if id <= floor then
+  id = floor + 1
+  redis.call('SET', KEYS[1], id)
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[6]) end
 local event = ARGV[1] .. id .. ARGV[2]
 local keep = tonumber(ARGV[4])
 if keep > 0 then
-  redis.call('RPUSH', KEYS[3], event)
-  redis.call('LTRIM', KEYS[3], -keep, -1)
+  redis.call('XADD', KEYS[3], 'MAXLEN', keep, id .. '-0', 'e', event)
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', ARGV[6], id .. '\n' .. event .. '\n' .. ARGV[3])
+redis.call(ARGV[8], KEYS[4], id .. '\n' .. event .. '\n' .. ARGV[3])
 return id
 ";
 
-/// A consistent view of a room for a joiner: last id, epoch, history,
-/// members. A room without an epoch gets one now, so that ids seen by this
-/// joiner can be resumed later.
+/// A consistent view of a room for a joiner: last id, epoch, the last N
+/// history entries (newest first), members. A room without an epoch gets
+/// one now, so that ids seen by this joiner can be resumed later.
+///
+/// KEYS: seq, epoch, log, presence. ARGV: now (ms), a new epoch name,
+/// TTL (s), N.
 pub(super) const SNAPSHOT_LUA: &str = r"
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local epoch = redis.call('GET', KEYS[2])
@@ -36,10 +84,53 @@ if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[2], epoch, 'EX', ARGV[3])
 end
-
-local history = redis.call('LRANGE', KEYS[3], 0, -1)
+local history = {}
+if tonumber(ARGV[4]) > 0 then
+  history = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[4])
+end
 local members = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[1], '+inf')
 return {seq, epoch, history, members}
+";
+
+/// What an instance reads to fill a hole in its feed of a room: the
+/// room's last id and the history entries after `after` (none when
+/// `after` is empty: a room being opened only learns where it stands).
+/// The id sequence is raised to `floor` if it is below (a failover lost
+/// increments this instance had already delivered), so ids never repeat.
+///
+/// On a single Redis, a room still in the layout of the release before
+/// history became a stream is carried over first (`migrate` = 1: the
+/// legacy keys follow in KEYS): its ids, epoch and history continue.
+///
+/// KEYS: seq, epoch, log [, legacy seq, legacy epoch, legacy history].
+/// ARGV: after, count, floor, TTL (s), migrate.
+pub(super) const CATCH_UP_LUA: &str = r"
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0
+    and redis.call('EXISTS', KEYS[4]) == 1 then
+  local old_seq = redis.call('GET', KEYS[4])
+  local old_epoch = redis.call('GET', KEYS[5])
+  if old_epoch then redis.call('SET', KEYS[2], old_epoch, 'EX', ARGV[4]) end
+  for _, event in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do
+    local ok, decoded = pcall(cjson.decode, event)
+    if ok and type(decoded) == 'table' and tonumber(decoded.id) then
+      pcall(redis.call, 'XADD', KEYS[3], string.format('%d', decoded.id) .. '-0', 'e', event)
+    end
+  end
+  redis.call('SET', KEYS[1], old_seq, 'EX', ARGV[4])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+end
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[3])
+if seq < floor then
+  redis.call('SET', KEYS[1], floor, 'EX', ARGV[4])
+  seq = floor
+end
+local entries = {}
+if ARGV[1] ~= '' then
+  entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {seq, entries}
 ";
 
 /// The id the publisher writes where the script puts the real one.
@@ -60,6 +151,21 @@ pub(super) fn split_at_id(json: &str) -> Option<(&str, &str)> {
     ))
 }
 
+/// The names of one room's keys and channel.
+#[derive(Debug)]
+pub(super) struct RoomKeys {
+    /// String: the room's last message id (`INCR`).
+    pub(super) seq: String,
+    /// String: names the id sequence; new when the sequence starts again.
+    pub(super) epoch: String,
+    /// Stream: the last N chat events, entry id `{message id}-0`, field `e`.
+    pub(super) log: String,
+    /// Sorted set: `{node}:{name}` scored by expiry (unix ms).
+    pub(super) presence: String,
+    /// The room's (sharded) pub/sub channel.
+    pub(super) channel: String,
+}
+
 /// Key and channel names under one prefix.
 #[derive(Debug)]
 pub(super) struct Keys {
@@ -67,33 +173,89 @@ pub(super) struct Keys {
 }
 
 impl Keys {
+    /// Names under `prefix`, which must not contain `{` or `}` (it is
+    /// part of every room's hash tag).
     pub(super) fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
         }
     }
-    pub(super) fn seq(&self, room: &RoomName) -> String {
-        format!("{}:seq:{room}", self.prefix)
+
+    /// Whether `prefix` can be used: braces would change the hash tag.
+    pub(super) fn is_valid_prefix(prefix: &str) -> bool {
+        !prefix.contains(['{', '}'])
     }
-    pub(super) fn epoch(&self, room: &RoomName) -> String {
-        format!("{}:epoch:{room}", self.prefix)
+
+    /// Every name of `room`, all in one hash slot.
+    pub(super) fn room(&self, room: &RoomName) -> RoomKeys {
+        let tag = format!("{}:{{{}:{room}}}", self.prefix, self.prefix);
+        RoomKeys {
+            seq: format!("{tag}:seq"),
+            epoch: format!("{tag}:epoch"),
+            log: format!("{tag}:log"),
+            presence: format!("{tag}:presence"),
+            channel: format!("{tag}:ch"),
+        }
     }
-    pub(super) fn history(&self, room: &RoomName) -> String {
-        format!("{}:history:{room}", self.prefix)
+
+    /// The room's channel.
+    pub(super) fn channel(&self, room: &RoomName) -> String {
+        self.room(room).channel
     }
-    pub(super) fn presence(&self, room: &RoomName) -> String {
-        format!("{}:presence:{room}", self.prefix)
-    }
+
+    /// Sorted set: rooms with members, scored by expiry (unix ms). One key,
+    /// so `/api/rooms` reads one key and then each listed room's presence,
+    /// never `KEYS` or a scan of every node.
     pub(super) fn rooms(&self) -> String {
         format!("{}:rooms", self.prefix)
     }
-    pub(super) fn channel(&self, room: &RoomName) -> String {
-        format!("{}:room:{room}", self.prefix)
-    }
+
+    /// The room of a channel name, if it is one of ours.
     pub(super) fn room_of_channel(&self, channel: &str) -> Option<RoomName> {
-        let name = channel.strip_prefix(&self.prefix)?.strip_prefix(":room:")?;
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(":{")?;
+        let rest = rest.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        let name = rest.strip_suffix("}:ch")?;
         RoomName::new(name).ok()
     }
+
+    /// The keys the release before streams wrote for `room` (seq, epoch,
+    /// history list): read once, by the catch-up script, to carry a room
+    /// over on a single Redis.
+    pub(super) fn legacy(&self, room: &RoomName) -> [String; 3] {
+        let p = &self.prefix;
+        [
+            format!("{p}:seq:{room}"),
+            format!("{p}:epoch:{room}"),
+            format!("{p}:history:{room}"),
+        ]
+    }
+}
+
+/// The hash slot (0..16384) of a key or channel name, as Redis Cluster
+/// computes it: CRC16 (XMODEM) of the hash tag, or of the whole name.
+pub(super) fn slot(name: &str) -> u16 {
+    let bytes = name.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let len = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| &bytes[open + 1..open + 1 + len])
+    });
+    crc16(tagged.unwrap_or(bytes)) % 16384
+}
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for slots.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 {
+                crc << 1
+            } else {
+                (crc << 1) ^ 0x1021
+            };
+        }
+    }
+    crc
 }
 
 /// An event that carries no id, as the room's channel carries it.
@@ -127,6 +289,19 @@ pub(super) fn parse_envelope(payload: &[u8]) -> Option<Frames> {
     Some(Frames { id, events, plain })
 }
 
+/// A history entry (the stored typed event) as a chat event.
+pub(super) fn parse_entry(json: &str) -> Option<ChatEvent> {
+    match serde_json::from_str::<ServerEvent>(json) {
+        Ok(ServerEvent::Chat(chat)) => Some(chat),
+        _ => None,
+    }
+}
+
+/// A history entry as the frames a live delivery would have carried.
+pub(super) fn entry_frames(json: &str) -> Option<Frames> {
+    parse_entry(json).map(|chat| chat_frames(&chat, (true, true)))
+}
+
 /// A presence entry: `{node}:{name}`.
 pub(super) fn presence_member(node: &str, name: &str) -> String {
     format!("{node}:{name}")
@@ -143,10 +318,20 @@ pub(super) fn unique_names(entries: &[String]) -> Vec<String> {
     names
 }
 
+/// A stream entry as Redis returns it: `[id, [field, value, ...]]`, read
+/// as the message id and the event (field `e`).
+pub(super) type Entry = (String, Vec<String>);
+
+/// The message id and event text of a stream entry.
+pub(super) fn entry(entry: &Entry) -> Option<(u64, &str)> {
+    let id = entry.0.strip_suffix("-0")?.parse().ok()?;
+    let mut fields = entry.1.chunks_exact(2);
+    let event = fields.find(|pair| pair[0] == "e")?;
+    Some((id, event[1].as_str()))
+}
+
 #[cfg(test)]
 mod tests {
-    use chat_protocol::ChatEvent;
-
     use super::*;
     use crate::layer::Draft;
 
@@ -175,11 +360,42 @@ mod tests {
     }
 
     #[test]
-    fn channels_map_back_to_rooms() {
+    fn a_rooms_names_share_one_slot_and_channels_map_back() {
         let keys = Keys::new("p");
         let room = RoomName::new("lobby").unwrap();
-        assert_eq!(keys.room_of_channel(&keys.channel(&room)), Some(room));
-        assert_eq!(keys.room_of_channel("other:room:lobby"), None);
+        let names = keys.room(&room);
+        assert_eq!(names.seq, "p:{p:lobby}:seq");
+        let slot_of_room = slot(&names.seq);
+        for name in [&names.epoch, &names.log, &names.presence, &names.channel] {
+            assert_eq!(slot(name), slot_of_room, "{name}");
+        }
+        assert_eq!(keys.room_of_channel(&names.channel), Some(room));
+        assert_eq!(keys.room_of_channel("other:{other:lobby}:ch"), None);
+        assert_eq!(keys.room_of_channel("p:{p:lobby}:seq"), None);
+        assert!(Keys::is_valid_prefix("chat-1"));
+        assert!(!Keys::is_valid_prefix("a{b}"));
+    }
+
+    /// Known slots, from `CLUSTER KEYSLOT` on Redis 7.
+    #[test]
+    fn slots_match_redis() {
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("somekey"), 11058);
+        assert_eq!(slot("{user1000}.following"), slot("user1000"));
+        assert_eq!(
+            slot("foo{}{bar}"),
+            slot("foo{}{bar}"),
+            "an empty tag hashes the whole name"
+        );
+        assert_eq!(slot("123456789"), 0x31C3, "the CRC16 check value (below 16384)");
+    }
+
+    #[test]
+    fn stream_entries_give_id_and_event() {
+        let raw: Entry = ("42-0".into(), vec!["e".into(), "{}".into()]);
+        assert_eq!(entry(&raw), Some((42, "{}")));
+        assert_eq!(entry(&("42-1".into(), vec!["e".into(), "{}".into()])), None);
+        assert_eq!(entry(&("42-0".into(), vec!["x".into(), "{}".into()])), None);
     }
 
     /// The split the publisher makes of a real chat event, joined around
@@ -198,17 +414,11 @@ mod tests {
                 let json = draft.into_event(&room, u64::MAX).to_event_json();
                 let (before, after) = split_at_id(&json).expect("a chat event has the id field");
                 let rebuilt = format!("{before}42{after}");
-                match serde_json::from_str::<ServerEvent>(&rebuilt).unwrap() {
-                    ServerEvent::Chat(ChatEvent {
-                        id,
-                        message,
-                        emote: was_emote,
-                        ..
-                    }) => {
-                        assert_eq!((id, message.as_str(), was_emote), (42, text, emote));
-                    }
-                    other => panic!("{other:?}"),
-                }
+                let chat = parse_entry(&rebuilt).expect("a chat event");
+                assert_eq!(
+                    (chat.id, chat.message.as_str(), chat.emote),
+                    (42, text, emote)
+                );
             }
         }
         assert!(split_at_id("{\"type\":\"join\"}").is_none());

@@ -1,40 +1,57 @@
-//! Who is in a room, across instances: each instance writes its members'
-//! presence entries with an expiry and refreshes them from a heartbeat, so
-//! that a crashed instance's members disappear within the presence TTL.
+//! Who is in a room, across instances, and whether Redis answers.
+//!
+//! Each instance writes its members' presence entries with an expiry and
+//! refreshes them from a heartbeat, so that a crashed instance's members
+//! disappear within the presence TTL. A probe pings Redis every second, so
+//! that a hung Redis (one that accepts connections but never answers) is
+//! reported by `/healthz` within a couple of seconds even when nobody
+//! publishes.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chat_protocol::{RoomName, unix_millis};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
-use super::RedisLayer;
 use super::keys::{envelope, presence_member};
+use super::{COMMAND_TIMEOUT, CONCURRENT_COMMANDS, RedisLayer};
 use crate::layer::presence_event;
 use crate::rooms::lock;
+
+/// How often the probe pings Redis.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisLayer {
     /// Records presence and tells the room (best effort: a failure here
     /// is healed by the next heartbeat, and only costs a notice).
     pub(super) async fn announce(&self, room: &RoomName, user: &str, joined: bool) {
         let inner = &self.inner;
-        let mut conn = inner.conn.clone();
         let member = presence_member(&inner.node, user);
-        let presence = inner.keys.presence(room);
+        let names = inner.keys.room(room);
+        // One pipeline per hash slot: the room's keys and channel, then the
+        // room index.
         let mut pipe = redis::pipe();
         if joined {
-            pipe.zadd(&presence, member, self.expiry()).ignore();
-            pipe.zadd(inner.keys.rooms(), room.as_str(), self.expiry())
-                .ignore();
+            pipe.zadd(&names.presence, member, self.expiry()).ignore();
         } else {
-            pipe.zrem(&presence, member).ignore();
+            pipe.zrem(&names.presence, member).ignore();
         }
-        pipe.publish(
-            inner.keys.channel(room),
-            envelope(&presence_event(joined, room, user)),
-        )
-        .ignore();
-        let result: Result<(), _> = pipe.query_async(&mut conn).await;
+        pipe.cmd(inner.mode.publish())
+            .arg(&names.channel)
+            .arg(envelope(&presence_event(joined, room, user)))
+            .ignore();
+        let mut conn = inner.conn.clone();
+        let mut result: Result<(), _> = pipe.query_async(&mut conn).await;
+        if joined && result.is_ok() {
+            result = redis::cmd("ZADD")
+                .arg(inner.keys.rooms())
+                .arg(self.expiry())
+                .arg(room.as_str())
+                .exec_async(&mut conn)
+                .await;
+        }
         if let Err(err) = result {
             debug!(%room, user, %err, "presence update failed; the heartbeat will retry");
         }
@@ -59,33 +76,79 @@ impl RedisLayer {
     }
 
     /// Writes every local member's presence entry with a fresh expiry, and
-    /// drops expired entries (a crashed instance's).
+    /// drops expired entries (a crashed instance's): one pipeline per room
+    /// (its keys share a slot), then one for the room index.
     pub(super) async fn refresh_presence(&self) {
         let inner = &self.inner;
         let expiry = self.expiry();
         let now = unix_millis();
         let ttl_secs = inner.config.presence_ttl.as_secs().max(1) * 4;
-        let mut pipe = redis::pipe();
+        let mut index = redis::pipe();
+        let mut per_room = Vec::new();
         {
             let local = lock(&inner.local);
-            for (room, names) in local.iter() {
-                let presence = inner.keys.presence(room);
-                for name in names.names() {
+            for (room, state) in local.iter() {
+                let presence = inner.keys.room(room).presence;
+                let mut pipe = redis::pipe();
+                for name in state.names.names() {
                     pipe.zadd(&presence, presence_member(&inner.node, name), expiry)
                         .ignore();
                 }
                 pipe.zrembyscore(&presence, "-inf", now).ignore();
                 pipe.expire(&presence, i64::try_from(ttl_secs).unwrap_or(i64::MAX))
                     .ignore();
-                pipe.zadd(inner.keys.rooms(), room.as_str(), expiry)
+                per_room.push(pipe);
+                index
+                    .zadd(inner.keys.rooms(), room.as_str(), expiry)
                     .ignore();
             }
         }
-        pipe.zrembyscore(inner.keys.rooms(), "-inf", now).ignore();
-        let mut conn = inner.conn.clone();
-        let result: Result<(), _> = pipe.query_async(&mut conn).await;
-        if let Err(err) = result {
-            debug!(%err, "presence heartbeat failed; retrying at the next beat");
+        index.zrembyscore(inner.keys.rooms(), "-inf", now).ignore();
+        per_room.push(index);
+        let failures = futures_util::stream::iter(per_room.into_iter().map(|pipe| {
+            let mut conn = inner.conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        }))
+        .buffer_unordered(CONCURRENT_COMMANDS)
+        .filter_map(|result| async move { result.err() })
+        .collect::<Vec<_>>()
+        .await;
+        if let Some(err) = failures.first() {
+            debug!(%err, failed = failures.len(), "presence heartbeat failed; retrying at the next beat");
+        }
+    }
+
+    /// Pings Redis every second: a command that fails or times out marks
+    /// the layer unhealthy (`/healthz` 503) until one succeeds again.
+    pub(super) async fn probe(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(PROBE_EVERY) => {}
+            }
+            let mut conn = self.inner.conn.clone();
+            let ping = tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                redis::cmd("PING").query_async::<String>(&mut conn),
+            )
+            .await;
+            match ping {
+                Ok(Ok(_)) => {
+                    if !self.inner.answering.swap(true, Ordering::Relaxed) {
+                        info!("Redis answers again");
+                    }
+                }
+                Ok(Err(err)) => {
+                    self.failed("health check", &err);
+                }
+                Err(_) => {
+                    let err = redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {COMMAND_TIMEOUT:?}"),
+                    ));
+                    self.failed("health check", &err);
+                }
+            }
         }
     }
 }
