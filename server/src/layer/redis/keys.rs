@@ -387,7 +387,11 @@ mod tests {
             slot("foo{}{bar}"),
             "an empty tag hashes the whole name"
         );
-        assert_eq!(slot("123456789"), 0x31C3, "the CRC16 check value (below 16384)");
+        assert_eq!(
+            slot("123456789"),
+            0x31C3,
+            "the CRC16 check value (below 16384)"
+        );
     }
 
     #[test]
