@@ -8,9 +8,10 @@
 # Options:
 #   --runs N            runs per workload (median reported; default 3, quick 1)
 #   --servers LIST      comma-separated subset of:
-#                       chat-server,node-ws,python-websockets,django-channels
+#                       chat-server,uwebsockets-js,node-ws,python-websockets,django-channels
+#                       (also chat-server-db: ours with --db, a fresh SQLite file per run)
 #   --workloads LIST    comma-separated subset of:
-#                       fanout-1x1000,fanout-100x10,latency-100x10,conns
+#                       pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns
 #   --no-install        do not run bench/peers/install.sh
 #   --no-pin            do not pin processes to cores
 #
@@ -32,8 +33,8 @@ cd "$root"
 
 quick=0
 runs=""
-servers="chat-server,node-ws,python-websockets,django-channels"
-workloads="fanout-1x1000,fanout-100x10,latency-100x10,conns"
+servers="chat-server,uwebsockets-js,node-ws,python-websockets,django-channels"
+workloads="pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
 install=1
 pin=1
 while [[ $# -gt 0 ]]; do
@@ -44,7 +45,7 @@ while [[ $# -gt 0 ]]; do
         --workloads) workloads="$2"; shift ;;
         --no-install) install=0 ;;
         --no-pin) pin=0 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,7 +67,7 @@ if ! cargo build --release -p chat-bench >"$out/build-bench.log" 2>&1; then
     log "chat-bench does not build; see $out/build-bench.log"
     exit 1
 fi
-if [[ ",$servers," == *",chat-server,"* ]]; then
+if [[ ",$servers," == *",chat-server,"* || ",$servers," == *",chat-server-db,"* ]]; then
     log "building chat-server (release)"
     if ! cargo build --release -p chat-server >"$out/build-server.log" 2>&1; then
         log "chat-server does not build; it is left out (see $out/build-server.log)"
@@ -104,6 +105,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     echo "node: $(node --version 2>/dev/null || echo none)"
     echo "python: $(bench/peers/.venv/bin/python --version 2>/dev/null || echo none)"
     echo "peers: ws $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/peers/node/node_modules/ws/package.json 2>/dev/null | head -n1)," \
+        "uWebSockets.js $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' bench/peers/uws/node_modules/uWebSockets.js/package.json 2>/dev/null | head -n1)," \
         "$(bench/peers/.venv/bin/python -m pip freeze 2>/dev/null | grep -iE '^(websockets|django|channels|daphne)==' | tr '\n' ' ')"
     echo "runs per workload: $runs$( [[ $quick == 1 ]] && echo ' (quick)')"
 } >"$out/machine.txt"
@@ -123,7 +125,9 @@ server_command() {
         # The per-connection rate limit (default 50 msg/s) would refuse a
         # benchmark's senders; it is the only flag the comparison sets.
         chat-server) echo "$ours --addr 127.0.0.1:$port --rate-limit 0" ;;
+        chat-server-db) echo "$ours --addr 127.0.0.1:$port --rate-limit 0 --db $out/chat-server-db/chat-$port.db" ;;
         node-ws) echo "node $root/bench/peers/node/server.js $port" ;;
+        uwebsockets-js) echo "node $root/bench/peers/uws/server.js $port" ;;
         python-websockets) echo "$root/bench/peers/.venv/bin/python $root/bench/peers/python/server.py $port" ;;
         django-channels)
             echo "$root/bench/peers/.venv/bin/daphne -v 0 -b 127.0.0.1 -p $port benchsite.asgi:application"
@@ -135,7 +139,11 @@ server_command() {
 server_missing() {
     case "$1" in
         chat-server) [[ -x "$ours" ]] || echo "no $ours (build failed?)" ;;
+        chat-server-db) [[ -x "$ours" ]] && "$ours" --help 2>/dev/null | grep -q -- '--db ' \
+            || echo "no $ours with --db (build failed, or the SQLite store has not landed)" ;;
         node-ws) [[ -d bench/peers/node/node_modules/ws ]] || echo "ws is not installed (bench/peers/install.sh)" ;;
+        uwebsockets-js) [[ -d bench/peers/uws/node_modules/uWebSockets.js ]] \
+            || echo "uWebSockets.js is not installed (bench/peers/install.sh)" ;;
         python-websockets) bench/peers/.venv/bin/python -c 'import websockets' 2>/dev/null \
             || echo "websockets is not installed (bench/peers/install.sh)" ;;
         django-channels) [[ -x bench/peers/.venv/bin/daphne ]] \
@@ -199,17 +207,27 @@ workload_args() {
     local n extra=""
     [[ $class == django ]] && extra="--drain 20"
     case "$workload" in
-        fanout-1x1000)
+        pipelined-1x1000)
+            # Pipelined: each of 4 senders keeps 16 messages in flight.
             case "$class" in fast) n=20000 ;; python) n=4000 ;; django) n=200 ;; esac
             ((quick)) && n=$((n / 10))
             echo "fanout --rooms 1 --members 1000 --senders 4 --window 16 --messages $n --max-time 60 $extra"
             ;;
-        fanout-100x10)
+        pipelined-100x10)
+            # Pipelined: each of 100 senders keeps 8 in flight (800 in all).
             case "$class" in fast) n=200000 ;; python) n=50000 ;; django) n=20000 ;; esac
             ((quick)) && n=$((n / 10))
             echo "fanout --rooms 100 --members 10 --senders 100 --window 8 --messages $n --max-time 60 $extra"
             ;;
-        latency-100x10)
+        shared-100x10)
+            # About one message in flight per sender: a window of 100
+            # shared by the 100 senders, as in rooms of people typing.
+            case "$class" in fast) n=100000 ;; python) n=30000 ;; django) n=5000 ;; esac
+            ((quick)) && n=$((n / 10))
+            echo "fanout --rooms 100 --members 10 --senders 100 --window 100 --shared-window --messages $n --max-time 60 $extra"
+            ;;
+        paced-100x10)
+            # Paced: 10,000 msg/s in all (100,000 deliveries/s), latency.
             case "$class" in fast) n=100000 ;; python) n=50000 ;; django) n=5000 ;; esac
             ((quick)) && n=$((n / 5))
             echo "fanout --rooms 100 --members 10 --senders 100 --rate 10000 --window 64 --messages $n --max-time 60 $extra"
@@ -248,7 +266,8 @@ for name in "${server_list[@]}"; do
                 echo "did not start for $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
                 continue
             fi
-            log "$name: $workload run $i/$runs (pid $server_pid, port $port)"
+            log "$name: $workload run $i/$runs (pid $server_pid, port $port, load $(cut -d' ' -f1 /proc/loadavg))"
+            echo "$workload run $i: load average $(cut -d' ' -f1-3 /proc/loadavg) at start" >>"$out/load.txt"
             report="$out/$name/$workload-$i.json"
             # shellcheck disable=SC2086
             if ! timeout 600 "${bench_pin[@]}" "$bench" $args --url "ws://127.0.0.1:$port" \
@@ -267,8 +286,9 @@ for name in "${server_list[@]}"; do
     done
 done
 
-# --- Table -----------------------------------------------------------------------
+# --- Table and charts ----------------------------------------------------------------
 "$bench" table "$out" --servers "$servers" >"$out/table.md"
+"$bench" chart "$out" --servers "$servers" --out "$out/charts" >&2 || log "charts failed"
 {
     echo
     echo "## Comparison ($stamp)"

@@ -2,6 +2,9 @@
 # Install the peer servers' packages for chat-bench's comparison, into
 # gitignored folders under bench/peers/ (nothing downloaded is committed):
 #   node/node_modules  ws, pinned in node/package.json          (npm)
+#   uws/node_modules   uWebSockets.js (the prebuilt µWebSockets core, npm
+#                      @trufflesuite/uws-js-unofficial), pinned in
+#                      uws/package.json                           (npm)
 #   .venv              websockets, django, channels, daphne,
 #                      pinned in python/ and django/requirements.txt (pip)
 # Idempotent: a peer whose pinned packages are already there is skipped.
@@ -13,20 +16,23 @@ status=0
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 
-install_node() {
+# install_npm DIR PACKAGE: npm install in DIR unless node_modules/PACKAGE
+# already has the version pinned in DIR/package.json.
+install_npm() {
+    local dir="$here/$1" package="$2"
     if ! command -v npm >/dev/null 2>&1; then
-        say "node: npm not found; skipping the Node ws peer"
+        say "$1: npm not found; skipping"
         return 1
     fi
     local want have
-    want="$(sed -n 's/.*"ws": *"\([^"]*\)".*/\1/p' "$here/node/package.json")"
-    have="$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$here/node/node_modules/ws/package.json" 2>/dev/null | head -n1)"
+    want="$(sed -n "s/.*\"$package\": *\"\(npm:[^\"]*@\)\{0,1\}\([^\"]*\)\".*/\2/p" "$dir/package.json")"
+    have="$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/$package/package.json" 2>/dev/null | head -n1)"
     if [[ -n "$want" && "$want" == "$have" ]]; then
-        say "node: ws $have already installed"
+        say "$1: $package $have already installed"
         return 0
     fi
-    say "node: npm install (ws $want)"
-    (cd "$here/node" && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
+    say "$1: npm install ($package $want)"
+    (cd "$dir" && npm install --no-audit --no-fund --no-package-lock --loglevel=error)
 }
 
 install_python() {
@@ -59,6 +65,7 @@ PY
         -r "$here/python/requirements.txt" -r "$here/django/requirements.txt"
 }
 
-install_node || { say "node: FAILED"; status=1; }
+install_npm node ws || { say "node: FAILED"; status=1; }
+install_npm uws uWebSockets.js || { say "uws: FAILED"; status=1; }
 install_python || { say "python: FAILED"; status=1; }
 exit "$status"

@@ -2,10 +2,10 @@
 //! (each workload's own flags are its settings struct, flattened in), and
 //! running a command to the text it prints.
 
-use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Server};
@@ -15,7 +15,6 @@ use crate::report::Report;
 use crate::secs::Secs;
 use crate::soak::{self, SoakSettings};
 use crate::testserver::TestServer;
-use crate::wire::Target;
 
 /// Load generator for servers of the chat room protocol
 /// (ws://HOST:PORT/ws/chat/<room>/, {"message": text}).
@@ -63,6 +62,9 @@ pub enum Command {
     /// Print the comparison table (Markdown) from a folder of --json reports
     /// laid out as DIR/<server>/<workload>-<run>.json (what compare.sh writes).
     Table(TableArgs),
+    /// Write SVG charts of the comparison (deliveries/s and CPU per delivery
+    /// by workload, latency, memory per connection) from the same folder.
+    Chart(ChartArgs),
     /// Run chat-bench's own reference broadcast server (for trying the tool).
     Serve(ServeArgs),
     /// Internal: one worker process of `conns`.
@@ -136,6 +138,21 @@ pub struct TableArgs {
     pub servers: Vec<String>,
 }
 
+/// `chart` options.
+#[derive(Debug, Args)]
+pub struct ChartArgs {
+    /// Folder of reports: DIR/<server>/<workload>-<run>.json.
+    pub dir: PathBuf,
+
+    /// Server order, ours first (colours and legend).
+    #[arg(long, value_delimiter = ',', default_value = "chat-server")]
+    pub servers: Vec<String>,
+
+    /// Folder to write the charts into (default: DIR/charts).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 /// `serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -191,6 +208,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Option<Output>> {
         Command::Table(args) => {
             return crate::summary::table(&args.dir, &args.servers).map(|t| Some(Output::text(t)));
         }
+        Command::Chart(args) => {
+            let out = args.out.unwrap_or_else(|| args.dir.join("charts"));
+            let written = crate::chart::charts(&args.dir, &args.servers, &out)?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            return Ok(Some(Output::text(format!("{}\n", names.join("\n")))));
+        }
         Command::Serve(args) => {
             if !args.addr.ip().is_loopback() {
                 bail!("serve listens on loopback only");
@@ -224,32 +247,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Option<Output>> {
 /// address, `Host` header and default `Origin`, refusing anything but
 /// loopback.
 fn server(args: &TargetArgs) -> anyhow::Result<Server> {
-    let url = url::Url::parse(&args.url).with_context(|| format!("bad --url {}", args.url))?;
-    if url.scheme() != "ws" {
-        bail!("--url must be ws://HOST:PORT (got {})", url.scheme());
-    }
-    let host = url.host_str().context("--url has no host")?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addr = (host.trim_matches(|c| c == '[' || c == ']'), port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {host}"))?
-        .next()
-        .with_context(|| format!("{host} has no address"))?;
-    if !addr.ip().is_loopback() {
-        bail!("load stays on loopback: {addr} is not a loopback address");
-    }
-    let host_header = format!("{host}:{port}");
-    let origin = match args.origin.as_deref() {
-        Some("none") => None,
-        Some(origin) => Some(origin.to_owned()),
-        None => Some(format!("http://{host_header}")),
-    };
     Ok(Server {
-        target: Target {
-            addr,
-            host: host_header,
-            origin,
-        },
+        target: crate::config::target(&args.url, args.origin.as_deref())?,
         url: args.url.clone(),
         pid: args.server_pid,
         setup_timeout: args.setup_timeout.get(),

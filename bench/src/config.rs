@@ -2,8 +2,10 @@
 //! settings (one struct per workload, which the command line fills, the
 //! run reads and the report repeats), and what is fresh for each run.
 
+use std::net::ToSocketAddrs as _;
 use std::time::Duration;
 
+use anyhow::{Context as _, bail};
 use clap::{Args, FromArgMatches};
 
 use crate::wire::Target;
@@ -57,4 +59,39 @@ pub fn loopback_sources(count: u8) -> Vec<std::net::IpAddr> {
     (1..=count)
         .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i).into())
         .collect()
+}
+
+/// The target of `url` (`ws://HOST:PORT`): its address, `Host` header and
+/// `Origin` (`origin`; by default `http://HOST:PORT`; `"none"` sends none),
+/// refusing anything but loopback.
+///
+/// # Errors
+///
+/// Not a `ws://` URL, an unknown host, or not a loopback address.
+pub fn target(url: &str, origin: Option<&str>) -> anyhow::Result<Target> {
+    let parsed = url::Url::parse(url).with_context(|| format!("bad URL {url}"))?;
+    if parsed.scheme() != "ws" {
+        bail!("the URL must be ws://HOST:PORT (got {url})");
+    }
+    let host = parsed.host_str().context("the URL has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let addr = (host.trim_matches(|c| c == '[' || c == ']'), port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    if !addr.ip().is_loopback() {
+        bail!("load stays on loopback: {addr} is not a loopback address");
+    }
+    let host_header = format!("{host}:{port}");
+    let origin = match origin {
+        Some("none") => None,
+        Some(origin) => Some(origin.to_owned()),
+        None => Some(format!("http://{host_header}")),
+    };
+    Ok(Target {
+        addr,
+        host: host_header,
+        origin,
+    })
 }

@@ -82,6 +82,18 @@ pub struct ConnsSettings {
     #[arg(long, env = "CHAT_BENCH_IN_PROCESS")]
     pub in_process: bool,
 
+    /// More servers to spread the connections over, round-robin with
+    /// --url (instances sharing rooms through Redis: every room then has
+    /// members on each, and its probe crosses instances). Repeat the flag
+    /// or separate URLs with commas.
+    #[arg(long, env = "CHAT_BENCH_EXTRA_URL", value_delimiter = ',')]
+    pub extra_url: Vec<String>,
+
+    /// PIDs of the --extra-url servers: their RSS is added to
+    /// --server-pid's for the memory per connection.
+    #[arg(long, env = "CHAT_BENCH_EXTRA_SERVER_PID", value_delimiter = ',')]
+    pub extra_server_pid: Vec<u32>,
+
     /// The executable of the worker processes (tests give the binary's
     /// path; by default, this executable).
     #[arg(skip)]
@@ -177,12 +189,17 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
             Some(std::env::current_exe().context("finding the chat-bench executable for workers")?)
         }
     };
-    let rss = |pid: Option<u32>| -> anyhow::Result<Option<u64>> {
-        pid.map(|pid| procstat::sample(Some(pid)).map(|s| s.rss_bytes))
-            .transpose()
-            .context("reading the server's /proc entry")
-    };
-    let rss_before = rss(config.server.pid)?;
+    let mut targets = vec![config.server.target.clone()];
+    for url in &settings.extra_url {
+        targets.push(crate::config::target(url, None)?);
+    }
+    let pids: Vec<u32> = config
+        .server
+        .pid
+        .into_iter()
+        .chain(settings.extra_server_pid.iter().copied())
+        .collect();
+    let rss_before = total_rss(&pids)?;
 
     let (event_tx, event_rx) = std_mpsc::channel::<(usize, Event)>();
     let mut handles = Vec::with_capacity(workers);
@@ -195,7 +212,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
             count,
             first_index: settings.per_worker * w as u64,
             room_prefix: config.room_prefix.clone(),
-            target: config.server.target.clone(),
+            targets: targets.clone(),
             setup_timeout: config.server.setup_timeout.into(),
             settings: settings.clone(),
         };
@@ -210,11 +227,8 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
     for handle in handles {
         handle.finish();
     }
-    let (opened, failed, first_error, open_s, probe) = result?;
-    let rss_after = match config.server.pid {
-        Some(_) => probe.rss_after,
-        None => None,
-    };
+    let (opened, failed, first_error, open_s, mut probe) = result?;
+    let rss_after = probe.rss_after;
     #[allow(clippy::cast_precision_loss)]
     let per_conn = match (rss_before, rss_after) {
         (Some(before), Some(after)) if opened > 0 => {
@@ -235,12 +249,27 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
         probe_missing: probe.missing,
         probe_closed: probe.closed,
         probe_s: probe.secs,
+        probe_latency: crate::report::latency_of_micros(&mut probe.latencies_us),
         workers,
         server_pid: config.server.pid,
         server_rss_before_bytes: rss_before,
         server_rss_after_bytes: rss_after,
         server_rss_per_conn_bytes: per_conn,
     })
+}
+
+/// The servers' resident memory summed, if any PID is given.
+fn total_rss(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for &pid in pids {
+        let sample = procstat::sample(Some(pid))
+            .with_context(|| format!("reading the /proc entry of server {pid}"))?;
+        total += sample.rss_bytes;
+    }
+    Ok(Some(total))
 }
 
 /// Probe results summed over the workers.
@@ -251,6 +280,8 @@ struct ProbeTotals {
     closed: u64,
     secs: f64,
     rss_after: Option<u64>,
+    /// Every connection's time from its worker's probe start to its probe.
+    latencies_us: Vec<u32>,
 }
 
 type Outcome = (u64, u64, Option<String>, f64, ProbeTotals);
@@ -325,12 +356,13 @@ fn drive(
         });
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }
-    let rss_after = config
+    let pids: Vec<u32> = config
         .server
         .pid
-        .map(|pid| procstat::sample(Some(pid)).map(|s| s.rss_bytes))
-        .transpose()
-        .context("reading the server's /proc entry")?;
+        .into_iter()
+        .chain(settings.extra_server_pid.iter().copied())
+        .collect();
+    let rss_after = total_rss(&pids)?;
 
     progress.update(|| format!("conns: probing {opened} connections"));
     for handle in handles.iter_mut() {
@@ -351,8 +383,10 @@ fn drive(
                     missing,
                     closed,
                     secs,
+                    latencies_us,
                 },
             )) => {
+                probe.latencies_us.extend(latencies_us);
                 probe.received += received;
                 probe.missing += missing;
                 probe.closed += closed;

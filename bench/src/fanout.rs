@@ -23,6 +23,7 @@
 
 mod member;
 mod shard;
+mod window;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ use crate::report::{FanoutReport, LoadGenUsage, ServerUsage, latency_summary};
 use crate::secs::Secs;
 
 pub use member::MemberCounts;
+use window::SharedWindow;
 
 /// A fan-out run: the server, the [`FanoutSettings`], a fresh room prefix.
 pub type FanoutConfig = Config<FanoutSettings>;
@@ -80,6 +82,13 @@ pub struct FanoutSettings {
     /// Messages a sender may have in flight (sent, own copy not back yet).
     #[arg(long, short = 'w', env = "CHAT_BENCH_WINDOW", default_value_t = 16)]
     pub window: u32,
+
+    /// Share one in-flight window of --window messages among all senders
+    /// instead of giving each sender its own: with --window equal to
+    /// --senders, about one message per sender is in flight, as in a room
+    /// of people typing (see fanout/window.rs).
+    #[arg(long, env = "CHAT_BENCH_SHARED_WINDOW")]
+    pub shared_window: bool,
 
     /// Message text length in bytes (the sender id, sequence number and
     /// timestamp, padded).
@@ -232,6 +241,8 @@ pub struct Shared {
     senders_done: AtomicU64,
     /// Messages sent by each sender, final once the run stops.
     sent_by: Vec<AtomicU64>,
+    /// The window all senders share, with `--shared-window`.
+    window: Option<SharedWindow>,
     first_error: Mutex<Option<String>>,
 }
 
@@ -271,6 +282,9 @@ pub fn run(config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         sent_by: (0..settings.senders()).map(|_| AtomicU64::new(0)).collect(),
         config: config.clone(),
         sources: settings.source_addrs(),
+        window: settings
+            .shared_window
+            .then(|| SharedWindow::new(settings.senders(), settings.messages)),
         origin: Instant::now(),
         connected: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -467,6 +481,9 @@ fn drive(
     let self_before = procstat::sample(None).context("reading /proc/self")?;
     let start = Instant::now();
     let start_ns = shared.now_ns();
+    if let Some(window) = &shared.window {
+        window.open(settings.window);
+    }
     let _ = tx.send(Phase::Run);
     let senders = u64::from(settings.senders());
     let members = u64::from(settings.members);

@@ -38,9 +38,11 @@
 //! | [`report`] | report types, JSON and tables |
 //! | [`table`] | drawing tables (comfy-table): key/value, grids, Markdown |
 //! | [`summary`] | the comparison table over many reports (`chat-bench table`) |
+//! | [`chart`] | SVG charts of a comparison (`chat-bench chart`) |
 //! | [`progress`] | the progress line on stderr |
 //! | [`testserver`] | a broadcast server with fault injection, for tests and `serve` |
 
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod conns;

@@ -61,6 +61,30 @@ pub fn latency_summary(hist: &Histogram<u64>) -> Latency {
     }
 }
 
+/// Percentiles of latencies in microseconds (sorts them).
+#[allow(clippy::cast_precision_loss)]
+pub fn latency_of_micros(values: &mut [u32]) -> Latency {
+    values.sort_unstable();
+    let at = |q: f64| {
+        // Nearest rank; `values` is not empty here.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+        f64::from(values[rank - 1])
+    };
+    if values.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        count: values.len() as u64,
+        mean_us: values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64,
+        p50_us: at(0.50),
+        p90_us: at(0.90),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+        max_us: at(1.0),
+    }
+}
+
 /// What the server used over the timed phase (from `/proc/PID`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerUsage {
@@ -204,6 +228,10 @@ pub struct ConnsReport {
     pub probe_closed: u64,
     /// Time from the probes' send until the last arrived, seconds.
     pub probe_s: f64,
+    /// Each connection's probe latency: from its worker's sending the
+    /// probes until it received its room's.
+    #[serde(default)]
+    pub probe_latency: Latency,
     /// Worker processes used.
     pub workers: usize,
     /// The server's PID, when given.
@@ -370,6 +398,15 @@ impl ConnsReport {
                 ),
             ),
             (
+                "probe latency",
+                format!(
+                    "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                    self.probe_latency.p50_us / 1000.0,
+                    self.probe_latency.p99_us / 1000.0,
+                    self.probe_latency.max_us / 1000.0
+                ),
+            ),
+            (
                 "load generator",
                 format!(
                     "{} worker process(es), sources {}",
@@ -377,6 +414,7 @@ impl ConnsReport {
                     sources.join(" ")
                 ),
             ),
+            ("servers", (1 + settings.extra_url.len()).to_string()),
         ];
         if let Some(error) = &self.first_error {
             rows.push(("first error", error.clone()));

@@ -92,6 +92,9 @@ fn figures(report: &Report) -> Vec<Figure> {
                 out.push(fig("server RSS KiB/conn", per / 1024.0, false, 1));
             }
             out.push(check("probe missing", r.probe_missing as f64, 0));
+            if r.probe_latency.count > 0 {
+                out.push(check("probe p99 (ms)", r.probe_latency.p99_us / 1000.0, 1));
+            }
             out
         }
         Report::Soak(r) => {
@@ -130,142 +133,222 @@ struct Row {
     values: BTreeMap<String, Vec<f64>>,
 }
 
+/// The order workloads are shown in (others follow, as first seen).
+const WORKLOAD_ORDER: [&str; 5] = [
+    "pipelined-1x1000",
+    "pipelined-100x10",
+    "shared-100x10",
+    "paced-100x10",
+    "conns",
+];
+
+/// Every figure of a folder of reports: per (workload, figure), every
+/// run's value per server.
+#[derive(Debug)]
+pub struct Summary {
+    /// Servers in column order, ours first.
+    pub columns: Vec<String>,
+    /// (workload, figure) in display order.
+    order: Vec<(String, &'static str)>,
+    rows: BTreeMap<(String, &'static str), Row>,
+    runs: BTreeMap<(String, String), usize>,
+    notes: Vec<String>,
+}
+
 /// Builds the table from `dir`; `servers` orders the columns (ours first).
 ///
 /// # Errors
 ///
 /// `dir` cannot be read, or a report in it does not parse.
 pub fn table(dir: &Path, servers: &[String]) -> anyhow::Result<String> {
-    // (workload, metric) in first-seen order.
-    let mut order: Vec<(String, &'static str)> = Vec::new();
-    let mut rows: BTreeMap<(String, &'static str), Row> = BTreeMap::new();
-    let mut runs: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut notes = Vec::new();
-    let mut present: Vec<String> = Vec::new();
+    Ok(Summary::read(dir, servers)?.to_markdown())
+}
 
-    let mut server_dirs: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
-        .collect();
-    server_dirs.sort_by_key(std::fs::DirEntry::file_name);
-    for server_dir in server_dirs {
-        let server = server_dir.file_name().to_string_lossy().into_owned();
-        present.push(server.clone());
-        let failed = server_dir.path().join("FAILED");
-        if let Ok(reason) = std::fs::read_to_string(&failed) {
-            notes.push(format!("- {server}: {}", reason.trim()));
-        }
-        let mut files: Vec<_> = std::fs::read_dir(server_dir.path())?
+impl Summary {
+    /// Reads every report of `dir`; `servers` orders the columns.
+    ///
+    /// # Errors
+    ///
+    /// `dir` or a file in it cannot be read.
+    pub fn read(dir: &Path, servers: &[String]) -> anyhow::Result<Self> {
+        // (workload, metric) in first-seen order.
+        let mut order: Vec<(String, &'static str)> = Vec::new();
+        let mut rows: BTreeMap<(String, &'static str), Row> = BTreeMap::new();
+        let mut runs: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut notes = Vec::new();
+        let mut present: Vec<String> = Vec::new();
+
+        let mut server_dirs: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
             .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter(|e| e.path().is_dir())
             .collect();
-        files.sort();
-        for file in files {
-            let stem = file
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let workload = stem
-                .rsplit_once('-')
-                .map_or(stem.as_str(), |(w, _)| w)
-                .to_owned();
-            let text = std::fs::read_to_string(&file)?;
-            let report: Report = match serde_json::from_str(&text) {
-                Ok(report) => report,
-                Err(error) => {
-                    // An interrupted run leaves an empty or partial file.
-                    notes.push(format!(
-                        "- {server}: {} is not a report ({error})",
-                        file.display()
-                    ));
-                    continue;
+        server_dirs.sort_by_key(std::fs::DirEntry::file_name);
+        for server_dir in server_dirs {
+            let server = server_dir.file_name().to_string_lossy().into_owned();
+            present.push(server.clone());
+            let failed = server_dir.path().join("FAILED");
+            if let Ok(reason) = std::fs::read_to_string(&failed) {
+                notes.push(format!("- {server}: {}", reason.trim()));
+            }
+            let mut files: Vec<_> = std::fs::read_dir(server_dir.path())?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            for file in files {
+                let stem = file
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let workload = stem
+                    .rsplit_once('-')
+                    .map_or(stem.as_str(), |(w, _)| w)
+                    .to_owned();
+                let text = std::fs::read_to_string(&file)?;
+                let report: Report = match serde_json::from_str(&text) {
+                    Ok(report) => report,
+                    Err(error) => {
+                        // An interrupted run leaves an empty or partial file.
+                        notes.push(format!(
+                            "- {server}: {} is not a report ({error})",
+                            file.display()
+                        ));
+                        continue;
+                    }
+                };
+                *runs.entry((workload.clone(), server.clone())).or_default() += 1;
+                for f in figures(&report) {
+                    let key = (workload.clone(), f.name);
+                    if !rows.contains_key(&key) {
+                        order.push(key.clone());
+                    }
+                    let row = rows.entry(key).or_default();
+                    row.higher_is_better = f.higher_is_better;
+                    row.ratio = f.ratio;
+                    row.decimals = f.decimals;
+                    row.values.entry(server.clone()).or_default().push(f.value);
                 }
-            };
-            *runs.entry((workload.clone(), server.clone())).or_default() += 1;
-            for f in figures(&report) {
-                let key = (workload.clone(), f.name);
-                if !rows.contains_key(&key) {
-                    order.push(key.clone());
-                }
-                let row = rows.entry(key).or_default();
-                row.higher_is_better = f.higher_is_better;
-                row.ratio = f.ratio;
-                row.decimals = f.decimals;
-                row.values.entry(server.clone()).or_default().push(f.value);
             }
         }
-    }
 
-    let mut columns: Vec<String> = servers
-        .iter()
-        .filter(|s| present.contains(s))
-        .cloned()
-        .collect();
-    for server in &present {
-        if !columns.contains(server) {
-            columns.push(server.clone());
-        }
-    }
-    let ours = columns.first().cloned().unwrap_or_default();
-    let peers: Vec<&String> = columns.iter().skip(1).collect();
-
-    let mut header = vec!["workload".to_owned(), "figure".to_owned()];
-    header.extend(columns.iter().cloned());
-    header.extend(peers.iter().map(|p| format!("{ours} vs {p}")));
-    let right: Vec<usize> = (2..header.len()).collect();
-    let mut lines = Vec::new();
-    let mut last_workload = "";
-    for key in &order {
-        let row = &rows[key];
-        let shown = if key.0 == last_workload { "" } else { &key.0 };
-        last_workload = &key.0;
-        let mut line = vec![shown.to_owned(), key.1.to_owned()];
-        let medians: BTreeMap<&String, f64> = row
-            .values
+        let mut columns: Vec<String> = servers
             .iter()
-            .map(|(server, values)| (server, median(&mut values.clone())))
+            .filter(|s| present.contains(s))
+            .cloned()
             .collect();
-        for c in &columns {
-            line.push(
-                medians
-                    .get(c)
-                    .map_or_else(|| "–".to_owned(), |&m| format_value(m, row.decimals)),
-            );
+        for server in &present {
+            if !columns.contains(server) {
+                columns.push(server.clone());
+            }
         }
-        for p in &peers {
-            line.push(match (medians.get(&ours), medians.get(*p)) {
-                (Some(&o), Some(&v)) if row.ratio && o > 0.0 && v > 0.0 => {
-                    let r = if row.higher_is_better { o / v } else { v / o };
-                    format!("{r:.2}×")
-                }
-                _ => "–".to_owned(),
-            });
-        }
-        lines.push(line);
+        let rank = |w: &str| {
+            WORKLOAD_ORDER
+                .iter()
+                .position(|&k| k == w)
+                .unwrap_or(WORKLOAD_ORDER.len())
+        };
+        // A stable sort: figures keep their order within a workload.
+        order.sort_by_key(|(w, _)| rank(w));
+        Ok(Self {
+            columns,
+            order,
+            rows,
+            runs,
+            notes,
+        })
     }
-    let mut out = crate::table::markdown(&header, lines, &right);
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "Medians over the runs of each workload; a ratio above 1 means {ours} is better \
-         (more deliveries or connections per second, less CPU, latency or memory)."
-    );
-    let counts: Vec<String> = runs
-        .iter()
-        .map(|((w, s), n)| format!("{s}/{w}: {n}"))
-        .collect();
-    let _ = writeln!(out, "Runs: {}.", counts.join(", "));
-    if !notes.is_empty() {
+
+    /// The workloads, in display order.
+    pub fn workloads(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (w, _) in &self.order {
+            if out.last() != Some(&w.as_str()) {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// The median of `figure` in `workload` for `server`, if measured.
+    pub fn median(&self, workload: &str, figure: &str, server: &str) -> Option<f64> {
+        let row = self
+            .rows
+            .iter()
+            .find(|((w, f), _)| w == workload && *f == figure)?
+            .1;
+        Some(median(&mut row.values.get(server)?.clone()))
+    }
+
+    /// The comparison as a Markdown table with notes below.
+    pub fn to_markdown(&self) -> String {
+        let Self {
+            columns,
+            order,
+            rows,
+            runs,
+            notes,
+        } = self;
+        let ours = columns.first().cloned().unwrap_or_default();
+        let peers: Vec<&String> = columns.iter().skip(1).collect();
+
+        let mut header = vec!["workload".to_owned(), "figure".to_owned()];
+        header.extend(columns.iter().cloned());
+        header.extend(peers.iter().map(|p| format!("{ours} vs {p}")));
+        let right: Vec<usize> = (2..header.len()).collect();
+        let mut lines = Vec::new();
+        let mut last_workload = "";
+        for key in order {
+            let row = &rows[key];
+            let shown = if key.0 == last_workload { "" } else { &key.0 };
+            last_workload = &key.0;
+            let mut line = vec![shown.to_owned(), key.1.to_owned()];
+            let medians: BTreeMap<&String, f64> = row
+                .values
+                .iter()
+                .map(|(server, values)| (server, median(&mut values.clone())))
+                .collect();
+            for c in columns {
+                line.push(
+                    medians
+                        .get(c)
+                        .map_or_else(|| "–".to_owned(), |&m| format_value(m, row.decimals)),
+                );
+            }
+            for p in &peers {
+                line.push(match (medians.get(&ours), medians.get(*p)) {
+                    (Some(&o), Some(&v)) if row.ratio && o > 0.0 && v > 0.0 => {
+                        let r = if row.higher_is_better { o / v } else { v / o };
+                        format!("{r:.2}×")
+                    }
+                    _ => "–".to_owned(),
+                });
+            }
+            lines.push(line);
+        }
+        let mut out = crate::table::markdown(&header, lines, &right);
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "\nFailures (whole servers or single runs):\n{}",
-            notes.join("\n")
+            "Medians over the runs of each workload; a ratio above 1 means {ours} is better \
+         (more deliveries or connections per second, less CPU, latency or memory)."
         );
+        let counts: Vec<String> = runs
+            .iter()
+            .map(|((w, s), n)| format!("{s}/{w}: {n}"))
+            .collect();
+        let _ = writeln!(out, "Runs: {}.", counts.join(", "));
+        if !notes.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nFailures (whole servers or single runs):\n{}",
+                notes.join("\n")
+            );
+        }
+        out
     }
-    Ok(out)
 }
 
 fn format_value(value: f64, decimals: usize) -> String {

@@ -64,3 +64,22 @@ fn refused_connections_are_reported() {
     assert_eq!((report.opened, report.failed), (0, 5));
     assert!(report.first_error.is_some());
 }
+
+#[test]
+fn connections_spread_over_several_servers() {
+    // Two independent servers: rooms of one, so that each probe stays on
+    // the server its room is on.
+    let (a, b) = (
+        TestServer::start(Vec::new()).unwrap(),
+        TestServer::start(Vec::new()).unwrap(),
+    );
+    let mut config = common::conns(a.addr(), 20, 1);
+    config.settings.extra_url = vec![format!("ws://{}", b.addr())];
+    config.server.pid = Some(std::process::id());
+    config.settings.extra_server_pid = vec![std::process::id()];
+    let report = chat_bench::conns::run(&config).unwrap();
+    assert_eq!((report.opened, report.probe_received), (20, 20));
+    assert_eq!(report.probe_latency.count, 20);
+    assert!(report.probe_latency.max_us >= report.probe_latency.p50_us);
+    assert!(report.server_rss_after_bytes.is_some());
+}

@@ -183,3 +183,29 @@ fn batched_reads_count_the_same() {
     assert_eq!(report.duplicated, 2 * 3);
     assert_eq!((report.distinct, report.lost), (300, 0));
 }
+
+#[test]
+fn a_shared_window_sends_everything_and_counts_the_same() {
+    // One ticket for five senders: the whole run goes one message at a
+    // time, each sender woken in turn by another's echo.
+    let server = TestServer::start(Vec::new()).unwrap();
+    let mut config = common::fanout(server.addr(), 5, 3, 5, 250);
+    config.settings.shared_window = true;
+    config.settings.window = 1;
+    let report = chat_bench::fanout::run(&config).unwrap();
+    assert_eq!(report.stopped_by, "complete");
+    assert_eq!((report.sent, report.distinct, report.lost), (250, 750, 0));
+    assert!(report.settings.shared_window);
+
+    // A shared window with a fixed rate, and a delivery dropped for the
+    // second member of each room (members join in order, one at a time;
+    // the senders are the first, so their echoes all come back).
+    let server = TestServer::start(vec![fault(FaultKind::Drop, 3, Some(1))]).unwrap();
+    let mut config = common::fanout(server.addr(), 2, 2, 2, 60);
+    config.settings.shared_window = true;
+    config.settings.window = 2;
+    config.settings.rate = Some(2000.0);
+    config.settings.connect_concurrency = 1;
+    let report = chat_bench::fanout::run(&config).unwrap();
+    assert_eq!((report.sent, report.lost, report.distinct), (60, 2, 118));
+}

@@ -36,8 +36,8 @@ pub struct WorkerSpec {
     pub first_index: u64,
     /// Room-name prefix of the run.
     pub room_prefix: String,
-    /// The server.
-    pub target: Target,
+    /// The servers: connection `i` of the run goes to server `i % len`.
+    pub targets: Vec<Target>,
     /// Limit for one handshake.
     pub setup_timeout: Secs,
     /// The run's settings.
@@ -86,6 +86,10 @@ pub enum Event {
         closed: u64,
         /// Seconds from the probes' send to the last arrival (or timeout).
         secs: f64,
+        /// Each probe's time from the worker's probe start to its arrival,
+        /// microseconds.
+        #[serde(default)]
+        latencies_us: Vec<u32>,
     },
 }
 
@@ -108,6 +112,10 @@ struct Tally {
     first_error: RefCell<Option<String>>,
     /// Has room `r` had its probe sent?
     probed: RefCell<Vec<bool>>,
+    /// When the probes were sent.
+    probe_start: Cell<Option<Instant>>,
+    /// Each connection's probe latency, microseconds.
+    latencies_us: RefCell<Vec<u32>>,
 }
 
 /// Runs one worker to the end.
@@ -142,14 +150,15 @@ pub fn run(
         for i in 0..spec.count {
             let room = i / room_size;
             let path = format!("/ws/chat/{}w{}r{room}/", spec.room_prefix, spec.worker);
-            let source = (!sources.is_empty()).then(|| {
-                let global = usize::try_from(spec.first_index + i).unwrap_or(0);
-                sources[global % sources.len()]
-            });
+            let global = usize::try_from(spec.first_index + i).unwrap_or(0);
+            let source = (!sources.is_empty()).then(|| sources[global % sources.len()]);
+            let Some(target) = spec.targets.get(global % spec.targets.len().max(1)) else {
+                break;
+            };
             let (tally, gate, target, phase_rx, done_tx) = (
                 tally.clone(),
                 gate.clone(),
-                spec.target.clone(),
+                target.clone(),
                 phase_rx.clone(),
                 done_tx.clone(),
             );
@@ -206,6 +215,7 @@ pub fn run(
                 Command::Probe => {
                     let probe_start = Instant::now();
                     let deadline = probe_start + settings.probe_timeout.get();
+                    tally.probe_start.set(Some(probe_start));
                     let _ = phase_tx.send(Phase::Probe);
                     let opened = tally.opened.get();
                     while tally.received.get() + tally.dead.get() < opened
@@ -219,6 +229,7 @@ pub fn run(
                         missing: opened - received.min(opened),
                         closed: tally.dead.get(),
                         secs: probe_start.elapsed().as_secs_f64(),
+                        latencies_us: tally.latencies_us.take(),
                     });
                 }
                 Command::Close => break,
@@ -253,6 +264,10 @@ async fn hold(
                 if !received {
                     received = true;
                     tally.received.set(tally.received.get() + 1);
+                    if let Some(start) = tally.probe_start.get() {
+                        let us = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+                        tally.latencies_us.borrow_mut().push(us);
+                    }
                 }
             } else {
                 tracing::debug!(

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::shard::Shard;
+use super::window::SharedWindow;
 use super::{Phase, Shared};
 use crate::frames::{FrameReader, Message, Status};
 use crate::payload::{self, Payload};
@@ -47,6 +48,20 @@ struct Sender {
     interval: Option<Duration>,
     /// When the run started (rate schedule), set on entering `Run`.
     start: Option<Instant>,
+}
+
+impl Sender {
+    /// Messages the window lets this sender send now: its own window less
+    /// what it has in flight, or the tickets of the shared window it has
+    /// not used yet.
+    fn room_left(&self, shared: &Shared) -> u64 {
+        if let Some(window) = &shared.window {
+            window.granted(self.id).saturating_sub(self.sent)
+        } else {
+            let in_flight = self.sent - self.echoed.min(self.sent);
+            u64::from(self.window).saturating_sub(in_flight)
+        }
+    }
 }
 
 /// Per-connection counters, folded into the local at the end.
@@ -199,7 +214,19 @@ impl Member {
             let timer = if self.closed {
                 None
             } else {
-                self.next_due(phase)
+                self.next_due(phase, &shared)
+            };
+            // With a shared window, a sender whose window is shut waits for
+            // a ticket (another sender's echo frees it).
+            let ticket = match (&shared.window, &self.sender) {
+                (Some(window), Some(sender))
+                    if phase == Phase::Run
+                        && sender.sent < sender.quota
+                        && sender.room_left(&shared) == 0 =>
+                {
+                    Some((window, sender.id))
+                }
+                _ => None,
             };
             let wake = if self.closed {
                 let (p, rx) = (&mut phase_fut).await;
@@ -209,6 +236,7 @@ impl Member {
                     ready = stream.ready(interest) => Wake::Ready(ready),
                     (p, rx) = &mut phase_fut => Wake::Phase(p, rx),
                     () = sleep_until_opt(timer), if timer.is_some() => Wake::Timer,
+                    () = issued(ticket), if ticket.is_some() => Wake::Timer,
                 }
             };
             match wake {
@@ -291,17 +319,16 @@ impl Member {
 
     /// The time the next scheduled message is due, if this member waits
     /// on its rate schedule rather than on its window.
-    fn next_due(&self, phase: Phase) -> Option<Instant> {
+    fn next_due(&self, phase: Phase, shared: &Shared) -> Option<Instant> {
         let sender = self.sender.as_ref()?;
         if phase != Phase::Run || sender.sent >= sender.quota {
             return None;
         }
         let interval = sender.interval?;
         let start = sender.start?;
-        // A full window is freed by the sender's own echo (a read), not by
-        // the clock: waking on an overdue schedule would spin.
-        let in_flight = sender.sent - sender.echoed.min(sender.sent);
-        if in_flight >= u64::from(sender.window) {
+        // A full window is freed by an echo (a read, or another sender's
+        // ticket), not by the clock: waking on an overdue schedule would spin.
+        if sender.room_left(shared) == 0 {
             return None;
         }
         let scheduled = u32::try_from(sender.sent).ok()?;
@@ -326,8 +353,8 @@ impl Member {
             return;
         };
         let cfg = &shared.config.settings;
-        let in_flight = sender.sent - sender.echoed.min(sender.sent);
-        let mut allowed = (u64::from(cfg.window).saturating_sub(in_flight))
+        let mut allowed = sender
+            .room_left(shared)
             .min(sender.quota - sender.sent.min(sender.quota));
         if let (Some(interval), Some(start)) = (sender.interval, sender.start) {
             let elapsed = start.elapsed().as_secs_f64();
@@ -380,6 +407,7 @@ impl Member {
     ) -> Result<(), String> {
         let recv_ns = shared.now_ns();
         let was_warm = self.warm;
+        let echoed = self.sender.as_ref().map_or(0, |s| s.echoed);
         let mut distinct = 0;
         let mut close = String::new();
         let on = |message: Message<'_>| match message {
@@ -401,6 +429,11 @@ impl Member {
         }
         if self.warm && !was_warm {
             shared.warm.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(window), Some(sender)) = (&shared.window, &self.sender) {
+            for _ in echoed..sender.echoed {
+                window.complete();
+            }
         }
         match status {
             Ok(Status::Drained | Status::Budget) => Ok(()),
@@ -482,6 +515,14 @@ impl Member {
             self.counts.lost += stream.lost(sent);
         }
         self.counts
+    }
+}
+
+/// Waits for a ticket of the shared window, or forever without one.
+async fn issued(ticket: Option<(&SharedWindow, u32)>) {
+    match ticket {
+        Some((window, sender)) => window.issued(sender).await,
+        None => std::future::pending().await,
     }
 }
 
