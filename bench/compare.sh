@@ -62,17 +62,23 @@ bench="$target_dir/release/chat-bench"
 ours="$target_dir/release/chat-server"
 
 # --- Build -------------------------------------------------------------------
-log "building chat-bench (release)"
-if ! cargo build --release -p chat-bench >"$out/build-bench.log" 2>&1; then
-    log "chat-bench does not build; see $out/build-bench.log"
-    exit 1
-fi
-if [[ ",$servers," == *",chat-server,"* || ",$servers," == *",chat-server-db,"* ]]; then
-    log "building chat-server (release)"
-    if ! cargo build --release -p chat-server >"$out/build-server.log" 2>&1; then
-        log "chat-server does not build; it is left out (see $out/build-server.log)"
-        mkdir -p "$out/chat-server"
-        echo "cargo build --release -p chat-server failed (see build-server.log)" >"$out/chat-server/FAILED"
+# One cargo invocation for both: built apart, cargo unifies the shared
+# dependencies' features differently and builds everything twice.
+ours_wanted=0
+[[ ",$servers," == *",chat-server,"* || ",$servers," == *",chat-server-db,"* ]] && ours_wanted=1
+packages=(-p chat-bench)
+((ours_wanted)) && packages+=(-p chat-server)
+log "building ${packages[*]} (release)"
+if ! cargo build --release "${packages[@]}" >"$out/build.log" 2>&1; then
+    if ((ours_wanted)) && cargo build --release -p chat-bench >>"$out/build.log" 2>&1; then
+        log "chat-server does not build; it is left out (see $out/build.log)"
+        for name in chat-server chat-server-db; do
+            mkdir -p "$out/$name"
+            echo "cargo build --release -p chat-server failed (see build.log)" >"$out/$name/FAILED"
+        done
+    else
+        log "chat-bench does not build; see $out/build.log"
+        exit 1
     fi
 fi
 if [[ $install == 1 ]]; then

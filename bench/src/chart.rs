@@ -160,6 +160,7 @@ fn draw(path: &Path, chart: &Bars<'_>) -> anyhow::Result<()> {
         .build_cartesian_2d(0.0..x_end, (lo..hi).log_scale())?;
     ctx.configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .x_labels(groups * 2 + 1)
         .x_label_formatter(&|x| {
             // Group names at the groups' centres, nothing elsewhere.
