@@ -88,6 +88,17 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(60..=365 * 24 * 3600))]
     pub redis_room_ttl: u64,
 
+    /// With --redis or --redis-cluster: the most bytes of messages one
+    /// room's history keeps in Redis (besides --history messages); the
+    /// oldest go first. 0: no byte bound.
+    #[arg(
+        long,
+        env = "CHAT_REDIS_HISTORY_BYTES",
+        default_value_t = chat_server::DEFAULT_HISTORY_BYTES,
+        value_name = "BYTES"
+    )]
+    pub redis_history_bytes: usize,
+
     /// Prefix of every Redis key and channel, so that several deployments
     /// can share one Redis.
     #[arg(
@@ -322,6 +333,7 @@ impl Cli {
             prefix: self.redis_prefix.clone(),
             presence_ttl: Duration::from_secs(self.presence_ttl),
             room_ttl: Duration::from_secs(self.redis_room_ttl),
+            history_bytes: self.redis_history_bytes,
             ..base
         })
     }

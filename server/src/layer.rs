@@ -25,7 +25,7 @@ use chat_protocol::{
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::{HistoryLimits, MemoryLayer};
-pub use redis::{DEFAULT_ROOM_TTL, RedisConfig, RedisLayer};
+pub use redis::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig, RedisLayer};
 
 use crate::ring::{Format, Frames, Subscription};
 

@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use access::Access;
-pub use layer::{DEFAULT_ROOM_TTL, RedisConfig};
+pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig};
 pub use limits::Limits;
 pub use upgrade::socket_config;
 

@@ -397,6 +397,44 @@ async fn a_killed_instances_members_expire_and_the_survivor_carries_on() {
     drop(doomed);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_history_is_bounded_in_bytes_too() {
+    let Some(redis) = redis::RedisServer::start() else {
+        return;
+    };
+    let prefix = format!("b{}", redis.port());
+    let config = Config {
+        redis: Some(chat_server::RedisConfig {
+            history_bytes: 2000,
+            ..Cluster::redis_config(&redis, &prefix)
+        }),
+        ..Config::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let (mut alice, _) = server.joined("big", "alice").await;
+    let text = "x".repeat(500);
+    for n in 0..20 {
+        alice.say(&format!("{n} {text}")).await.unwrap();
+        next_chat(&mut alice).await;
+    }
+    let (_bob, welcome) = server.joined("big", "bob").await;
+    let ids: Vec<u64> = welcome.history.iter().map(|e| e.id).collect();
+    // Each stored event is ~600 bytes: three fit in 2000.
+    assert_eq!(ids, [18, 19, 20], "the oldest go first");
+    let log = format!("{prefix}:{{{prefix}:big}}:log");
+    assert_eq!(redis.command(&format!("XLEN {log}")).as_deref(), Some(":3"));
+    let ttl: i64 = redis
+        .command(&format!("TTL {log}"))
+        .unwrap()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=i64::try_from(chat_server::DEFAULT_ROOM_TTL.as_secs()).unwrap()).contains(&ttl),
+        "idle rooms expire: TTL {ttl}"
+    );
+}
+
 #[test]
 fn a_bad_or_unreachable_redis_is_a_clear_error_at_start() {
     let port = redis::free_port();

@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `P:{P:room}:seq` | string | the room's last message id (`INCR`) |
 //! | `P:{P:room}:epoch` | string | names the id sequence; new when the sequence starts again |
-//! | `P:{P:room}:log` | stream | the last N chat events, entry id `{message id}-0` |
+//! | `P:{P:room}:log` | stream | the last N chat events (at most `history_bytes`), entry id `{message id}-0` |
+//! | `P:{P:room}:bytes` | string | the bytes of the events `log` holds |
 //! | `P:{P:room}:presence` | sorted set | `{node}:{name}` scored by expiry (unix ms) |
 //! | `P:{P:room}:ch` | channel | the room's live messages (sharded in a cluster) |
 //! | `P:rooms` | sorted set | rooms with members, scored by expiry (unix ms) |
@@ -44,7 +45,7 @@ mod presence;
 mod pump;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +83,9 @@ pub struct RedisConfig {
     pub presence_ttl: Duration,
     /// How long a room's ids and history outlive its last message.
     pub room_ttl: Duration,
+    /// The most bytes of events one room's history holds (0: bounded in
+    /// messages only): the oldest go first.
+    pub history_bytes: usize,
 }
 
 impl RedisConfig {
@@ -94,6 +98,7 @@ impl RedisConfig {
             prefix: "chat".to_owned(),
             presence_ttl: Duration::from_secs(15),
             room_ttl: DEFAULT_ROOM_TTL,
+            history_bytes: DEFAULT_HISTORY_BYTES,
         }
     }
 
@@ -134,6 +139,10 @@ impl RedisConfig {
 /// that abandoned rooms do not hold Redis memory for long.
 pub const DEFAULT_ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How many bytes of events a room's history holds in Redis by default:
+/// 1 MiB, so that 100 messages of 60 KB cannot make one room hold 6 MB.
+pub const DEFAULT_HISTORY_BYTES: usize = 1024 * 1024;
+
 /// Reconnect delays of the pub/sub connections: from this...
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 /// ...doubling up to this, so traffic resumes within about a second of
@@ -143,6 +152,9 @@ const RECONNECT_MAX: Duration = Duration::from_millis(800);
 /// Redis costs a handshake or a publish at most this (and, once the
 /// health probe has noticed, nothing: joins stop waiting for Redis).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much sooner than the command timeout a publish must have run in
+/// Redis: room for the reply to travel back before the publisher gives up.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 /// How long a join waits for its room's subscription to be confirmed.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
@@ -179,6 +191,8 @@ struct Inner {
     answering: AtomicBool,
     /// What went wrong last, for `/healthz`.
     last_error: Mutex<Option<String>>,
+    /// Redis's clock minus ours, in ms (`i64::MIN`: not measured yet).
+    clock_offset_ms: AtomicI64,
     publish_script: Script,
     snapshot_script: Script,
     catch_up_script: Script,
@@ -227,6 +241,7 @@ impl RedisLayer {
                 .map_err(|err| cannot_reach(&err))?;
 
         let (subscriptions, commands) = mpsc::unbounded_channel();
+
         let layer = Self {
             inner: Arc::new(Inner {
                 registry,
@@ -241,6 +256,7 @@ impl RedisLayer {
                 up: AtomicBool::new(false),
                 answering: AtomicBool::new(true),
                 last_error: Mutex::new(None),
+                clock_offset_ms: AtomicI64::new(i64::MIN),
                 publish_script: Script::new(PUBLISH_LUA),
                 snapshot_script: Script::new(SNAPSHOT_LUA),
                 catch_up_script: Script::new(CATCH_UP_LUA),
@@ -253,6 +269,10 @@ impl RedisLayer {
                 .pump(pubsub, commands, shutdown.clone(), ready_tx),
         );
         tracker.spawn(layer.clone().heartbeat(shutdown.clone()));
+        layer
+            .measure_clock()
+            .await
+            .map_err(|err| cannot_reach(&err))?;
         tracker.spawn(layer.clone().probe(shutdown.clone()));
         tokio::time::timeout(SUBSCRIBE_WAIT * 2, ready)
             .await
@@ -378,12 +398,13 @@ impl RedisLayer {
             .map_or(0, |state| state.delivered);
         let names = inner.keys.room(room);
         let mut conn = inner.conn.clone();
-        let result: Result<u64, _> = inner
+        let result: Result<i64, _> = inner
             .publish_script
             .key(names.seq)
             .key(names.epoch)
             .key(names.log)
             .key(names.channel)
+            .key(names.bytes)
             .arg(before)
             .arg(after)
             .arg(plain)
@@ -392,12 +413,21 @@ impl RedisLayer {
             .arg(self.new_epoch())
             .arg(floor)
             .arg(inner.mode.publish())
+            .arg(inner.config.history_bytes)
+            .arg(self.deadline())
             .invoke_async(&mut conn)
             .await;
         match result {
-            Ok(_) => {
+            Ok(id) if id >= 0 => {
                 inner.answering.store(true, Ordering::Relaxed);
                 Ok(())
+            }
+            Ok(_) => {
+                let err = redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "Redis ran the publish after its deadline (it was not answering)",
+                ));
+                Err(self.failed("publish", &err))
             }
             Err(err) => Err(self.failed("publish", &err)),
         }
@@ -563,6 +593,36 @@ impl RedisLayer {
             history,
             members: unique_names(&members),
         })
+    }
+
+    /// The last moment, on Redis's clock (unix ms), at which a publish
+    /// sent now may still run: before the command times out here, with a
+    /// margin for the reply's way back. 0 (no deadline) until Redis's
+    /// clock is known.
+    fn deadline(&self) -> u64 {
+        let offset = self.inner.clock_offset_ms.load(Ordering::Relaxed);
+        if offset == i64::MIN {
+            return 0;
+        }
+        let margin =
+            u64::try_from(COMMAND_TIMEOUT.saturating_sub(DEADLINE_MARGIN).as_millis()).unwrap_or(0);
+        unix_millis()
+            .saturating_add_signed(offset)
+            .saturating_add(margin)
+    }
+
+    /// Learns how far Redis's clock is from ours (for publish deadlines).
+    async fn measure_clock(&self) -> Result<(), redis::RedisError> {
+        let mut conn = self.inner.conn.clone();
+        let before = unix_millis();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let after = unix_millis();
+        let redis_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        let local_ms = before + (after - before) / 2;
+        let offset = i64::try_from(redis_ms).unwrap_or(i64::MAX)
+            - i64::try_from(local_ms).unwrap_or(i64::MAX);
+        self.inner.clock_offset_ms.store(offset, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A fresh epoch name, unique across instances and restarts.

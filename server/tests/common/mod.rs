@@ -4,6 +4,8 @@
 
 pub mod proxy;
 pub mod redis;
+pub mod redis_cluster;
+pub mod traffic;
 
 use std::future::Future;
 use std::net::SocketAddr;

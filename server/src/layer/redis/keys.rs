@@ -47,11 +47,29 @@ impl Mode {
 
 /// Allocates the id, appends to history, publishes: one atomic step.
 ///
-/// KEYS: seq, epoch, log, channel. ARGV: the event before and after its
-/// id, the plain frame, history length, TTL (s), a new epoch name, the
+/// History is bounded in entries (`keep`) and in bytes (`budget`, 0: no
+/// byte bound): the script counts the bytes of the entries it adds in the
+/// `bytes` key and drops the oldest entries while either bound is passed
+/// (exact, not `MAXLEN ~`, so that the count stays true).
+///
+/// KEYS: seq, epoch, log, channel, bytes. ARGV: the event before and after
+/// its id, the plain frame, history length, TTL (s), a new epoch name, the
 /// floor (the last id this instance delivered: ids never go below it, even
-/// when a failover lost the last increments), the publish command.
+/// when a failover lost the last increments), the publish command, the
+/// history's byte budget, a deadline (unix ms on Redis's clock; 0: none).
+///
+/// Past the deadline the script does nothing and returns -1: by then the
+/// publisher has told its client "not delivered" (the command timed out,
+/// e.g. Redis was hung), so a command Redis reads late must not publish
+/// after all.
 pub(super) const PUBLISH_LUA: &str = r"
+local deadline = tonumber(ARGV[10])
+if deadline > 0 then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > deadline then
+    return -1
+  end
+end
 local id = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[7])
 if id <= floor then
@@ -61,9 +79,20 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[6]) end
 local event = ARGV[1] .. id .. ARGV[2]
 local keep = tonumber(ARGV[4])
+local budget = tonumber(ARGV[9])
 if keep > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', keep, id .. '-0', 'e', event)
+  redis.call('XADD', KEYS[3], id .. '-0', 'e', event)
+  local bytes = redis.call('INCRBY', KEYS[5], #event)
+  local len = redis.call('XLEN', KEYS[3])
+  while len > keep or (budget > 0 and bytes > budget and len > 1) do
+    local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', KEYS[3], oldest[1])
+    bytes = redis.call('DECRBY', KEYS[5], #oldest[2][2])
+    len = len - 1
+  end
+  if bytes < 0 then redis.call('SET', KEYS[5], 0) end
   redis.call('EXPIRE', KEYS[3], ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[5])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
@@ -164,6 +193,8 @@ pub(super) struct RoomKeys {
     pub(super) presence: String,
     /// The room's (sharded) pub/sub channel.
     pub(super) channel: String,
+    /// String: the bytes of the events `log` holds.
+    pub(super) bytes: String,
 }
 
 /// Key and channel names under one prefix.
@@ -195,6 +226,7 @@ impl Keys {
             log: format!("{tag}:log"),
             presence: format!("{tag}:presence"),
             channel: format!("{tag}:ch"),
+            bytes: format!("{tag}:bytes"),
         }
     }
 
@@ -366,7 +398,13 @@ mod tests {
         let names = keys.room(&room);
         assert_eq!(names.seq, "p:{p:lobby}:seq");
         let slot_of_room = slot(&names.seq);
-        for name in [&names.epoch, &names.log, &names.presence, &names.channel] {
+        for name in [
+            &names.epoch,
+            &names.log,
+            &names.presence,
+            &names.channel,
+            &names.bytes,
+        ] {
             assert_eq!(slot(name), slot_of_room, "{name}");
         }
         assert_eq!(keys.room_of_channel(&names.channel), Some(room));

@@ -16,12 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::keys::{envelope, presence_member};
-use super::{COMMAND_TIMEOUT, CONCURRENT_COMMANDS, RedisLayer};
+use super::{CONCURRENT_COMMANDS, RedisLayer};
 use crate::layer::presence_event;
 use crate::rooms::lock;
 
-/// How often the probe pings Redis.
+/// How often the probe asks Redis the time.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long the probe waits for the answer: a Redis this slow to answer
+/// the cheapest command is as good as hung.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl RedisLayer {
     /// Records presence and tells the room (best effort: a failure here
@@ -126,14 +129,11 @@ impl RedisLayer {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(PROBE_EVERY) => {}
             }
-            let mut conn = self.inner.conn.clone();
-            let ping = tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut conn),
-            )
-            .await;
+            // TIME rather than PING: it also keeps the clock offset that
+            // publish deadlines use up to date.
+            let ping = tokio::time::timeout(PROBE_TIMEOUT, self.measure_clock()).await;
             match ping {
-                Ok(Ok(_)) => {
+                Ok(Ok(())) => {
                     if !self.inner.answering.swap(true, Ordering::Relaxed) {
                         info!("Redis answers again");
                     }
@@ -144,7 +144,7 @@ impl RedisLayer {
                 Err(_) => {
                     let err = redis::RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("no answer within {COMMAND_TIMEOUT:?}"),
+                        format!("no answer within {PROBE_TIMEOUT:?}"),
                     ));
                     self.failed("health check", &err);
                 }

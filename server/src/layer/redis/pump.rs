@@ -49,8 +49,9 @@ pub(super) enum SubCommand {
     Unsubscribe(RoomName),
 }
 
-/// History entries read per catch-up round trip.
-const CATCH_UP_BATCH: usize = 1000;
+/// History entries read per catch-up round trip: at most a few MiB even
+/// with the largest messages.
+const CATCH_UP_BATCH: usize = 100;
 
 /// Live messages held per room while its catch-up runs, in bytes; past
 /// this, newer ones are dropped from the hold and read from history by

@@ -1,0 +1,257 @@
+//! A real Redis Cluster on loopback, started by the test: 3 masters and 3
+//! replicas (`redis-server --cluster-enabled yes`, then `redis-cli
+//! --cluster create ... --cluster-replicas 1`), persistence off, in a
+//! temporary directory. Node ports are below 55536 so that each node's
+//! cluster bus (port + 10000) is a valid port too; ports are picked free
+//! and the whole start is retried on a collision (other tests run at the
+//! same time on this machine).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::redis::{RedisServer, may_skip};
+
+/// A running cluster; every node is killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+}
+
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisCluster {
+    /// Starts one, or returns `None` (after saying so loudly) when
+    /// `redis-server` or `redis-cli` is missing and `CI` is not set.
+    pub fn start() -> Option<Self> {
+        for tool in ["redis-server", "redis-cli"] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                may_skip(tool);
+                return None;
+            }
+        }
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(cluster) => return Some(cluster),
+                Err(err) => {
+                    eprintln!("starting a Redis Cluster failed ({err}); retrying on other ports");
+                    last = err;
+                }
+            }
+        }
+        panic!("could not start a Redis Cluster: {last}");
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ports = free_cluster_ports(6)?;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir,
+        };
+        for &port in &ports {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "1000"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--protected-mode", "no", "--loglevel", "warning"])
+                .arg("--dir")
+                .arg(cluster.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("start redis-server: {e}"))?;
+            cluster.nodes.push(Node {
+                port,
+                child: Some(child),
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for &port in &ports {
+            while RedisServer::command_on(port, "PING").as_deref() != Some("+PONG") {
+                if Instant::now() > deadline {
+                    return Err(format!("node {port} did not come up"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut create = Command::new("redis-cli");
+        create.args(["--cluster", "create"]);
+        for port in &ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            ));
+        }
+        cluster.wait_ready(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node says the cluster is ok and every master
+    /// has a replica in sync.
+    pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ok =
+                self.live_ports()
+                    .iter()
+                    .all(|&port| cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                    && self.masters().len() == 3
+                    && self.masters().iter().all(|&(port, _)| {
+                        cli(port, &["INFO", "replication"]).contains("state=online")
+                    });
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("the cluster did not become ready".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Seed URLs for `--redis-cluster`: every node.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+
+    fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.port)
+            .collect()
+    }
+
+    /// Live masters and the slot ranges each serves, from `CLUSTER NODES`.
+    pub fn masters(&self) -> Vec<(u16, Vec<(u16, u16)>)> {
+        let Some(&asked) = self.live_ports().first() else {
+            return Vec::new();
+        };
+        let nodes = cli(asked, &["CLUSTER", "NODES"]);
+        let mut masters = Vec::new();
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let Some(port) = fields[1]
+                .split('@')
+                .next()
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|port| port.parse().ok())
+            else {
+                continue;
+            };
+            if !self.live_ports().contains(&port) {
+                continue;
+            }
+            let ranges: Vec<(u16, u16)> = fields[8..]
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .filter_map(|range| match range.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => range.parse().ok().map(|s| (s, s)),
+                })
+                .collect();
+            if !ranges.is_empty() {
+                masters.push((port, ranges));
+            }
+        }
+        masters
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let port = self.live_ports()[0];
+        let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("a slot");
+        self.masters()
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|(port, _)| port)
+            .expect("a master for every slot")
+    }
+
+    /// Kills the node on `port` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, port: u16) {
+        for node in &mut self.nodes {
+            if node.port == port {
+                if let Some(mut child) = node.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+
+    /// Runs `command` on the node on `port` and returns its output.
+    #[allow(clippy::unused_self)] // a node of this cluster, by port
+    pub fn cli(&self, port: u16, command: &[&str]) -> String {
+        cli(port, command)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `redis-cli -p PORT COMMAND...`, its output as text ("" on failure).
+fn cli(port: u16, command: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `count` ports below 55536 whose port + 10000 (the cluster bus) is free
+/// too.
+fn free_cluster_ports(count: usize) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for _ in 0..1000 {
+        if ports.len() == count {
+            break;
+        }
+        let port = fastrand::u16(20_000..45_000);
+        if ports.contains(&port) {
+            continue;
+        }
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            ports.push(port);
+        }
+    }
+    if ports.len() == count {
+        Ok(ports)
+    } else {
+        Err("no free ports".to_owned())
+    }
+}

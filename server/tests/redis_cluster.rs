@@ -1,0 +1,182 @@
+//! Two instances sharing rooms through a real Redis Cluster (3 masters, 3
+//! replicas, started by the test on loopback), in one test so that the
+//! cluster is started once:
+//!
+//! 1. 50 rooms with members on both instances: every member gets every
+//!    message once, in order, with the same ids; the rooms' keys are
+//!    spread over every master; `PUBSUB SHARDNUMSUB` shows one
+//!    subscription per room per instance with members there;
+//! 2. every pub/sub connection killed on every master, twice, while
+//!    instance 1 publishes at 100 messages/s: nothing lost;
+//! 3. the master holding a busy room SIGKILLed and its replica taking
+//!    over, mid-traffic: every message is echoed or refused, and every
+//!    accepted one reaches both live clients (plain and typed) exactly
+//!    once, in order, without them reconnecting.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_server::{Config, Limits, RedisConfig};
+use common::redis_cluster::RedisCluster;
+use common::traffic::run;
+use common::*;
+
+const PREFIX: &str = "c";
+
+fn config(cluster: &RedisCluster) -> Config {
+    Config {
+        history_len: 2000,
+        limits: Limits {
+            rate_per_sec: 0.0,
+            ..Limits::default()
+        },
+        redis: Some(RedisConfig {
+            prefix: PREFIX.to_owned(),
+            presence_ttl: Duration::from_secs(2),
+            ..RedisConfig::cluster(cluster.seeds())
+        }),
+        ..Config::default()
+    }
+}
+
+/// The room's channel, as `layer/redis/keys.rs` names it.
+fn channel(room: &str) -> String {
+    common::redis::channel(PREFIX, room)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_shares_rooms_loses_nothing_and_survives_a_failover() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let first = TestServer::start_with(config(&cluster)).await;
+    let second = TestServer::start_with(config(&cluster)).await;
+    let health = get(first.addr(), "/healthz").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(health.body.contains("redis-cluster"), "{}", health.body);
+
+    fifty_rooms(&cluster, &first, &second).await;
+
+    // 2. Every pub/sub connection of every master killed, twice.
+    let masters: Vec<u16> = cluster.masters().iter().map(|(port, _)| *port).collect();
+    let disrupt = async move {
+        for at in [1500, 2000] {
+            tokio::time::sleep(Duration::from_millis(at)).await;
+            for &port in &masters {
+                common::redis::RedisServer::command_on(port, "CLIENT KILL TYPE pubsub");
+            }
+        }
+    };
+    let killed = run(&first, &second, "killed", disrupt).await;
+    killed.assert_nothing_lost("cluster: CLIENT KILL TYPE pubsub on every master x2");
+    assert_eq!(killed.refused, 0);
+
+    // 3. The master of a busy room dies; its replica takes over.
+    let victim = cluster.master_of(&channel("failover"));
+    let cluster = Arc::new(Mutex::new(cluster));
+    let handle = Arc::clone(&cluster);
+    let disrupt = async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        eprintln!("SIGKILL to the master on port {victim}");
+        handle.lock().unwrap().kill(victim);
+    };
+    let failover = run(&first, &second, "failover", disrupt).await;
+    failover.assert_nothing_lost("cluster: master SIGKILLed, replica promoted");
+    let new_master = cluster.lock().unwrap().master_of(&channel("failover"));
+    assert_ne!(new_master, victim, "a replica took over");
+}
+
+/// Part 1: 50 rooms over both instances and every master.
+async fn fifty_rooms(cluster: &RedisCluster, first: &TestServer, second: &TestServer) {
+    let rooms: Vec<String> = (0..50).map(|i| format!("room{i}")).collect();
+    let mut members = Vec::new();
+    for room in &rooms {
+        let (a, _) = first.joined(room, "a").await;
+        let (b, _) = second.joined(room, "b").await;
+        members.push((a, b));
+    }
+    let (_solo, _) = first.joined("solo", "alone").await;
+    for (i, (a, _)) in members.iter_mut().enumerate() {
+        for k in 0..3 {
+            a.say(&format!("{i}-{k}")).await.unwrap();
+        }
+    }
+    for (i, (a, b)) in members.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        for client in [a, b] {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                let chat = next_chat(client).await;
+                got.push((chat.id, chat.message));
+            }
+            assert_no_chat(client).await;
+            seen.push(got);
+        }
+        let texts: Vec<&str> = seen[0].iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(
+            texts,
+            [format!("{i}-0"), format!("{i}-1"), format!("{i}-2")]
+        );
+        assert_eq!(
+            seen[0], seen[1],
+            "room {i}: the same messages and ids on both instances"
+        );
+        assert!(seen[0].windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    // Keys on every master.
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3);
+    let mut rooms_per_master = HashMap::new();
+    for room in &rooms {
+        *rooms_per_master
+            .entry(cluster.master_of(&channel(room)))
+            .or_insert(0) += 1;
+    }
+    for (port, _) in &masters {
+        let keys: u64 = cluster.cli(*port, &["DBSIZE"]).trim().parse().unwrap();
+        assert!(
+            keys > 0 && rooms_per_master.get(port).copied().unwrap_or(0) > 0,
+            "master {port} holds rooms ({keys} keys; rooms per master {rooms_per_master:?})"
+        );
+    }
+    eprintln!("rooms per master: {rooms_per_master:?}");
+
+    // One sharded subscription per room per instance with members there.
+    let mut subscriptions: HashMap<String, u64> = HashMap::new();
+    let mut command = vec!["PUBSUB", "SHARDNUMSUB"];
+    let channels: Vec<String> = rooms
+        .iter()
+        .map(|room| channel(room))
+        .chain([channel("solo")])
+        .collect();
+    command.extend(channels.iter().map(String::as_str));
+    for (port, _) in &masters {
+        let reply = cluster.cli(*port, &command);
+        let lines: Vec<&str> = reply.lines().collect();
+        for pair in lines.chunks_exact(2) {
+            *subscriptions.entry(pair[0].to_owned()).or_default() +=
+                pair[1].trim().parse::<u64>().unwrap();
+        }
+    }
+    for room in &rooms {
+        assert_eq!(subscriptions[&channel(room)], 2, "{room}: one per instance");
+    }
+    assert_eq!(
+        subscriptions[&channel("solo")],
+        1,
+        "only the instance with members"
+    );
+
+    // The room list, without KEYS or a scan of every node.
+    let list: chat_protocol::RoomList =
+        serde_json::from_str(&get(second.addr(), "/api/rooms").await.body).unwrap();
+    assert_eq!(list.rooms.len(), 51);
+    assert!(list.rooms.iter().filter(|r| r.members == 2).count() == 50);
+    drop(members);
+}
