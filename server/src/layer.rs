@@ -191,11 +191,7 @@ impl Layer {
     ) -> Result<MessagePage, LayerError> {
         match self {
             Self::Memory(layer) => Ok(layer.history(room, query)),
-            // The Redis side is the redis engineer's (layer/redis*): until
-            // it lands, say so rather than answer with an empty page.
-            Self::Redis(_) => Err(LayerError::Unavailable(
-                "paging and search are not available with --redis yet".to_owned(),
-            )),
+            Self::Redis(layer) => layer.history(room, query).await,
         }
     }
 

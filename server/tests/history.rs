@@ -77,7 +77,27 @@ async fn get_page(server: &TestServer, path: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn typed_clients_walk_back_through_everything_held_and_search_it() {
-    let server = TestServer::start_with(config(1000)).await;
+    walk_back_and_search(config(1000)).await;
+}
+
+/// The same walk over a real Redis: the layer reads the room's stream.
+#[tokio::test]
+async fn with_redis_typed_clients_walk_back_through_everything_held_and_search_it() {
+    let Some(redis) = redis::RedisServer::start() else {
+        return;
+    };
+    walk_back_and_search(Config {
+        redis: Some(Cluster::redis_config(
+            &redis,
+            &format!("hp{}", redis.port()),
+        )),
+        ..config(1000)
+    })
+    .await;
+}
+
+async fn walk_back_and_search(config: Config) {
+    let server = TestServer::start_with(config).await;
     let texts: Vec<String> = (1..=250)
         .map(|i| {
             if i == 7 {

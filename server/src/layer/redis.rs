@@ -36,10 +36,12 @@
 //!   rename, the room list, health);
 //! * `keys`: every key and channel name, the Lua scripts, the envelope;
 //! * `commands`: the command connection, to one Redis or a cluster;
+//! * `history`: paging and search over a room's history;
 //! * `pump`: the pub/sub connections, delivery, and catch-up from history;
 //! * `presence`: presence entries, their heartbeat, the health probe.
 
 mod commands;
+mod history;
 mod keys;
 mod presence;
 mod pump;
