@@ -109,7 +109,7 @@ async fn walk_back_and_search(config: Config) {
         .collect();
     let sent = publish(&server, "paging", &texts).await;
     let (mut reader, welcome) = server.joined("paging", "reader").await;
-    assert_eq!(welcome.last_id, sent.last().unwrap().id);
+    assert_eq!(welcome.last_id, sent.last().expect("sent").id);
 
     // Walk back from the newest, 60 at a time: every message exactly once.
     let mut walked: Vec<ChatEvent> = Vec::new();
@@ -163,7 +163,7 @@ async fn walk_back_and_search(config: Config) {
     let page = within(reader.history(HistoryQuery::new().limit(1)))
         .await
         .expect("still answering");
-    assert_eq!(ids(&page.messages), [sent.last().unwrap().id]);
+    assert_eq!(ids(&page.messages), [sent.last().expect("sent").id]);
 }
 
 #[tokio::test]
