@@ -118,6 +118,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether the server refused the connection because the display name
+    /// is held in the room by someone else (HTTP 409, `name_taken`).
+    pub fn is_name_taken(&self) -> bool {
+        matches!(self, Self::Refused { status: 409, .. })
+    }
+
     /// What to do after this error: stop, or reconnect after a delay. See
     /// [`crate::close`] for the table.
     pub fn advice(&self) -> Advice {
@@ -185,6 +191,7 @@ pub struct ConnectOptions {
     epoch: Option<String>,
     events: bool,
     token: Option<String>,
+    key: Option<String>,
     tls: TlsOptions,
     timeout: Duration,
 }
@@ -206,6 +213,7 @@ impl ConnectOptions {
             epoch: None,
             events: true,
             token: None,
+            key: None,
             tls: TlsOptions::default(),
             timeout: Duration::from_secs(10),
         }
@@ -253,6 +261,18 @@ impl ConnectOptions {
     #[must_use]
     pub fn token(mut self, token: Option<String>) -> Self {
         self.token = token;
+        self
+    }
+
+    /// This person's secret key, sent as `?key=`: it lets several
+    /// connections of one person (two terminals, two tabs) share a display
+    /// name, which another person cannot then take (the server refuses
+    /// them with HTTP 409, [`ClientError::is_name_taken`]). Keep it secret
+    /// and stable, e.g. in a file, and send the same key every time; see
+    /// [`generate_key`]. Without a key, a name is held by one connection.
+    #[must_use]
+    pub fn key(mut self, key: Option<String>) -> Self {
+        self.key = key;
         self
     }
 
@@ -423,6 +443,9 @@ impl Client {
             let mut query = url.query_pairs_mut();
             if let Some(name) = &options.name {
                 query.append_pair("name", name.as_str());
+            }
+            if let Some(key) = &options.key {
+                query.append_pair("key", key);
             }
             if let Some(since) = options.since {
                 query.append_pair("since", &since.to_string());
@@ -633,6 +656,24 @@ impl Client {
             },
         )
     }
+}
+
+/// A new random key for [`ConnectOptions::key`]: 32 hex digits (128 bits)
+/// from the operating system's random source.
+///
+/// # Errors
+///
+/// When the random source cannot be read.
+pub fn generate_key() -> std::io::Result<String> {
+    use std::fmt::Write as _;
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+        out
+    }))
 }
 
 const NO_SUBPROTOCOL: &str = "the server did not accept the chat.v2 subprotocol";

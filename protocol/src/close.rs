@@ -13,7 +13,8 @@
 //! | 1013 | try again later   | the server, or the room, is full                 | yes, not before 5 s, backoff      |
 //!
 //! Refusals before the upgrade are HTTP statuses: 400 (bad room or name:
-//! do not retry), 401 (token required), 403 (origin not allowed), 429 (too
+//! do not retry), 401 (token required), 403 (origin not allowed), 409 (the
+//! display name is someone else's in this room: pick another), 429 (too
 //! many connections from this address) and 503 (server full): see
 //! [`Advice::for_http_status`].
 

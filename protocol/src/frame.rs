@@ -79,6 +79,7 @@ impl PlainMessage {
 /// | `{"type": "me", "message": "waves"}`   | an action: "* alice waves"       |
 /// | `{"type": "nick", "name": "bob"}`      | change my display name           |
 /// | `{"type": "history", "before": 120, "limit": 50}` | older messages (see [`crate::history`]) |
+/// | `{"type": "topic", "topic": "text"}`   | set the room's topic ("" clears it) |
 ///
 /// Unknown fields are ignored, so a client may add its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +102,15 @@ pub enum ClientMessage {
     /// A request for stored messages (paging back or forward, search);
     /// answered with a [`ServerEvent::History`] (typed clients only).
     History(HistoryRequest),
+    /// Sets the room's topic (an empty string clears it).
+    Topic {
+        /// The new topic, at most [`TOPIC_MAX_BYTES`] bytes.
+        topic: String,
+    },
 }
+
+/// The longest room topic, in bytes (UTF-8).
+pub const TOPIC_MAX_BYTES: usize = 500;
 
 /// Why a client frame was refused. Each maps to an [`ErrorCode`] the server
 /// reports back.
@@ -121,7 +130,9 @@ pub enum FrameError {
     #[error("the frame's \"message\" field is not a string; send {{\"message\": \"your text\"}}")]
     MessageNotString,
     /// The `type` field names a message this protocol does not know.
-    #[error("unknown frame type {0:?}; known types are \"chat\", \"me\", \"nick\" and \"history\"")]
+    #[error(
+        "unknown frame type {0:?}; known types are \"chat\", \"me\", \"nick\", \"history\" and \"topic\""
+    )]
     UnknownType(String),
     /// A `nick` frame without a usable `name`.
     #[error("invalid name in the nick frame: {0}")]
@@ -134,6 +145,14 @@ pub enum FrameError {
     /// A `history` frame with a bad field.
     #[error("invalid history request: {0}")]
     InvalidHistory(#[from] HistoryQueryError),
+    /// A `topic` frame without a `topic` string.
+    #[error(
+        "the topic frame has no \"topic\" string; send {{\"type\": \"topic\", \"topic\": \"text\"}}"
+    )]
+    MissingTopic,
+    /// A topic longer than [`TOPIC_MAX_BYTES`].
+    #[error("the topic is {0} bytes long; the limit is {TOPIC_MAX_BYTES}")]
+    TopicTooLong(usize),
 }
 
 impl FrameError {
@@ -147,6 +166,7 @@ impl FrameError {
             Self::UnknownType(_) => ErrorCode::UnknownType,
             Self::InvalidName(_) | Self::MissingName => ErrorCode::InvalidName,
             Self::InvalidHistory(_) => ErrorCode::InvalidQuery,
+            Self::MissingTopic | Self::TopicTooLong(_) => ErrorCode::InvalidTopic,
         }
     }
 }
@@ -163,6 +183,8 @@ struct RawClientFrame {
     message: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
     name: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    topic: Option<serde_json::Value>,
 }
 
 /// The fields of a `history` frame, read only for frames of that type (so
@@ -280,6 +302,13 @@ impl ClientMessage {
                     .map_err(|err| FrameError::InvalidJson(err.to_string()))?;
                 Ok(Self::History(raw.into_request()?))
             }
+            "topic" => match raw.topic {
+                Some(serde_json::Value::String(topic)) if topic.len() > TOPIC_MAX_BYTES => {
+                    Err(FrameError::TopicTooLong(topic.len()))
+                }
+                Some(serde_json::Value::String(topic)) => Ok(Self::Topic { topic }),
+                _ => Err(FrameError::MissingTopic),
+            },
             _ => Err(FrameError::UnknownType(kind)),
         }
     }
@@ -294,6 +323,7 @@ impl ClientMessage {
             Self::Emote { message } => serde_json::json!({ "type": "me", "message": message }),
             Self::Nick { name } => serde_json::json!({ "type": "nick", "name": name.as_str() }),
             Self::History(request) => return request.to_json(),
+            Self::Topic { topic } => serde_json::json!({ "type": "topic", "topic": topic }),
         };
         value.to_string()
     }
@@ -302,7 +332,7 @@ impl ClientMessage {
     pub fn text_len(&self) -> usize {
         match self {
             Self::Chat { message } | Self::Emote { message } => message.len(),
-            Self::Nick { .. } | Self::History(_) => 0,
+            Self::Nick { .. } | Self::History(_) | Self::Topic { .. } => 0,
         }
     }
 }
@@ -332,6 +362,8 @@ pub enum ServerEvent {
     /// feed was interrupted and that it could no longer recover: this
     /// client will never receive them. Live messages go on after it.
     Gap(GapEvent),
+    /// The room's topic was set (or cleared).
+    Topic(TopicEvent),
     /// An event type this version does not know.
     #[serde(other)]
     Unknown,
@@ -348,6 +380,7 @@ impl ServerEvent {
             Self::Error(e) => &e.message,
             Self::History(e) => &e.message,
             Self::Gap(e) => &e.message,
+            Self::Topic(e) => &e.message,
             Self::Unknown => "",
         }
     }
@@ -453,6 +486,51 @@ pub struct Welcome {
     /// Server time in unix milliseconds.
     #[serde(default)]
     pub ts: u64,
+    /// What the server accepts from a client, so that clients can pace
+    /// themselves and refuse too-long messages locally instead of losing
+    /// them. Absent from servers that do not announce limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// The room's topic ("" when none is set). Absent (`None`) from servers
+    /// that do not support topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// The limits a server announces in its welcome.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Messages per second a connection may send, sustained (0: no limit).
+    #[serde(default)]
+    pub rate: f64,
+    /// How many messages a connection may send at once above the rate.
+    #[serde(default)]
+    pub burst: u32,
+    /// The largest frame a client may send: the JSON text of the frame,
+    /// in bytes (0: not announced). A bigger one closes the connection
+    /// with 1009.
+    #[serde(default)]
+    pub max_message_bytes: u64,
+}
+
+// JSON has no NaN, so a rate read from the wire is never NaN: equality is
+// total for every value a `Limits` can hold.
+impl Eq for Limits {}
+
+/// The room's topic was set or cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicEvent {
+    /// E.g. "alice set the topic: release on Friday".
+    pub message: String,
+    /// The new topic ("" when cleared).
+    pub topic: String,
+    /// Who set it.
+    pub user: String,
+    /// The room.
+    pub room: RoomName,
+    /// Server time in unix milliseconds.
+    #[serde(default)]
+    pub ts: u64,
 }
 
 /// Someone joined or left.
@@ -533,6 +611,11 @@ pub enum ErrorCode {
     UnknownType,
     /// A display name broke the name rule.
     InvalidName,
+    /// The display name is held in the room by someone else (another
+    /// connection without this one's key).
+    NameTaken,
+    /// A topic frame was malformed or too long.
+    InvalidTopic,
     /// The client is sending faster than the rate limit allows.
     RateLimited,
     /// The message could not be delivered because the server's message bus
@@ -636,11 +719,23 @@ mod tests {
             ),
             ("{\"type\": 7, \"message\": \"hi\"}", ErrorCode::UnknownType),
             ("{\"type\": \"nick\"}", ErrorCode::InvalidName),
+            ("{\"type\": \"topic\"}", ErrorCode::InvalidTopic),
+            (
+                "{\"type\": \"topic\", \"topic\": 5}",
+                ErrorCode::InvalidTopic,
+            ),
             (
                 "{\"type\": \"nick\", \"name\": \"a\\u202eb\"}",
                 ErrorCode::InvalidName,
             ),
         ];
+        let long = format!(
+            r#"{{"type": "topic", "topic": "{}"}}"#,
+            "x".repeat(TOPIC_MAX_BYTES + 1)
+        );
+        let err = ClientMessage::from_json(&long).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidTopic);
+        assert!(err.to_string().contains("limit is 500"), "{err}");
         for (text, code) in cases {
             let err = ClientMessage::from_json(text).expect_err(text);
             assert_eq!(err.code(), *code, "{text}: {err}");
@@ -657,6 +752,12 @@ mod tests {
             },
             ClientMessage::Nick {
                 name: UserName::new("Zoë").unwrap(),
+            },
+            ClientMessage::Topic {
+                topic: "release \"on\" Friday 🎉".into(),
+            },
+            ClientMessage::Topic {
+                topic: String::new(),
             },
         ] {
             assert_eq!(ClientMessage::from_json(&msg.to_json()), Ok(msg));
@@ -731,6 +832,23 @@ mod tests {
         let json = r#"{"type":"gap","message":"3 messages were lost","room":"lobby","missed":3,"after_id":41,"ts":2}"#;
         assert_eq!(gap.to_json(), json);
         assert_eq!(serde_json::from_str::<ServerEvent>(json).unwrap(), gap);
+        let taken = ServerEvent::Error(ErrorEvent {
+            message: "taken".into(),
+            code: ErrorCode::NameTaken,
+            ts: 1,
+        });
+        assert!(taken.to_json().contains(r#""code":"name_taken""#));
+        let topic = ServerEvent::Topic(TopicEvent {
+            message: "alice set the topic: x".into(),
+            topic: "x".into(),
+            user: "alice".into(),
+            room: room(),
+            ts: 2,
+        });
+        assert_eq!(
+            topic.to_json(),
+            r#"{"type":"topic","message":"alice set the topic: x","topic":"x","user":"alice","room":"lobby","ts":2}"#
+        );
     }
 
     #[test]
@@ -770,9 +888,29 @@ mod tests {
             missed: 0,
             epoch: "e1".into(),
             ts: 3,
+            limits: Some(Limits {
+                rate: 50.0,
+                burst: 500,
+                max_message_bytes: 65_536,
+            }),
+            topic: Some("release on Friday".into()),
         });
         let json = welcome.to_json();
+        assert!(
+            json.contains(r#""limits":{"rate":50.0,"burst":500,"max_message_bytes":65536}"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<ServerEvent>(&json).unwrap(), welcome);
+
+        // A welcome from a server without limits or topics.
+        let old: ServerEvent = serde_json::from_str(
+            r#"{"type":"welcome","message":"hi","room":"lobby","user":"a","ts":1}"#,
+        )
+        .unwrap();
+        let ServerEvent::Welcome(old) = old else {
+            panic!("a welcome")
+        };
+        assert_eq!((old.limits, old.topic), (None, None));
 
         let future: ServerEvent =
             serde_json::from_str(r#"{"type":"typing","message":"bob is typing","user":"bob"}"#)

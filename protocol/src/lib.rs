@@ -10,7 +10,8 @@
 //! # The protocol
 //!
 //! A client opens `ws://HOST:PORT/ws/chat/<room>/` (trailing slash optional).
-//! Optional query parameters: `name=<display name>`, `since=<last id seen>`
+//! Optional query parameters: `name=<display name>`, `key=<secret>` (this
+//! person's key: see *Display names* below), `since=<last id seen>`
 //! and `epoch=<the welcome's epoch>` (recovery after a reconnect), `v=2`
 //! (typed events, for clients that cannot offer a subprotocol),
 //! `token=<token>` (servers that require one).
@@ -18,12 +19,13 @@
 //! | direction | when | frame |
 //! |---|---|---|
 //! | client → server | always | `{"message": "text"}`; unknown fields are ignored |
-//! | client → server | typed clients | `{"type": "me", "message": "waves"}`, `{"type": "nick", "name": "bob"}` |
+//! | client → server | typed clients | `{"type": "me", "message": "waves"}`, `{"type": "nick", "name": "bob"}`, `{"type": "topic", "topic": "text"}` |
 //! | server → client | plain (default) | `{"message": "text"}`, for chat messages only, the sender's own included |
-//! | server → client | typed (`chat.v2` subprotocol or `?v=2`) | `{"type": "welcome", "message", "room", "user", "members": [..], "history": [chat..], "last_id", "missed", "epoch", "ts"}` first |
+//! | server → client | typed (`chat.v2` subprotocol or `?v=2`) | `{"type": "welcome", "message", "room", "user", "members": [..], "history": [chat..], "last_id", "missed", "epoch", "ts", "limits": {"rate", "burst", "max_message_bytes"}, "topic"}` first |
 //! | | | `{"type": "chat", "message", "user", "room", "id", "ts"}` (`"emote": true` for actions) |
 //! | | | `{"type": "join" \| "leave", "message", "user", "room", "ts"}` |
 //! | | | `{"type": "nick", "message", "user", "old", "room", "ts"}` |
+//! | | | `{"type": "topic", "message", "topic", "user", "room", "ts"}` (the topic was set; `""`: cleared) |
 //! | | | `{"type": "error", "message", "code", "ts"}` |
 //! | | | `{"type": "gap", "message", "room", "missed", "after_id", "ts"}`: messages `after_id + 1 ..= after_id + missed` were lost on this server's side (its feed from Redis broke and history no longer had them); plain clients cannot be told |
 //! | client → server | typed clients | `{"type": "history", "before" \| "after": ID, "limit": N, "q": "words", "ref": "r1"}` (every field optional) |
@@ -50,6 +52,23 @@
 //!   beyond the page. A bad field gets an `error` event with code
 //!   `invalid_query` (HTTP: 400). A server keeps what its mode keeps: the
 //!   last `--history` messages per room in memory, everything with `--db`.
+//! * Limits: the welcome's `limits` say how many messages per second a
+//!   connection may send (`rate`, sustained, and `burst` above it) and the
+//!   largest frame it may send (`max_message_bytes`, the JSON text). A
+//!   message over the rate is refused with an `error` (`rate_limited`) and
+//!   not delivered; a bigger frame closes the connection (1009). Clients
+//!   pace themselves and refuse too-long messages locally.
+//! * Display names: a name is held in a room by the connections that use
+//!   it. Another connection may use the same name only with the same
+//!   `key` (the same person: two tabs, two terminals); otherwise the
+//!   server refuses the join with HTTP 409 (`name_taken`) and a rename with
+//!   an `error` event of code `name_taken`. Names are compared without
+//!   case (`Alice` is `alice`). Without a key a name belongs to one
+//!   connection. The server keeps only a hash of the key.
+//! * Topics: `{"type": "topic", "topic": text}` sets the room's topic (at
+//!   most [`frame::TOPIC_MAX_BYTES`] bytes, `""` clears it); everyone in the
+//!   room gets a `topic` event, and the welcome carries the current one.
+//!   A server without topics sends no `topic` in its welcome.
 //! * Bad input: see the server's README for what each malformed frame gets
 //!   (an `error` event for typed clients; for plain clients, which have no
 //!   error channel, a close with the code in [`close`]).
@@ -94,9 +113,9 @@ pub mod client;
 
 pub use crate::url::{ServerUrl, UrlError};
 pub use frame::{
-    ChatEvent, ClientMessage, ErrorCode, ErrorEvent, FrameError, GapEvent, NickChange,
+    ChatEvent, ClientMessage, ErrorCode, ErrorEvent, FrameError, GapEvent, Limits, NickChange,
     PlainMessage, Presence, QUERY_OPT_IN, RoomList, RoomSummary, SUBPROTOCOL_V2, ServerEvent,
-    Welcome, unix_millis,
+    TOPIC_MAX_BYTES, TopicEvent, Welcome, unix_millis,
 };
 pub use history::{
     HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryEvent, HistoryQuery, HistoryQueryError,
@@ -108,5 +127,5 @@ pub use user::{USER_NAME_MAX_LEN, USER_NAME_RULE, UserName, UserNameError, valid
 #[cfg(feature = "client")]
 pub use client::{
     Client, ClientError, ClientEvents, ClientSender, ConnectOptions, Mode, Origin, TlsOptions,
-    fetch_messages, fetch_rooms,
+    fetch_messages, fetch_rooms, generate_key,
 };

@@ -28,15 +28,18 @@
   const memberCount = $("#member-count");
   const membersToggle = $("#members-toggle");
   const newMessages = $("#new-messages");
+  const topicLine = $("#room-topic");
 
   const SUBPROTOCOL = "chat.v2";
   const NAME_KEY = "chat.displayName";
+  const PERSON_KEY = "chat.key";
   /** Rows kept in the log; older ones are dropped. */
   const MAX_ROWS = 1000;
   /** Messages from one person closer together than this share a header. */
   const GROUP_MS = 5 * 60 * 1000;
-  /** The server refuses larger frames (64 KiB by default); stay under it. */
-  const MAX_FRAME_BYTES = 60 * 1024;
+  /** The server refuses larger frames (64 KiB by default); stay under it
+   *  until its welcome says its limit. */
+  let maxFrameBytes = 60 * 1024;
   /** How close to the bottom counts as "at the bottom" for auto-scroll. */
   const STICK_PX = 48;
   const baseTitle = document.title;
@@ -91,6 +94,26 @@
     const pick = (list) => list[Math.floor(Math.random() * list.length)];
     return pick(adjectives) + "-" + pick(animals) + "-" + String(Math.floor(Math.random() * 90) + 10);
   }
+
+  // This person's secret key, kept in localStorage and sent at connect:
+  // the server lets every tab with the same key share a display name, and
+  // refuses the name to anyone else while one of them is in the room.
+  function personalKey() {
+    const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)),
+      (b) => b.toString(16).padStart(2, "0")).join("");
+    try {
+      let key = localStorage.getItem(PERSON_KEY);
+      if (key === null || !/^[A-Za-z0-9._~-]{16,128}$/.test(key)) {
+        key = fresh();
+        localStorage.setItem(PERSON_KEY, key);
+      }
+      return key;
+    } catch {
+      // Storage disabled: a key for this page only.
+      return fresh();
+    }
+  }
+  const key = personalKey();
 
   let me = storedName();
   if (me === null || nameProblem(me) !== null) {
@@ -353,7 +376,7 @@
 
   function socketUrl() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const params = new URLSearchParams({ name: me });
+    const params = new URLSearchParams({ name: me, key });
         if (lastId > 0) {
       params.set("since", String(lastId));
       if (epoch) params.set("epoch", epoch);
@@ -383,7 +406,9 @@
       return;
     }
     socket = ws;
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
       // A server that does not speak the typed protocol sends plain
       // {"message": text} frames and no welcome: go live on open.
       if (socket === ws && ws.protocol !== SUBPROTOCOL) becameLive(0, 0);
@@ -401,8 +426,38 @@
     ws.addEventListener("close", (close) => {
       if (socket !== ws) return;
       socket = null;
+      if (!opened) {
+        refused();
+        return;
+      }
       closed(close.code, close.reason);
     });
+  }
+
+  /** The name was taken when we last tried: wait for a new one. */
+  let nameTaken = false;
+
+  /** The handshake was refused. A browser cannot see why (a 409 looks
+   *  like any failed connection), so ask whether our name is the reason. */
+  function refused() {
+    const url = "/api/rooms/" + encodeURIComponent(roomName) + "/names/" + encodeURIComponent(me) +
+      "?" + new URLSearchParams(token ? { key, token } : { key });
+    fetch(url, { cache: "no-store" })
+      .then((response) => (response.ok ? response.json() : null))
+      .catch(() => null)
+      .then((answer) => {
+        if (socket !== null) return;
+        if (answer !== null && answer.free === false) {
+          nameTaken = true;
+          clearRetry();
+          setStatus("offline", "name taken");
+          nameInput.setAttribute("aria-invalid", "true");
+          noticeRow("error", "The name " + me + " is taken in #" + roomName +
+            " by someone else. Choose another name below (or /nick NAME); you will join as soon as you do.");
+          return;
+        }
+        closed(1006, "");
+      });
   }
 
   function closed(code, reason) {
@@ -528,6 +583,11 @@
           connect();
           return;
         }
+        if (event.limits && Number(event.limits.max_message_bytes) > 0) {
+          // Leave room for the JSON around the text.
+          maxFrameBytes = Number(event.limits.max_message_bytes);
+        }
+        showTopic(typeof event.topic === "string" ? event.topic : "");
         if (typeof event.user === "string" && event.user !== "" && event.user !== me) {
           me = event.user;
           nameInput.value = me;
@@ -583,8 +643,12 @@
           noticeRow("nick", event.old + " is now known as " + event.user, event.ts);
         }
         break;
+      case "topic":
+        showTopic(typeof event.topic === "string" ? event.topic : "");
+        noticeRow("nick", event.message || "The topic changed.", event.ts);
+        break;
       case "error":
-        if (event.code === "invalid_name" && previousName !== null) {
+        if ((event.code === "invalid_name" || event.code === "name_taken") && previousName !== null) {
           // The server refused the new name: go back to the one it knows.
           members.delete(me);
           me = previousName;
@@ -601,6 +665,18 @@
         // types from a newer server are ignored.
         if (event.type === undefined && typeof event.message === "string") chatRow({ message: event.message });
     }
+  }
+
+  // ---------------------------------------------------------------------
+  // The room's topic, in the header.
+
+  let currentTopic = "";
+
+  function showTopic(topic) {
+    currentTopic = topic;
+    topicLine.textContent = topic;
+    topicLine.title = topic;
+    topicLine.hidden = topic === "";
   }
 
   // ---------------------------------------------------------------------
@@ -626,8 +702,21 @@
       return;
     }
     const frame = frameFor(text);
-    if (encoder.encode(frame).length > MAX_FRAME_BYTES) {
-      noticeRow("error", "That message is too long to send (the limit is about " + Math.floor(MAX_FRAME_BYTES / 1024) + " KB). Split it into parts.");
+    const topic = /^\/topic(?:\s+(.*))?$/s.exec(text);
+    if (topic) {
+      if (topic[1] === undefined) {
+        noticeRow("info", currentTopic ? "The topic is: " + currentTopic : "No topic is set. /topic TEXT sets one.");
+      } else if (socket !== null && socket.readyState === WebSocket.OPEN && welcomed) {
+        socket.send(JSON.stringify({ type: "topic", topic: topic[1].trim() }));
+      } else {
+        noticeRow("error", "Not connected: the topic can be set once the connection is back.");
+        return;
+      }
+      clearInput();
+      return;
+    }
+    if (encoder.encode(frame).length > maxFrameBytes) {
+      noticeRow("error", "That message is too long to send (the limit is about " + Math.floor(maxFrameBytes / 1024) + " KB). Split it into parts.");
       input.focus();
       return;
     }
@@ -685,6 +774,10 @@
     renderMembers();
     if (announce && socket !== null && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({ type: "nick", name: me }));
+    } else if (nameTaken && socket === null) {
+      nameTaken = false;
+      previousName = null;
+      connect();
     }
     return true;
   }

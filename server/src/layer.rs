@@ -15,17 +15,19 @@
 mod memory;
 mod redis;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chat_protocol::{
     ChatEvent, HistoryQuery, MessagePage, NickChange, Presence, RoomName, RoomSummary, ServerEvent,
-    unix_millis,
+    TopicEvent, unix_millis,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::{HistoryLimits, MemoryLayer};
 pub use redis::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig, RedisLayer};
+
+pub(crate) use crate::names::NameCounts;
+use crate::names::{Identity, NameTaken};
 
 use crate::ring::{Format, Frames, Subscription};
 
@@ -39,6 +41,9 @@ pub enum LayerError {
     /// The backend could not be set up at start.
     #[error("{0}")]
     Setup(String),
+    /// The display name is held in the room by someone else.
+    #[error(transparent)]
+    NameTaken(#[from] NameTaken),
 }
 
 /// A reconnecting client's place in a room's history.
@@ -70,6 +75,9 @@ pub struct Joined {
     pub epoch: String,
     /// Something the joiner should be told (e.g. history is unavailable).
     pub notice: Option<String>,
+    /// The room's topic ("" when none is set; `None` when the layer could
+    /// not read it).
+    pub topic: Option<String>,
 }
 
 /// A chat message to publish; the layer stamps the id and time.
@@ -119,8 +127,10 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// Joins `user` to `room`: subscribes in `format`, records presence,
-    /// announces the join, and returns the welcome's contents.
+    /// Joins `user` (as `identity`, see [`crate::names`]) to `room`:
+    /// subscribes in `format`, records presence, announces the join, and
+    /// returns the welcome's contents; or refuses with
+    /// [`LayerError::NameTaken`] when someone else holds the name there.
     ///
     /// Safe to cancel: the caller (an upgrade handler, which hyper drops
     /// when the client hangs up) may go away while a Redis join is waiting.
@@ -130,22 +140,26 @@ impl Layer {
         &self,
         room: &RoomName,
         user: &str,
+        identity: &Identity,
         format: Format,
         resume: Option<Resume>,
     ) -> Result<Joined, LayerError> {
         match self {
-            Self::Memory(layer) => Ok(layer.join(room, user, format, resume.as_ref())),
+            Self::Memory(layer) => layer.join(room, user, identity, format, resume.as_ref()),
             Self::Redis(layer) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (layer, room, user) = (layer.clone(), room.clone(), user.to_owned());
+                let identity = identity.clone();
                 tokio::spawn(async move {
-                    let joined = layer.join(&room, &user, format, resume.as_ref()).await;
-                    if let Err(joined) = tx.send(joined) {
+                    let joined = layer
+                        .join(&room, &user, &identity, format, resume.as_ref())
+                        .await;
+                    if let Err(Ok(joined)) = tx.send(joined) {
                         layer.leave(&room, &user, joined.subscription).await;
                     }
                 });
                 rx.await
-                    .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))
+                    .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))?
             }
         }
     }
@@ -170,14 +184,49 @@ impl Layer {
         }
     }
 
-    /// Renames one connection of `old` to `new` and announces it.
-    pub async fn rename(&self, room: &RoomName, old: &str, new: &str) -> Result<(), LayerError> {
+    /// Renames one connection of `old` (as `identity`) to `new` and
+    /// announces it; refuses with [`LayerError::NameTaken`] when someone
+    /// else holds `new` in the room.
+    pub async fn rename(
+        &self,
+        room: &RoomName,
+        old: &str,
+        new: &str,
+        identity: &Identity,
+    ) -> Result<(), LayerError> {
+        match self {
+            Self::Memory(layer) => layer.rename(room, old, new, identity),
+            Self::Redis(layer) => layer.rename(room, old, new, identity).await,
+        }
+    }
+
+    /// Whether `identity` may use `name` in `room` now (nobody else holds it).
+    pub async fn name_free(
+        &self,
+        room: &RoomName,
+        name: &str,
+        identity: &Identity,
+    ) -> Result<bool, LayerError> {
+        match self {
+            Self::Memory(layer) => Ok(layer.name_free(room, name, identity)),
+            Self::Redis(layer) => layer.name_free(room, name, identity).await,
+        }
+    }
+
+    /// Sets the room's topic (`""` clears it), keeps it with the room's
+    /// history, and tells every member.
+    pub async fn set_topic(
+        &self,
+        room: &RoomName,
+        user: &str,
+        topic: String,
+    ) -> Result<(), LayerError> {
         match self {
             Self::Memory(layer) => {
-                layer.rename(room, old, new);
+                layer.set_topic(room, user, topic);
                 Ok(())
             }
-            Self::Redis(layer) => layer.rename(room, old, new).await,
+            Self::Redis(layer) => layer.set_topic(room, user, topic).await,
         }
     }
 
@@ -227,46 +276,6 @@ impl Layer {
     }
 }
 
-/// Display names present in a room, and how many connections use each.
-#[derive(Debug, Default)]
-pub(crate) struct NameCounts(BTreeMap<String, usize>);
-
-impl NameCounts {
-    /// Counts one more connection of `name`; true if it is the first.
-    pub(crate) fn add(&mut self, name: &str) -> bool {
-        let count = self.0.entry(name.to_owned()).or_default();
-        *count += 1;
-        *count == 1
-    }
-
-    /// Counts one connection of `name` less; true if it was the last.
-    pub(crate) fn remove(&mut self, name: &str) -> bool {
-        match self.0.get_mut(name) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
-            }
-            Some(_) => {
-                self.0.remove(name);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub(crate) fn names(&self) -> impl Iterator<Item = &String> {
-        self.0.keys()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// A join or leave notice.
 pub(crate) fn presence_event(joined: bool, room: &RoomName, user: &str) -> ServerEvent {
     let presence = Presence {
@@ -280,6 +289,22 @@ pub(crate) fn presence_event(joined: bool, room: &RoomName, user: &str) -> Serve
     } else {
         ServerEvent::Leave(presence)
     }
+}
+
+/// The event telling a room its topic was set (or cleared) by `user`.
+pub(crate) fn topic_event(room: &RoomName, user: &str, topic: String) -> ServerEvent {
+    let message = if topic.is_empty() {
+        format!("{user} cleared the topic")
+    } else {
+        format!("{user} set the topic: {topic}")
+    };
+    ServerEvent::Topic(TopicEvent {
+        message,
+        topic,
+        user: user.to_owned(),
+        room: room.clone(),
+        ts: unix_millis(),
+    })
 }
 
 /// What a rename looks like to the room. A connection renamed from `old`
@@ -426,16 +451,5 @@ mod tests {
             ["leave"]
         );
         assert!(rename_events(&room, "a", "b", false, false).is_empty());
-    }
-
-    #[test]
-    fn name_counts_report_first_and_last() {
-        let mut names = NameCounts::default();
-        assert!(names.add("a"));
-        assert!(!names.add("a"));
-        assert!(!names.remove("a"));
-        assert!(names.remove("a"));
-        assert!(!names.remove("a"));
-        assert!(names.is_empty());
     }
 }

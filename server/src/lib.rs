@@ -13,7 +13,8 @@
 //! * `access`, `limits`: who may connect, and how much.
 //! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
 //! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers).
-//! * `layer`: ids, history, presence and cross-instance delivery.
+//! * `layer`: ids, history, presence, topics and cross-instance delivery.
+//! * `names`: who may use a display name in a room (per-person keys).
 //!
 //! The path of a message: `session` (socket in) -> `layer::Layer::publish`
 //! -> `rooms::RoomRegistry::deliver` -> the room's `ring` -> every
@@ -24,6 +25,7 @@ mod history;
 pub mod layer;
 pub mod limits;
 mod metrics;
+pub mod names;
 mod pages;
 pub mod ring;
 pub mod rooms;

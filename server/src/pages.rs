@@ -1,5 +1,6 @@
 //! The HTTP side: the tutorial's two pages (`/chat/` and `/chat/<room>/`),
-//! their static assets, `/api/rooms` and `/healthz`.
+//! their static assets, `/api/rooms`, `/api/rooms/<room>/names/<name>`
+//! and `/healthz`.
 //!
 //! Pages are compiled into the binary (`include_str!`) so the server needs
 //! no files and no internet. Scripts live in their own files, so the pages
@@ -82,6 +83,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             "/api/rooms/{room}/messages",
             get(crate::history::api_messages),
         )
+        .route("/api/rooms/{room}/names/{name}", get(api_name))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -194,6 +196,61 @@ async fn api_rooms(State(state): State<AppState>) -> Response {
         Ok(rooms) => (
             [(header::CACHE_CONTROL, "no-store")],
             Json(RoomList { rooms }),
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": err.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+/// The `key` of `GET /api/rooms/<room>/names/<name>?key=`.
+#[derive(Debug, serde::Deserialize)]
+struct NameQuery {
+    key: Option<String>,
+}
+
+/// `GET /api/rooms/<room>/names/<name>?key=`: whether `name` is free in
+/// `room` for the holder of `key` (see `names`). The page asks when its
+/// socket is refused before opening, since a browser cannot read the
+/// refusal's status (409).
+async fn api_name(
+    State(state): State<AppState>,
+    Path((room, name)): Path<(String, String)>,
+    query: axum::extract::Query<NameQuery>,
+) -> Response {
+    let bad = |reason: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": reason })),
+        )
+            .into_response()
+    };
+    let room = match parse_room_path(&room) {
+        Ok(room) => room,
+        Err(reason) => return bad(reason),
+    };
+    let name = match chat_protocol::UserName::new(name) {
+        Ok(name) => name,
+        Err(err) => return bad(err.to_string()),
+    };
+    let identity = match query.key.as_deref() {
+        None | Some("") => crate::names::Identity::anonymous(),
+        Some(key) => match crate::names::Identity::from_key(key) {
+            Ok(identity) => identity,
+            Err(err) => return bad(err.to_string()),
+        },
+    };
+    match state
+        .layer()
+        .name_free(&room, name.as_str(), &identity)
+        .await
+    {
+        Ok(free) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({ "room": room, "name": name.as_str(), "free": free })),
         )
             .into_response(),
         Err(err) => (

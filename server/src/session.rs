@@ -49,6 +49,7 @@ use ending::{End, Hangup};
 use crate::AppState;
 use crate::layer::{Draft, Joined, LayerError};
 use crate::limits::{RateLimit, Ticket, Verdict};
+use crate::names::Identity;
 use crate::ring::{Delivery, Format, Subscription};
 
 /// The socket type of an upgraded connection.
@@ -87,6 +88,8 @@ pub struct SessionParams {
     pub user: UserName,
     /// Typed events or plain frames.
     pub format: Format,
+    /// Who this is, for name ownership (see `names`).
+    pub identity: Identity,
 }
 
 /// A session waiting for its upgrade to complete.
@@ -235,6 +238,7 @@ impl Session {
             missed,
             epoch,
             notice,
+            topic,
         } = joined;
         self.skip_through = last_id;
         if self.params.format == Format::Plain {
@@ -257,6 +261,8 @@ impl Session {
             missed,
             epoch,
             ts: unix_millis(),
+            limits: Some(self.announced_limits()),
+            topic,
         };
         let fragments = welcome::Fragments::new(welcome, history);
         let mut sent = self.send_frames(fragments, &subscription).await;
@@ -266,6 +272,17 @@ impl Session {
         match sent {
             Ok(()) => Ok(subscription),
             Err(end) => Err((end, subscription)),
+        }
+    }
+
+    /// The limits the welcome announces, so that clients can pace
+    /// themselves and refuse what is too big before sending it.
+    fn announced_limits(&self) -> chat_protocol::Limits {
+        let config = self.state.config();
+        chat_protocol::Limits {
+            rate: config.limits.rate_per_sec,
+            burst: config.limits.rate_burst,
+            max_message_bytes: config.max_message_size as u64,
         }
     }
 
@@ -589,16 +606,40 @@ impl Session {
                 let result = self
                     .state
                     .layer()
-                    .rename(&self.params.room, old.as_str(), self.params.user.as_str())
+                    .rename(
+                        &self.params.room,
+                        old.as_str(),
+                        self.params.user.as_str(),
+                        &self.params.identity,
+                    )
                     .await;
                 if result.is_err() {
                     self.params.user = old;
                 }
                 result
             }
+            ClientMessage::Topic { topic } => {
+                let user = self.params.user.as_str();
+                self.state
+                    .layer()
+                    .set_topic(&self.params.room, user, topic)
+                    .await
+            }
         };
         match published {
             Ok(()) => Ok(()),
+            Err(LayerError::NameTaken(taken)) => match self.params.format {
+                Format::Events => {
+                    let message = format!("you keep your name: {taken}");
+                    self.send_error(ErrorCode::NameTaken, message).await
+                }
+                // A plain client has no error channel and shows no names:
+                // it keeps its name, and its connection.
+                Format::Plain => {
+                    debug!(room = %self.params.room, %taken, "refused a plain client's rename");
+                    Ok(())
+                }
+            },
             Err(LayerError::Unavailable(reason) | LayerError::Setup(reason)) => {
                 match self.params.format {
                     Format::Events => {

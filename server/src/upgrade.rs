@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
-use crate::layer::Resume;
+use crate::layer::{LayerError, Resume};
 use crate::limits::Refusal;
+use crate::names::Identity;
 use crate::ring::Format;
 use crate::session::{self, SessionParams};
 
@@ -36,6 +37,9 @@ pub struct SocketQuery {
     v: Option<String>,
     /// A bearer token, for browsers (which cannot set headers on sockets).
     token: Option<String>,
+    /// This person's secret key: connections with the same key may share
+    /// a display name (see `names`).
+    key: Option<String>,
 }
 
 /// `GET /ws/chat/{*room}`.
@@ -79,6 +83,15 @@ pub async fn ws_chat(
             }
         },
     };
+    let identity = match query.key.as_deref() {
+        None | Some("") => Identity::anonymous(),
+        Some(key) => match Identity::from_key(key) {
+            Ok(identity) => identity,
+            Err(err) => {
+                return refuse(&state, StatusCode::BAD_REQUEST, "bad_key", &err.to_string());
+            }
+        },
+    };
     let since = match query.since.as_deref().map(str::parse::<u64>) {
         None => None,
         Some(Ok(id)) => Some(id),
@@ -114,10 +127,18 @@ pub async fn ws_chat(
     });
     let joined = match state
         .layer()
-        .join(&room, user.as_str(), format, resume)
+        .join(&room, user.as_str(), &identity, format, resume)
         .await
     {
         Ok(joined) => joined,
+        Err(LayerError::NameTaken(taken)) => {
+            return refuse(
+                &state,
+                StatusCode::CONFLICT,
+                "name_taken",
+                &taken.to_string(),
+            );
+        }
         Err(err) => {
             debug!(%room, %err, "join failed");
             return refuse_for(&state, &Refusal::Unavailable);
@@ -127,7 +148,12 @@ pub async fn ws_chat(
     let on_upgrade = hyper::upgrade::on(request);
     let pending = Box::new(session::Pending {
         config: socket_config(state.config().max_message_size),
-        params: SessionParams { room, user, format },
+        params: SessionParams {
+            room,
+            user,
+            format,
+            identity,
+        },
         joined,
         peer,
         ticket,

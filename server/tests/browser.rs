@@ -403,6 +403,79 @@ async fn a_browser_and_protocol_clients_chat_both_ways() {
     .await;
 }
 
+/// Issue #13: a display name someone else holds in the room is refused
+/// (the page learns why, since a browser cannot read the 409), a new name
+/// joins at once, a rename to a taken name is refused and undone, and the
+/// room's topic shows in the header.
+#[tokio::test]
+async fn a_taken_name_is_refused_a_new_one_joins_and_the_topic_shows() {
+    browser_test("name taken", |tools| async move {
+        let server = Server::start().await;
+        let (mut alice, _) = server.joined("names", "alice").await;
+        let browser = server.browser(&tools, BrowserOptions::default()).await;
+        browser.goto("/chat/").await;
+        browser
+            .js("localStorage.setItem('chat.displayName', 'alice'); return true", vec![])
+            .await;
+        browser.goto("/chat/names/").await;
+        browser
+            .wait_for(
+                "the name-taken notice",
+                "return document.querySelector('#chat-log').textContent.includes('The name alice is taken')
+                    && document.querySelector('#connection-status').textContent.includes('name taken')",
+            )
+            .await;
+
+        // Another name: the page joins by itself.
+        browser
+            .js("const n = document.querySelector('#display-name'); n.focus(); n.select(); return true", vec![])
+            .await;
+        browser.press_keys(&format!("alicia{ENTER}")).await;
+        wait_live(&browser).await;
+        wait_join(&mut alice, "alicia").await;
+
+        // The topic, set by someone else, in the header.
+        alice
+            .send(&ClientMessage::Topic {
+                topic: "release on Friday".into(),
+            })
+            .await
+            .expect("send");
+        browser
+            .wait_for(
+                "the topic in the header",
+                "const t = document.querySelector('#room-topic');
+                 return !t.hidden && t.textContent === 'release on Friday'",
+            )
+            .await;
+
+        // Renaming to alice is refused by the server; the page goes back.
+        browser.press_keys(&format!("/nick alice{ENTER}")).await;
+        browser
+            .wait_for(
+                "the rename refused and undone",
+                "return document.querySelector('#chat-log').textContent.includes('is taken in this room')
+                    && document.querySelector('#display-name').value === 'alicia'",
+            )
+            .await;
+
+        // And /topic from the page reaches everyone.
+        browser.press_keys(&format!("/topic ship it{ENTER}")).await;
+        loop {
+            if let ServerEvent::Topic(topic) = next_event(&mut alice).await {
+                if topic.topic == "ship it" {
+                    assert_eq!(topic.user, "alicia");
+                    break;
+                }
+            }
+        }
+
+        browser.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn messages_and_names_are_text_never_html() {
     browser_test("xss", |tools| async move {

@@ -7,7 +7,12 @@ use chat_protocol::{ClientMessage, Mode, RoomName, RoomSummary, ServerEvent, Use
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 
 /// An input to the app: from the terminal or from the network.
+///
+/// A server event (a welcome with its history) makes the network variant
+/// large; messages are moved once each through the runtime's bounded
+/// channel, so boxing would only add an allocation per event.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     /// A key press (only presses reach `update`; releases are dropped).
     Key(KeyEvent),

@@ -15,10 +15,11 @@ use chat_protocol::{ChatEvent, HistoryQuery, MessagePage, RoomName, RoomSummary}
 use budget::{Budget, Eviction};
 
 use super::{
-    Draft, Joined, NameCounts, Resume, chat_frames, events_only, presence_event, rename_events,
-    select_history,
+    Draft, Joined, LayerError, NameCounts, Resume, chat_frames, events_only, presence_event,
+    rename_events, select_history, topic_event,
 };
 use crate::metrics::HistoryMetrics;
+use crate::names::Identity;
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
 
@@ -48,6 +49,8 @@ struct RoomState {
     history: VecDeque<(u64, Arc<ChatEvent>)>,
     /// Who is here.
     members: NameCounts,
+    /// The topic ("" when none); kept as long as the history is.
+    topic: String,
     /// When the room last became empty, as a tick of `Rooms::clock`;
     /// `None` while it has members.
     emptied_at: Option<u64>,
@@ -164,6 +167,7 @@ impl Rooms {
                 last_id: 0,
                 history: VecDeque::new(),
                 members: NameCounts::default(),
+                topic: String::new(),
                 emptied_at: None,
             };
             self.by_name.insert(room.clone(), state);
@@ -210,16 +214,20 @@ impl MemoryLayer {
         &self,
         room: &RoomName,
         user: &str,
+        identity: &Identity,
         format: Format,
         resume: Option<&Resume>,
-    ) -> Joined {
+    ) -> Result<Joined, LayerError> {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let subscription = inner.registry.subscribe(room, format);
         let rooms = &mut *rooms;
+        if let Some(state) = rooms.by_name.get(room) {
+            state.members.check(user, identity)?;
+        }
+        let subscription = inner.registry.subscribe(room, format);
         let state = rooms.entry(room, inner.process_epoch);
         let was_idle = state.emptied_at.take();
-        let first_of_name = state.members.add(user);
+        let first_of_name = state.members.add(user, identity)?;
         // Only typed clients get a welcome: a plain join costs no copies.
         let (members, history, missed) = match format {
             Format::Events => {
@@ -238,6 +246,7 @@ impl MemoryLayer {
             missed,
             epoch: state.epoch.clone(),
             notice: None,
+            topic: Some(state.topic.clone()),
         };
         if let Some(at) = was_idle {
             rooms.budget.active(at);
@@ -247,7 +256,7 @@ impl MemoryLayer {
                 .registry
                 .deliver(room, events_only(&presence_event(true, room, user)));
         }
-        joined
+        Ok(joined)
     }
 
     pub(super) fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
@@ -266,7 +275,7 @@ impl MemoryLayer {
                 .deliver(room, events_only(&presence_event(false, room, user)));
         }
         if state.members.is_empty() {
-            if state.history.is_empty() {
+            if state.history.is_empty() && state.topic.is_empty() {
                 rooms.by_name.remove(room);
             } else {
                 state.emptied_at = Some(now);
@@ -292,17 +301,41 @@ impl MemoryLayer {
         }
     }
 
-    pub(super) fn rename(&self, room: &RoomName, old: &str, new: &str) {
+    pub(super) fn rename(
+        &self,
+        room: &RoomName,
+        old: &str,
+        new: &str,
+        identity: &Identity,
+    ) -> Result<(), LayerError> {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
         let Some(state) = rooms.by_name.get_mut(room) else {
-            return;
+            return Ok(());
         };
-        let old_gone = state.members.remove(old);
-        let new_first = state.members.add(new);
+        let (old_gone, new_first) = state.members.rename(old, new, identity)?;
         for event in rename_events(room, old, new, old_gone, new_first) {
             inner.registry.deliver(room, events_only(&event));
         }
+        Ok(())
+    }
+
+    pub(super) fn name_free(&self, room: &RoomName, name: &str, identity: &Identity) -> bool {
+        let rooms = lock(&self.inner.rooms);
+        rooms
+            .by_name
+            .get(room)
+            .is_none_or(|state| state.members.check(name, identity).is_ok())
+    }
+
+    pub(super) fn set_topic(&self, room: &RoomName, user: &str, topic: String) {
+        let inner = &self.inner;
+        let mut rooms = lock(&inner.rooms);
+        let state = rooms.entry(room, inner.process_epoch);
+        state.topic.clone_from(&topic);
+        inner
+            .registry
+            .deliver(room, events_only(&topic_event(room, user, topic)));
     }
 
     /// A page of what memory holds of `room` (a room it does not hold
@@ -364,6 +397,23 @@ mod tests {
         (layer, registry)
     }
 
+    /// Every user name its own person, with its own key.
+    fn id(user: &str) -> Identity {
+        Identity::from_key(&format!("key-of-{user}-0123456789")).unwrap()
+    }
+
+    fn join(
+        layer: &MemoryLayer,
+        room: &RoomName,
+        user: &str,
+        format: Format,
+        resume: Option<&Resume>,
+    ) -> Joined {
+        layer
+            .join(room, user, &id(user), format, resume)
+            .expect("the name is free")
+    }
+
     fn say(layer: &MemoryLayer, room_name: &str, text: &str) {
         layer.publish(
             &room(room_name),
@@ -386,14 +436,14 @@ mod tests {
     #[test]
     fn ids_increase_and_history_is_bounded() {
         let (layer, _) = layer(3, 10);
-        let mut joined = layer.join(&room("a"), "alice", Format::Plain, None);
+        let mut joined = join(&layer, &room("a"), "alice", Format::Plain, None);
         for i in 1..=5 {
             say(&layer, "a", &i.to_string());
         }
         for id in 1..=5 {
             assert_eq!(joined.subscription.try_next().unwrap().unwrap().id, id);
         }
-        let late = layer.join(&room("a"), "bob", Format::Events, None);
+        let late = join(&layer, &room("a"), "bob", Format::Events, None);
         assert_eq!(
             late.history.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![3, 4, 5]
@@ -406,7 +456,7 @@ mod tests {
     #[test]
     fn resume_returns_exactly_what_was_missed() {
         let (layer, _) = layer(3, 10);
-        let keep = layer.join(&room("a"), "alice", Format::Plain, None);
+        let keep = join(&layer, &room("a"), "alice", Format::Plain, None);
         for i in 1..=5 {
             say(&layer, "a", &i.to_string());
         }
@@ -415,23 +465,29 @@ mod tests {
             since,
             epoch: epoch.clone(),
         };
-        let resumed = layer.join(&room("a"), "bob", Format::Events, Some(&resume(3)));
+        let resumed = join(&layer, &room("a"), "bob", Format::Events, Some(&resume(3)));
         assert_eq!(
             resumed.history.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![4, 5]
         );
         assert_eq!(resumed.missed, 0);
-        let far = layer.join(&room("a"), "carol", Format::Events, Some(&resume(0)));
+        let far = join(
+            &layer,
+            &room("a"),
+            "carol",
+            Format::Events,
+            Some(&resume(0)),
+        );
         assert_eq!(far.missed, 2);
     }
 
     #[test]
     fn presence_counts_names_and_announces_first_and_last() {
         let (layer, registry) = layer(3, 10);
-        let mut watcher = layer.join(&room("a"), "watcher", Format::Events, None);
+        let mut watcher = join(&layer, &room("a"), "watcher", Format::Events, None);
         assert!(next_frame(&mut watcher).unwrap().contains("watcher joined"));
-        let one = layer.join(&room("a"), "alice", Format::Plain, None);
-        let two = layer.join(&room("a"), "alice", Format::Plain, None);
+        let one = join(&layer, &room("a"), "alice", Format::Plain, None);
+        let two = join(&layer, &room("a"), "alice", Format::Plain, None);
         assert!(next_frame(&mut watcher).unwrap().contains("alice joined"));
         assert_eq!(
             next_frame(&mut watcher),
@@ -456,17 +512,19 @@ mod tests {
     #[test]
     fn renaming_one_of_two_tabs_is_a_join_not_a_nick() {
         let (layer, _) = layer(3, 10);
-        let mut watcher = layer.join(&room("a"), "watcher", Format::Events, None);
-        let _one = layer.join(&room("a"), "alice", Format::Plain, None);
-        let _two = layer.join(&room("a"), "alice", Format::Plain, None);
+        let mut watcher = join(&layer, &room("a"), "watcher", Format::Events, None);
+        let _one = join(&layer, &room("a"), "alice", Format::Plain, None);
+        let _two = join(&layer, &room("a"), "alice", Format::Plain, None);
         while next_frame(&mut watcher).is_some() {}
-        layer.rename(&room("a"), "alice", "alicia");
+        layer
+            .rename(&room("a"), "alice", "alicia", &id("alice"))
+            .unwrap();
         let event = next_frame(&mut watcher).unwrap();
         assert!(
             event.contains("\"type\":\"join\"") && event.contains("alicia"),
             "{event}"
         );
-        let names = layer.join(&room("a"), "x", Format::Events, None).members;
+        let names = join(&layer, &room("a"), "x", Format::Events, None).members;
         assert!(names.contains(&"alice".to_owned()) && names.contains(&"alicia".to_owned()));
     }
 
@@ -475,17 +533,17 @@ mod tests {
         let (layer, registry) = layer(3, 2);
         let mut epochs = Vec::new();
         for name in ["a", "b", "c"] {
-            let joined = layer.join(&room(name), "alice", Format::Plain, None);
+            let joined = join(&layer, &room(name), "alice", Format::Plain, None);
             epochs.push(joined.epoch.clone());
             say(&layer, name, "hello");
             layer.leave(&room(name), "alice", joined.subscription);
         }
         assert!(registry.is_empty());
         assert_eq!(layer.stored_rooms(), 2, "the oldest idle room was evicted");
-        let back = layer.join(&room("c"), "bob", Format::Events, None);
+        let back = join(&layer, &room("c"), "bob", Format::Events, None);
         assert_eq!(back.history.len(), 1);
         assert_eq!(back.epoch, epochs[2]);
-        let gone = layer.join(&room("a"), "bob", Format::Events, None);
+        let gone = join(&layer, &room("a"), "bob", Format::Events, None);
         assert!(gone.history.is_empty());
         assert_ne!(gone.epoch, epochs[0], "a forgotten room starts a new epoch");
     }
@@ -509,11 +567,11 @@ mod tests {
                 assert!(layer.history_bytes() <= one * 10);
             }
         };
-        let idle = layer.join(&room("i"), "u", Format::Plain, None);
+        let idle = join(&layer, &room("i"), "u", Format::Plain, None);
         fill("i", 4);
         layer.leave(&room("i"), "u", idle.subscription);
-        let a = layer.join(&room("a"), "u", Format::Plain, None);
-        let b = layer.join(&room("b"), "u", Format::Plain, None);
+        let a = join(&layer, &room("a"), "u", Format::Plain, None);
+        let b = join(&layer, &room("b"), "u", Format::Plain, None);
         fill("a", 3);
         fill("b", 3);
         assert_eq!(layer.stored_rooms(), 3, "within the budget: all kept");
@@ -522,8 +580,7 @@ mod tests {
         assert_eq!(layer.history_bytes(), one * 7);
         fill("b", 4);
         let history = |name: &str| {
-            layer
-                .join(&room(name), "reader", Format::Events, None)
+            join(&layer, &room(name), "reader", Format::Events, None)
                 .history
                 .iter()
                 .map(|e| e.id)
@@ -532,5 +589,60 @@ mod tests {
         assert_eq!(history("a"), [2, 3, 4], "then the oldest message anywhere");
         assert_eq!(history("b"), [1, 2, 3, 4, 5, 6, 7]);
         drop((a, b));
+    }
+
+    #[test]
+    fn a_name_held_by_someone_else_is_refused_on_join_and_rename() {
+        let (layer, registry) = layer(3, 10);
+        let mut watcher = join(&layer, &room("a"), "watcher", Format::Events, None);
+        let alice = join(&layer, &room("a"), "alice", Format::Events, None);
+        let bob = join(&layer, &room("a"), "bob", Format::Events, None);
+        while next_frame(&mut watcher).is_some() {}
+
+        let impostor = layer.join(&room("a"), "Alice", &id("bob"), Format::Events, None);
+        assert!(matches!(impostor, Err(LayerError::NameTaken(_))));
+        assert_eq!(
+            registry.subscribers(&room("a")),
+            3,
+            "no subscription left behind"
+        );
+        let renamed = layer.rename(&room("a"), "bob", "alice", &id("bob"));
+        assert!(matches!(renamed, Err(LayerError::NameTaken(_))));
+        assert_eq!(next_frame(&mut watcher), None, "nothing announced");
+
+        let second_tab = layer.join(&room("a"), "alice", &id("alice"), Format::Events, None);
+        assert!(second_tab.is_ok(), "the same key shares the name");
+        assert_eq!(next_frame(&mut watcher), None, "a second tab is not a join");
+        let other_room = layer.join(&room("b"), "alice", &id("bob"), Format::Events, None);
+        assert!(other_room.is_ok(), "names are held per room");
+
+        layer.leave(&room("a"), "alice", alice.subscription);
+        layer.leave(&room("a"), "alice", second_tab.unwrap().subscription);
+        assert!(next_frame(&mut watcher).unwrap().contains("alice left"));
+        layer
+            .rename(&room("a"), "bob", "alice", &id("bob"))
+            .expect("free once alice is gone");
+        drop(bob);
+    }
+
+    #[test]
+    fn topics_are_announced_kept_and_welcomed() {
+        let (layer, _) = layer(3, 10);
+        let mut alice = join(&layer, &room("a"), "alice", Format::Events, None);
+        assert_eq!(alice.topic.as_deref(), Some(""));
+        while next_frame(&mut alice).is_some() {}
+        layer.set_topic(&room("a"), "alice", "release on Friday".into());
+        let event = next_frame(&mut alice).unwrap();
+        assert!(
+            event.contains(r#""type":"topic""#) && event.contains("release on Friday"),
+            "{event}"
+        );
+        layer.leave(&room("a"), "alice", alice.subscription);
+        assert_eq!(layer.stored_rooms(), 1, "a room with a topic is kept");
+        let bob = join(&layer, &room("a"), "bob", Format::Events, None);
+        assert_eq!(bob.topic.as_deref(), Some("release on Friday"));
+        layer.set_topic(&room("a"), "bob", String::new());
+        let cleared = join(&layer, &room("a"), "carol", Format::Events, None);
+        assert_eq!(cleared.topic.as_deref(), Some(""));
     }
 }

@@ -14,6 +14,8 @@
 //! | `P:{P:room}:presence` | sorted set | `{node}:{name}` scored by expiry (unix ms) |
 //! | `P:{P:room}:ch` | channel | the room's live messages (sharded in a cluster) |
 //! | `P:rooms` | sorted set | rooms with members, scored by expiry (unix ms) |
+//! | `P:owner:{room}:{folded name}` | sorted set | `{identity}:{node}` holding the name, scored by expiry (unix ms) |
+//! | `P:topic:{room}` | string | the room's topic |
 //!
 //! Room keys expire after `room_ttl` without a message. A message is
 //! published by one Lua script that allocates the id, appends to history
@@ -38,11 +40,13 @@
 //! * `commands`: the command connection, to one Redis or a cluster;
 //! * `history`: paging and search over a room's history;
 //! * `pump`: the pub/sub connections, delivery, and catch-up from history;
-//! * `presence`: presence entries, their heartbeat, the health probe.
+//! * `presence`: presence entries, their heartbeat, the health probe;
+//! * `names`: who holds a display name across instances, and room topics.
 
 mod commands;
 mod history;
 mod keys;
+mod names;
 mod presence;
 mod pump;
 
@@ -66,6 +70,7 @@ use self::keys::{
 };
 use self::pump::SubCommand;
 use super::{Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history};
+use crate::names::Identity;
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
 
@@ -288,17 +293,35 @@ impl RedisLayer {
         &self,
         room: &RoomName,
         user: &str,
+        identity: &Identity,
         format: Format,
         resume: Option<&Resume>,
-    ) -> Joined {
+    ) -> Result<Joined, LayerError> {
         let inner = &self.inner;
-        let subscription = inner.registry.subscribe(room, format);
+        let locally_taken = lock(&inner.local)
+            .get(room)
+            .and_then(|state| state.names.check(user, identity).err());
+        if let Some(taken) = locally_taken {
+            return Err(taken.into());
+        }
+        if self.is_answering() {
+            self.claim_name(room, user, identity).await?;
+        }
         let (first_in_room, first_of_name) = {
             let mut local = lock(&inner.local);
             let state = local.entry(room.clone()).or_default();
             let first_in_room = state.names.is_empty();
-            (first_in_room, state.names.add(user))
+            match state.names.add(user, identity) {
+                Ok(first_of_name) => (first_in_room, first_of_name),
+                Err(taken) => {
+                    if first_in_room {
+                        local.remove(room);
+                    }
+                    return Err(taken.into());
+                }
+            }
         };
+        let subscription = inner.registry.subscribe(room, format);
         if first_in_room {
             self.subscribe_room(room).await;
         }
@@ -310,7 +333,7 @@ impl RedisLayer {
         }
         if format == Format::Plain {
             // No welcome: nothing to read.
-            return Joined {
+            return Ok(Joined {
                 subscription,
                 members: Vec::new(),
                 history: Vec::new(),
@@ -318,14 +341,15 @@ impl RedisLayer {
                 missed: 0,
                 epoch: String::new(),
                 notice: None,
-            };
+                topic: None,
+            });
         }
         let snapshot = if answering {
             self.snapshot(room).await
         } else {
             Err(LayerError::Unavailable("Redis is not answering".to_owned()))
         };
-        match snapshot {
+        Ok(match snapshot {
             Ok(snapshot) => {
                 let (history, missed) =
                     select_history(snapshot.history, snapshot.last_id, &snapshot.epoch, resume);
@@ -337,6 +361,7 @@ impl RedisLayer {
                     missed,
                     epoch: snapshot.epoch,
                     notice: None,
+                    topic: self.topic(room).await,
                 }
             }
             Err(err) => {
@@ -353,29 +378,33 @@ impl RedisLayer {
                          (the server cannot reach Redis); live messages will resume by themselves"
                             .to_owned(),
                     ),
+                    topic: None,
                 }
             }
-        }
+        })
     }
 
     pub(super) async fn leave(&self, room: &RoomName, user: &str, subscription: Subscription) {
         let inner = &self.inner;
         drop(subscription);
         inner.registry.remove_if_empty(room);
-        let (last_of_name, last_in_room) = {
+        let (last_of_name, last_in_room, released) = {
             let mut local = lock(&inner.local);
             match local.get_mut(room) {
                 Some(state) => {
-                    let last_of_name = state.names.remove(user);
+                    let (last_of_name, released) = state.names.release(user);
                     let last_in_room = state.names.is_empty();
                     if last_in_room {
                         local.remove(room);
                     }
-                    (last_of_name, last_in_room)
+                    (last_of_name, last_in_room, released)
                 }
-                None => (false, false),
+                None => (false, false, None),
             }
         };
+        if let Some(identity) = released {
+            self.release_name(room, user, &identity).await;
+        }
         if last_of_name && self.is_answering() {
             self.announce(room, user, false).await;
         }
@@ -440,14 +469,29 @@ impl RedisLayer {
         room: &RoomName,
         old: &str,
         new: &str,
+        identity: &Identity,
     ) -> Result<(), LayerError> {
-        let (old_gone, new_first) = {
+        let locally_taken = match lock(&self.inner.local).get(room) {
+            None => return Ok(()),
+            Some(state) => state.names.check(new, identity).err(),
+        };
+        if let Some(taken) = locally_taken {
+            return Err(taken.into());
+        }
+        if self.is_answering() {
+            self.claim_name(room, new, identity).await?;
+        }
+        let (old_gone, new_first, released) = {
             let mut local = lock(&self.inner.local);
             let Some(state) = local.get_mut(room) else {
                 return Ok(());
             };
-            (state.names.remove(old), state.names.add(new))
+            let (old_gone, released) = state.names.release(old);
+            (old_gone, state.names.add(new, identity)?, released)
         };
+        if let Some(identity) = released {
+            self.release_name(room, old, &identity).await;
+        }
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
         let names = inner.keys.room(room);

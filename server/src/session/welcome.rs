@@ -122,6 +122,12 @@ mod tests {
             missed: 1,
             epoch: "e.1".into(),
             ts: 42,
+            limits: Some(chat_protocol::Limits {
+                rate: 50.0,
+                burst: 500,
+                max_message_bytes: 65_536,
+            }),
+            topic: Some("a topic with \"history\":[] in it".into()),
         }
     }
 

@@ -188,7 +188,6 @@ impl App {
                     text: format!("server: {}", e.message),
                 });
             }
-            // History pages (#12) are not requested by chat-tui yet.
             ServerEvent::Gap(gap) => {
                 // Those ids will never come: a resume starts after them.
                 room.last_id = room.last_id.max(gap.after_id + gap.missed);
@@ -199,6 +198,16 @@ impl App {
                     text: format!("server: {}", gap.message),
                 });
             }
+            ServerEvent::Topic(t) => {
+                room.topic = Some(t.topic);
+                room.push(ChatLine {
+                    ts: t.ts,
+                    id: 0,
+                    kind: LineKind::Nick,
+                    text: t.message,
+                });
+            }
+            // History pages (#12) are not requested by chat-tui yet.
             ServerEvent::History(_) | ServerEvent::Unknown => self.dirty = false,
         }
         Vec::new()
@@ -226,6 +235,8 @@ fn on_welcome(room: &mut RoomState, welcome: Welcome) -> Vec<Effect> {
     room.connected_once = true;
     room.me = Some(welcome.user.clone());
     room.members = welcome.members;
+    room.topic = welcome.topic;
+    room.limits = welcome.limits;
     if first {
         room.push(ChatLine {
             ts: welcome.ts,

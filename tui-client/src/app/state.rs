@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chat_protocol::{ClientMessage, Mode, RoomName, RoomSummary, UserName};
+use chat_protocol::{ClientMessage, Limits, Mode, RoomName, RoomSummary, UserName};
 use ratatui::layout::Rect;
 
 use super::input::{History, Input};
@@ -98,6 +98,7 @@ impl Pending {
             ClientMessage::Emote { message } => (message, true),
             ClientMessage::Nick { name } => (name.as_str(), false),
             ClientMessage::History(_) => ("", false),
+            ClientMessage::Topic { topic } => (topic, false),
         }
     }
 }
@@ -167,6 +168,11 @@ pub struct RoomState {
     /// The welcome just arrived: the server's announcement of this very
     /// connection's join comes next and says nothing new.
     pub own_join_due: bool,
+    /// The room's topic ("" when none); `None` when the server has no
+    /// topics (or has not said yet).
+    pub topic: Option<String>,
+    /// What the server accepts, from its welcome.
+    pub limits: Option<Limits>,
 }
 
 impl RoomState {
@@ -188,6 +194,8 @@ impl RoomState {
             scroll: 0,
             new_below: 0,
             own_join_due: false,
+            topic: None,
+            limits: None,
         }
     }
 

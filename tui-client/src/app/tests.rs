@@ -83,6 +83,8 @@ pub(crate) fn welcome(name: &str, me: &str, members: &[&str], history: Vec<ChatE
             missed: 0,
             epoch: "e1".into(),
             ts: 1_795_618_560_000,
+            limits: None,
+            topic: Some(String::new()),
         })),
     )
 }

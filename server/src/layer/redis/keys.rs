@@ -162,6 +162,23 @@ end
 return {seq, entries}
 ";
 
+/// Claims a display name in a room for an identity, unless a live entry
+/// of another identity holds it: one atomic step, so two instances cannot
+/// both hand the name to different people. `KEYS[1]` is the name's owner
+/// set (`Keys::owner`); `ARGV`: now (ms), the identity, the entry
+/// (`{identity}:{node}`), its expiry (ms), the set's lifetime (ms).
+/// Returns 1 when claimed, 0 when taken.
+pub(super) const CLAIM_NAME_LUA: &str = r"
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+for _, entry in ipairs(live) do
+  if string.match(entry, '^[^:]*') ~= ARGV[2] then return 0 end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+";
+
 /// The id the publisher writes where the script puts the real one.
 const ID_PLACEHOLDER: &str = ",\"id\":18446744073709551615,";
 
@@ -218,8 +235,25 @@ impl Keys {
     }
 
     /// Every name of `room`, all in one hash slot.
+    /// Sorted set: who holds a display name (folded, see
+    /// `names::name_fold`) in a room, `{identity}:{node}` scored by expiry
+    /// (unix ms). In the room's hash slot.
+    pub(super) fn owner(&self, room: &RoomName, folded_name: &str) -> String {
+        format!("{}:owner:{folded_name}", self.tag(room))
+    }
+
+    /// String: the room's topic. In the room's hash slot.
+    pub(super) fn topic(&self, room: &RoomName) -> String {
+        format!("{}:topic", self.tag(room))
+    }
+
+    /// The common start of a room's keys, with its hash tag.
+    fn tag(&self, room: &RoomName) -> String {
+        format!("{}:{{{}:{room}}}", self.prefix, self.prefix)
+    }
+
     pub(super) fn room(&self, room: &RoomName) -> RoomKeys {
-        let tag = format!("{}:{{{}:{room}}}", self.prefix, self.prefix);
+        let tag = self.tag(room);
         RoomKeys {
             seq: format!("{tag}:seq"),
             epoch: format!("{tag}:epoch"),
@@ -337,6 +371,11 @@ pub(super) fn entry_frames(json: &str) -> Option<Frames> {
 /// A presence entry: `{node}:{name}`.
 pub(super) fn presence_member(node: &str, name: &str) -> String {
     format!("{node}:{name}")
+}
+
+/// A name owner entry: `{identity}:{node}` (identities hold no `:`).
+pub(super) fn owner_member(identity: &str, node: &str) -> String {
+    format!("{identity}:{node}")
 }
 
 /// Display names from presence entries `{node}:{name}`, sorted, unique.

@@ -100,6 +100,8 @@ impl RedisLayer {
                 pipe.zrembyscore(&presence, "-inf", now).ignore();
                 pipe.expire(&presence, i64::try_from(ttl_secs).unwrap_or(i64::MAX))
                     .ignore();
+                // Name owners and the topic share the room's slot.
+                self.refresh_owners(&mut pipe, room, &state.names, expiry);
                 per_room.push(pipe);
                 index
                     .zadd(inner.keys.rooms(), room.as_str(), expiry)
