@@ -8,7 +8,9 @@
 //!    subscription per room per instance with members there;
 //! 2. every pub/sub connection killed on every master, twice, while
 //!    instance 1 publishes at 100 messages/s: nothing lost;
-//! 3. the master holding a busy room SIGKILLed and its replica taking
+//! 3. a busy room's slot moved to another master mid-traffic (resharding):
+//!    nothing lost;
+//! 4. the master holding a busy room SIGKILLed and its replica taking
 //!    over, mid-traffic: every message is echoed or refused, and every
 //!    accepted one reaches both live clients (plain and typed) exactly
 //!    once, in order, without them reconnecting.
@@ -76,7 +78,28 @@ async fn a_redis_cluster_shares_rooms_loses_nothing_and_survives_a_failover() {
     killed.assert_nothing_lost("cluster: CLIENT KILL TYPE pubsub on every master x2");
     assert_eq!(killed.refused, 0);
 
-    // 3. The master of a busy room dies; its replica takes over.
+    // 3. A busy room's slot moves to another master mid-traffic (Redis
+    //    drops the room's sharded subscriptions; writes meet ASK/MOVED).
+    let cluster = Arc::new(Mutex::new(cluster));
+    let handle = Arc::clone(&cluster);
+    let disrupt = async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let moved = tokio::task::spawn_blocking(move || {
+            handle.lock().unwrap().move_slot_of(&channel("resharded"))
+        })
+        .await
+        .unwrap();
+        eprintln!("the room's slot moved to the master on port {moved}");
+    };
+    let resharded = run(&first, &second, "resharded", disrupt).await;
+    resharded.assert_nothing_lost("cluster: the room's slot moved to another master");
+    let cluster = Arc::try_unwrap(cluster)
+        .ok()
+        .expect("one owner")
+        .into_inner()
+        .unwrap();
+
+    // 4. The master of a busy room dies; its replica takes over.
     let victim = cluster.master_of(&channel("failover"));
     let cluster = Arc::new(Mutex::new(cluster));
     let handle = Arc::clone(&cluster);

@@ -191,6 +191,40 @@ impl RedisCluster {
             .expect("a master for every slot")
     }
 
+    /// Moves the slot of `key` from its master to another live master, as
+    /// `redis-cli --cluster reshard` does (IMPORTING/MIGRATING, MIGRATE
+    /// every key, then SETSLOT NODE on every master). Returns the new
+    /// owner's port.
+    pub fn move_slot_of(&self, key: &str) -> u16 {
+        let from = self.master_of(key);
+        let to = self
+            .masters()
+            .into_iter()
+            .map(|(port, _)| port)
+            .find(|&port| port != from)
+            .expect("another master");
+        let slot = cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        loop {
+            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys);
+            cli(from, &migrate);
+        }
+        for (port, _) in self.masters() {
+            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+        to
+    }
+
     /// Kills the node on `port` with SIGKILL, as a crash would.
     pub fn kill(&mut self, port: u16) {
         for node in &mut self.nodes {
