@@ -153,7 +153,9 @@ if per is not None:
     print(f"chat-server RSS: {r['server_rss_before_bytes']/2**20:.1f} MiB -> {r['server_rss_after_bytes']/2**20:.1f} MiB over all servers: {per/1024:.2f} KiB per connection")
 if redis:
     print(f"redis-server RSS at the end: {int(redis)/1024:.1f} MiB")
-print(f"probe: {r['probe_received']} received, {r['probe_missing']} missing ({r['probe_closed']} closed)")
+print(f"probe: {r['probe_received']} received, {r['probe_missing']} missing ({r['probe_closed']} closed by the server or failed)")
+if r.get("probe_first_close"):
+    print(f"first close from a server: {r['probe_first_close']}")
 print(f"probe latency: p50 {lat['p50_us']/1000:.1f} ms, p90 {lat['p90_us']/1000:.1f} ms, p99 {lat['p99_us']/1000:.1f} ms, max {lat['max_us']/1000:.1f} ms")
 PY
 else

@@ -248,6 +248,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
         probe_received: probe.received,
         probe_missing: probe.missing,
         probe_closed: probe.closed,
+        probe_first_close: probe.first_close.take(),
         probe_s: probe.secs,
         probe_latency: crate::report::latency_of_micros(&mut probe.latencies_us),
         workers,
@@ -282,6 +283,8 @@ struct ProbeTotals {
     rss_after: Option<u64>,
     /// Every connection's time from its worker's probe start to its probe.
     latencies_us: Vec<u32>,
+    /// How the first connection the server closed was closed.
+    first_close: Option<String>,
 }
 
 type Outcome = (u64, u64, Option<String>, f64, ProbeTotals);
@@ -384,9 +387,13 @@ fn drive(
                     closed,
                     secs,
                     latencies_us,
+                    first_close,
                 },
             )) => {
                 probe.latencies_us.extend(latencies_us);
+                if probe.first_close.is_none() {
+                    probe.first_close = first_close;
+                }
                 probe.received += received;
                 probe.missing += missing;
                 probe.closed += closed;

@@ -226,6 +226,10 @@ pub struct ConnsReport {
     /// Of the missing, connections the server had closed (or that failed).
     #[serde(default)]
     pub probe_closed: u64,
+    /// The close code and reason of the first connection the server
+    /// closed while held or probed, if any.
+    #[serde(default)]
+    pub probe_first_close: Option<String>,
     /// Time from the probes' send until the last arrived, seconds.
     pub probe_s: f64,
     /// Each connection's probe latency: from its worker's sending the
@@ -418,6 +422,9 @@ impl ConnsReport {
         ];
         if let Some(error) = &self.first_error {
             rows.push(("first error", error.clone()));
+        }
+        if let Some(close) = &self.probe_first_close {
+            rows.push(("first close", close.clone()));
         }
         if let (Some(before), Some(after)) =
             (self.server_rss_before_bytes, self.server_rss_after_bytes)

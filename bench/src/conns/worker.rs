@@ -90,6 +90,10 @@ pub enum Event {
         /// microseconds.
         #[serde(default)]
         latencies_us: Vec<u32>,
+        /// The close code and reason of the first connection the server
+        /// closed, if any.
+        #[serde(default)]
+        first_close: Option<String>,
     },
 }
 
@@ -116,6 +120,8 @@ struct Tally {
     probe_start: Cell<Option<Instant>>,
     /// Each connection's probe latency, microseconds.
     latencies_us: RefCell<Vec<u32>>,
+    /// How the first connection the server closed was closed.
+    first_close: RefCell<Option<String>>,
 }
 
 /// Runs one worker to the end.
@@ -230,6 +236,7 @@ pub fn run(
                         closed: tally.dead.get(),
                         secs: probe_start.elapsed().as_secs_f64(),
                         latencies_us: tally.latencies_us.take(),
+                        first_close: tally.first_close.borrow().clone(),
                     });
                 }
                 Command::Close => break,
@@ -259,6 +266,10 @@ async fn hold(
     // Probes are only sent in the probe phase, but this task may see one
     // before it sees the phase change.
     let mut on = |message: Message<'_>| {
+        if let Message::Close(payload) = message {
+            let mut first = tally.first_close.borrow_mut();
+            first.get_or_insert_with(|| wire::describe_close(payload));
+        }
         if let Message::Text(text) = message {
             if payload::parse(text) == Ok(Payload::Probe) {
                 if !received {
