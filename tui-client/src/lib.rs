@@ -23,8 +23,10 @@
 //!   [`config::Config`], with the exit codes.
 //! * [`sanitize`] and [`wrap`]: making remote text harmless, and wrapping it
 //!   by display width (CJK, emoji).
+//! * [`clock`] and [`theme`]: the time format and day names, the colours.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod geometry;
 pub mod msg;
@@ -33,5 +35,6 @@ pub mod pipe;
 pub mod runtime;
 pub mod sanitize;
 pub mod terminal;
+pub mod theme;
 pub mod ui;
 pub mod wrap;

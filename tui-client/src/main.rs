@@ -25,17 +25,19 @@ fn main() -> ExitCode {
     let env = Environment {
         stdin_tty: std::io::stdin().is_terminal(),
         stdout_tty: std::io::stdout().is_terminal(),
-        login: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .ok(),
+        login: login_name(),
+        config_home: std::env::var_os("XDG_CONFIG_HOME").map(Into::into),
+        state_home: std::env::var_os("XDG_STATE_HOME").map(Into::into),
+        home: std::env::var_os("HOME").map(Into::into),
     };
-    let config = match Config::from_cli(cli, &env) {
+    let mut config = match Config::load(cli, &env) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("chat-tui: {err}");
             return ExitCode::from(exit::USAGE);
         }
     };
+    config.key = person_key(&config);
     // Read the local UTC offset while the process has one thread: the
     // `time` crate refuses to (soundly) read it later.
     let utc_offset =
@@ -58,8 +60,8 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match &config.mode {
             RunMode::Tui => tui(&config, utc_offset).await,
-            RunMode::Pipe => pipe::run(&config).await,
-            RunMode::Once(text) => pipe::once(&config, text).await,
+            RunMode::Pipe => pipe::run(&config, utc_offset).await,
+            RunMode::Once(text) => pipe::once(&config, text, utc_offset).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -92,6 +94,35 @@ async fn tui(config: &Config, utc_offset: i32) -> u8 {
             tracing::error!(error = %format!("{err:#}"), "the UI failed");
             eprintln!("chat-tui: {err:#}");
             exit::USAGE
+        }
+    }
+}
+
+/// `$USER`, `$LOGNAME`, else the name of this process's user in
+/// `/etc/passwd`.
+fn login_name() -> Option<String> {
+    let from_env = |var| std::env::var(var).ok().filter(|v: &String| !v.is_empty());
+    from_env("USER")
+        .or_else(|| from_env("LOGNAME"))
+        .or_else(|| {
+            use std::os::unix::fs::MetadataExt as _;
+            let uid = std::fs::metadata("/proc/self").ok()?.uid();
+            let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+            chat_tui::config::login_from_passwd(&passwd, uid)
+        })
+}
+
+/// This person's key, from its file (made on first use). Without one the
+/// client still works, but its name is its own connection's alone.
+fn person_key(config: &Config) -> Option<String> {
+    let path = config.key_file.as_ref()?;
+    match chat_tui::config::key::load_or_create(path) {
+        Ok(key) => Some(key),
+        Err(err) => {
+            eprintln!(
+                "chat-tui: warning: {err}; connecting without a key (your name is held by this connection only)"
+            );
+            None
         }
     }
 }

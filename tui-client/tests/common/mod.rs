@@ -17,11 +17,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chat-tui");
 /// Starts a server on `addr` (port 0 for a fresh one), retrying the bind
 /// for a moment when the port is still held by a server just stopped.
 pub async fn start_server(addr: SocketAddr) -> chat_server::ServerHandle {
+    start_server_with(addr, chat_server::Config::default()).await
+}
+
+/// [`start_server`] with `config`.
+pub async fn start_server_with(
+    addr: SocketAddr,
+    config: chat_server::Config,
+) -> chat_server::ServerHandle {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
-                return chat_server::spawn(listener, chat_server::Config::default())
+                return chat_server::spawn(listener, config)
                     .await
                     .expect("spawn the server");
             }
@@ -34,6 +42,90 @@ pub async fn start_server(addr: SocketAddr) -> chat_server::ServerHandle {
     }
 }
 
+/// A fresh directory for one run of the binary: its config home, its state
+/// home (where its key goes) and its logs, so that no test reads or writes
+/// the developer's own files. Removed on drop.
+pub struct Home {
+    pub dir: std::path::PathBuf,
+}
+
+impl Home {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "chat-tui-test-{name}-{}-{}",
+            std::process::id(),
+            fastrand_ish()
+        ));
+        std::fs::create_dir_all(dir.join("config").join("chat-tui")).expect("make the test home");
+        std::fs::create_dir_all(dir.join("state")).expect("make the test home");
+        Self { dir }
+    }
+
+    /// The environment the binary runs with.
+    pub fn vars(&self) -> Vec<(&'static str, std::path::PathBuf)> {
+        vec![
+            ("XDG_CONFIG_HOME", self.dir.join("config")),
+            ("XDG_STATE_HOME", self.dir.join("state")),
+            ("HOME", self.dir.clone()),
+        ]
+    }
+
+    /// The same, as `env K=V ...` for a shell command line.
+    pub fn env_prefix(&self) -> String {
+        let vars: Vec<String> = self
+            .vars()
+            .iter()
+            .map(|(k, v)| format!("{k}='{}'", v.display()))
+            .collect();
+        format!("env {}", vars.join(" "))
+    }
+
+    /// Writes the config file.
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(
+            self.dir.join("config").join("chat-tui").join("config.toml"),
+            text,
+        )
+        .expect("write the config file");
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fastrand_ish() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Every `CHAT_*` variable that would change what the binary does.
+pub const CHAT_VARS: &[&str] = &[
+    "CHAT_ROOM",
+    "CHAT_SERVER",
+    "CHAT_NAME",
+    "CHAT_PIPE",
+    "CHAT_NO_PIPE",
+    "CHAT_ONCE",
+    "CHAT_TIMEOUT",
+    "CHAT_PLAIN",
+    "CHAT_NO_MOUSE",
+    "CHAT_LOG_FILE",
+    "CHAT_TOKEN",
+    "CHAT_CA_FILE",
+    "CHAT_CONFIG",
+    "CHAT_HIGHLIGHT",
+    "CHAT_NO_BELL",
+    "CHAT_NOTIFY",
+    "CHAT_TIME_FORMAT",
+    "CHAT_LOG_DIR",
+    "CHAT_FORMAT",
+    "CHAT_KEY_FILE",
+];
+
 /// The loopback address for a fresh server.
 pub fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -44,10 +136,12 @@ pub fn url(addr: SocketAddr) -> String {
     format!("ws://{addr}")
 }
 
-/// Connects a protocol client as `name` to `room`.
+/// Connects a protocol client as `name` to `room` (with a key of its own).
 pub async fn client(addr: SocketAddr, room: &str, name: &str) -> (ClientSender, ClientEvents) {
     let server: ServerUrl = url(addr).parse().expect("a server url");
-    let options = ConnectOptions::new().name(UserName::new(name).expect("a valid name"));
+    let options = ConnectOptions::new()
+        .name(UserName::new(name).expect("a valid name"))
+        .key(Some(format!("test-key-of-{name}-0123456789")));
     let client = Client::connect(
         &server,
         &RoomName::new(room).expect("a valid room"),
