@@ -206,7 +206,7 @@ async fn a_flood_of_800_lines_is_paced_and_every_line_delivered() {
     let server = start_server_with(any_port(), config).await;
     let addr = server.local_addr();
     let (_bob, mut bob_events) = client(addr, "flood", "bob").await;
-    let input: String = (1..=800).map(|n| format!("{n}\n")).collect();
+    let input: String = (1..=800).map(|n| n.to_string() + "\n").collect();
     let started = std::time::Instant::now();
     let output = run(
         &[
