@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BIN, Tmux, any_port, client, recv_chat, start_server, tmux_available, url};
+use common::{BIN, Home, Tmux, any_port, client, recv_chat, start_server, tmux_available, url};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -19,9 +19,11 @@ async fn types_receives_survives_a_server_restart() {
     }
     let server = start_server(any_port()).await;
     let addr = server.local_addr();
-    let log = std::env::temp_dir().join(format!("chat-tui-e2e-{}.log", std::process::id()));
+    let home = Home::new("e2e");
+    let log = home.dir.join("chat-tui.log");
     let command = format!(
-        "'{BIN}' --server {} --room lobby --name alice --log-file '{}'; echo EXITED:$?; sleep 30",
+        "{} '{BIN}' --server {} --room lobby --name alice --log-file '{}'; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
         url(addr),
         log.display()
     );
@@ -80,7 +82,6 @@ async fn types_receives_survives_a_server_restart() {
         "the alternate screen is gone:\n{screen}"
     );
     server.shutdown().await.unwrap();
-    let _ = std::fs::remove_file(log);
 }
 
 /// Resizing down to 20x5 and back keeps it alive and drawing; SIGTERM
@@ -92,8 +93,10 @@ async fn survives_a_tiny_terminal_and_restores_on_sigterm() {
     }
     let server = start_server(any_port()).await;
     let addr = server.local_addr();
+    let home = Home::new("sigterm");
     let command = format!(
-        "'{BIN}' --server {} --room lobby --name erin; echo EXITED:$?; sleep 30",
+        "{} '{BIN}' --server {} --room lobby --name erin; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
         url(addr)
     );
     let tmux = Tmux::start("sigterm", 100, 30, &command);

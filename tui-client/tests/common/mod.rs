@@ -70,14 +70,15 @@ impl Home {
         ]
     }
 
-    /// The same, as `env K=V ...` for a shell command line.
+    /// The same, as `env -u CHAT_... K=V ...` for a shell command line.
     pub fn env_prefix(&self) -> String {
+        let unset: Vec<String> = CHAT_VARS.iter().map(|v| format!("-u {v}")).collect();
         let vars: Vec<String> = self
             .vars()
             .iter()
             .map(|(k, v)| format!("{k}='{}'", v.display()))
             .collect();
-        format!("env {}", vars.join(" "))
+        format!("env {} {}", unset.join(" "), vars.join(" "))
     }
 
     /// Writes the config file.
