@@ -193,13 +193,7 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
     for url in &settings.extra_url {
         targets.push(crate::config::target(url, None)?);
     }
-    let pids: Vec<u32> = config
-        .server
-        .pid
-        .into_iter()
-        .chain(settings.extra_server_pid.iter().copied())
-        .collect();
-    let rss_before = total_rss(&pids)?;
+    let rss_before = total_rss(&server_pids(config))?;
 
     let (event_tx, event_rx) = std_mpsc::channel::<(usize, Event)>();
     let mut handles = Vec::with_capacity(workers);
@@ -257,6 +251,12 @@ pub fn run(config: &ConnsConfig) -> anyhow::Result<ConnsReport> {
         server_rss_after_bytes: rss_after,
         server_rss_per_conn_bytes: per_conn,
     })
+}
+
+/// The PIDs of the servers under test: --server-pid and --extra-server-pid.
+fn server_pids(config: &ConnsConfig) -> Vec<u32> {
+    let extra = config.settings.extra_server_pid.iter().copied();
+    config.server.pid.into_iter().chain(extra).collect()
 }
 
 /// The servers' resident memory summed, if any PID is given.
@@ -359,13 +359,7 @@ fn drive(
         });
         std::thread::sleep(left.min(Duration::from_millis(100)));
     }
-    let pids: Vec<u32> = config
-        .server
-        .pid
-        .into_iter()
-        .chain(settings.extra_server_pid.iter().copied())
-        .collect();
-    let rss_after = total_rss(&pids)?;
+    let rss_after = total_rss(&server_pids(config))?;
 
     progress.update(|| format!("conns: probing {opened} connections"));
     for handle in handles.iter_mut() {
