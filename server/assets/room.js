@@ -5,6 +5,8 @@
 // leave, nick and error events. The log renders text as text (textContent,
 // never HTML), groups consecutive messages, colours each name by a hash of
 // it, and follows new messages unless the reader has scrolled up.
+// Scrolling to the top loads older messages ({"type": "history"}) above,
+// keeping the reading position, until the room's beginning.
 // Connection trouble is shown in the top bar; the page reconnects with
 // backoff (honouring the close codes in chat-protocol's close.rs) and asks
 // for what it missed with ?since=<last id>.
@@ -178,6 +180,7 @@
   }
 
   log.addEventListener("scroll", () => {
+    if (log.scrollTop <= TOP_PX) loadOlder();
     atBottom = log.scrollHeight - log.scrollTop - log.clientHeight <= STICK_PX;
     if (atBottom) {
       unseen = 0;
@@ -205,7 +208,12 @@
     if (isChat) chatTexts.push(text);
     while (log.childElementCount > MAX_ROWS) {
       const old = log.firstElementChild;
-      if (old.classList.contains("msg")) chatTexts.shift();
+      if (old === olderNotice) olderNotice = null;
+      if (old.classList.contains("msg")) {
+        chatTexts.shift();
+        // The first message is no longer shown: scrolling up loads it again.
+        if (olderState === "done") olderState = "idle";
+      }
       old.remove();
     }
     if (stick) {
@@ -239,7 +247,22 @@
     dayDivider(ts);
     const grouped = lastChat !== null && log.lastElementChild === lastChat.row &&
       lastChat.user === user && !lastChat.emote && !event.emote && ts - lastChat.ts < GROUP_MS;
+    const row = renderChat(event, { grouped, history });
+    addRow(row, { follow: mine && !history, isChat: true, text });
+    lastChat = { row, user, ts, emote: Boolean(event.emote) };
 
+    if (document.hidden && !history) {
+      unreadWhileHidden += 1;
+      document.title = "(" + unreadWhileHidden + ") " + baseTitle;
+    }
+  }
+
+  /** The row of a chat message; `grouped` leaves out the name and avatar. */
+  function renderChat(event, { grouped, history }) {
+    const user = typeof event.user === "string" ? event.user : "";
+    const text = typeof event.message === "string" ? event.message : "";
+    const ts = event.ts || Date.now();
+    const mine = user !== "" && user === me;
     const row = element("div", "msg");
     row.classList.toggle("mine", mine);
     row.classList.toggle("grouped", grouped);
@@ -271,13 +294,7 @@
     }
     body.append(content);
     row.append(gutter, body);
-    addRow(row, { follow: mine && !history, isChat: true, text });
-    lastChat = { row, user, ts, emote: Boolean(event.emote) };
-
-    if (document.hidden && !history) {
-      unreadWhileHidden += 1;
-      document.title = "(" + unreadWhileHidden + ") " + baseTitle;
-    }
+    return row;
   }
 
   function noticeRow(kind, text, ts) {
@@ -288,6 +305,108 @@
     addRow(row, { follow: kind === "error" || kind === "warning" });
     lastChat = null;
     return row;
+  }
+
+  // ---------------------------------------------------------------------
+  // Older messages: scrolling to the top of the log asks the server for
+  // the page before the oldest message shown ({"type": "history"}), and
+  // puts it above without moving what the reader is looking at. A notice
+  // at the top says when the room's first message is reached.
+
+  /** Scrolled this close to the top, older messages are fetched. */
+  const TOP_PX = 80;
+  /** Messages fetched per request. */
+  const OLDER_PAGE = 50;
+  /** "idle", "loading" (a request is out) or "done" (the first message is shown). */
+  let olderState = "idle";
+  let olderRequests = 0;
+  let olderRef = null;
+  /** After a refusal, no new request before this time (ms). */
+  let olderPauseUntil = 0;
+  /** The notice at the top of the log: loading, or the beginning. */
+  let olderNotice = null;
+
+  function oldestShownId() {
+    const first = log.querySelector(".msg[data-id]");
+    return first ? Number(first.dataset.id) || 0 : 0;
+  }
+
+  function setOlderNotice(kind, text) {
+    if (olderNotice === null) {
+      olderNotice = element("div", "");
+      olderNotice.append(element("span", "notice-text"));
+      log.prepend(olderNotice);
+    }
+    olderNotice.className = "notice notice-" + kind + " older-notice";
+    olderNotice.firstChild.textContent = text;
+  }
+
+  function clearOlderNotice() {
+    if (olderNotice !== null) olderNotice.remove();
+    olderNotice = null;
+  }
+
+  function loadOlder() {
+    if (olderState !== "idle" || !welcomed || Date.now() < olderPauseUntil) return;
+    if (socket === null || socket.readyState !== WebSocket.OPEN || socket.protocol !== SUBPROTOCOL) return;
+    const before = oldestShownId() || lastId + 1;
+    if (before <= 1) {
+      olderState = "done";
+      setOlderNotice("info", "This is the beginning of #" + roomName + ".");
+      return;
+    }
+    olderState = "loading";
+    olderRequests += 1;
+    olderRef = "older-" + olderRequests;
+    setOlderNotice("info", "Loading earlier messages…");
+    socket.send(JSON.stringify({ type: "history", before, limit: OLDER_PAGE, ref: olderRef }));
+  }
+
+  /** Fetches more while the log does not fill its box (nothing to scroll yet). */
+  function fillLog() {
+    if (log.scrollHeight <= log.clientHeight + TOP_PX) loadOlder();
+  }
+
+  function olderArrived(event) {
+    if (event.ref !== olderRef || olderState !== "loading") return;
+    olderRef = null;
+    // Keep the reader's place: the distance from the bottom stays the same.
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    clearOlderNotice();
+    const oldest = oldestShownId() || Infinity;
+    const messages = (Array.isArray(event.messages) ? event.messages : [])
+      .filter((m) => m !== null && typeof m === "object" && (Number(m.id) || 0) < oldest);
+    const rows = document.createDocumentFragment();
+    const texts = [];
+    let previous = null;
+    for (const m of messages) {
+      const user = typeof m.user === "string" ? m.user : "";
+      const ts = m.ts || 0;
+      const grouped = previous !== null && previous.user === user && !previous.emote && !m.emote &&
+        ts - previous.ts < GROUP_MS;
+      rows.append(renderChat(m, { grouped, history: true }));
+      texts.push(typeof m.message === "string" ? m.message : "");
+      previous = { user, ts, emote: Boolean(m.emote) };
+    }
+    log.prepend(rows);
+    chatTexts.unshift(...texts);
+    if (event.more === true) {
+      olderState = "idle";
+    } else {
+      olderState = "done";
+      setOlderNotice("info", "This is the beginning of #" + roomName + ".");
+    }
+    log.scrollTop = log.scrollHeight - fromBottom;
+    if (olderState === "idle") fillLog();
+  }
+
+  /** A refusal while a request is out ends it; try again a little later. */
+  function olderRefused() {
+    if (olderState !== "loading") return;
+    olderState = "idle";
+    olderRef = null;
+    olderPauseUntil = Date.now() + 5000;
+    clearOlderNotice();
   }
 
   document.addEventListener("visibilitychange", () => {
@@ -461,6 +580,11 @@
   }
 
   function closed(code, reason) {
+    if (olderState === "loading") {
+      olderState = "idle";
+      olderRef = null;
+      clearOlderNotice();
+    }
     // close.rs: after 1000, 1003 and 1007 a reconnect would be refused
     // the same way, so wait for the person to ask for one.
     if (code === 1000 || code === 1003 || code === 1007) {
@@ -610,8 +734,12 @@
             ? "You joined #" + roomName + " as " + me + ". No one else is here yet."
             : "You joined #" + roomName + " as " + me + ". " + (others === 1 ? "1 other person is" : others + " others are") + " here.");
         }
+        fillLog();
         break;
       }
+      case "history":
+        olderArrived(event);
+        break;
       case "chat": {
         const id = Number(event.id) || 0;
         if (id !== 0 && id <= lastId) break;
@@ -648,6 +776,9 @@
         noticeRow("nick", event.message || "The topic changed.", event.ts);
         break;
       case "error":
+        if (event.code === "unavailable" || event.code === "invalid_query" || event.code === "rate_limited") {
+          olderRefused();
+        }
         if ((event.code === "invalid_name" || event.code === "name_taken") && previousName !== null) {
           // The server refused the new name: go back to the one it knows.
           members.delete(me);

@@ -4,16 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chat_server::{Access, Config, Limits, RedisConfig, TlsFiles};
+use chat_server::{Access, Config, Limits, RedisConfig, StoreConfig, TlsFiles};
 use clap::Parser;
 
 /// A WebSocket chat room server, wire-compatible with the Django Channels
 /// chat tutorial.
 ///
 /// Serves the room picker at /chat/, a chat page at /chat/<room>/, the
-/// WebSocket endpoint /ws/chat/<room>/, the active rooms at /api/rooms and
-/// a health check at /healthz. Rooms live in memory, or, with --redis, in
-/// a Redis shared by several instances behind a load balancer.
+/// WebSocket endpoint /ws/chat/<room>/, the active rooms at /api/rooms, a
+/// room's stored messages at /api/rooms/<room>/messages and a health check
+/// at /healthz. Rooms live in memory (with --db, every message is also
+/// kept in SQLite), or, with --redis, in a Redis shared by several
+/// instances behind a load balancer.
 ///
 /// Every flag can also be set through the environment variable named in
 /// its help. Log verbosity comes from RUST_LOG (default: info), e.g.
@@ -239,6 +241,25 @@ pub struct Cli {
     #[arg(long, env = "CHAT_HISTORY_MEMORY", default_value = "64MiB", value_name = "SIZE",
           value_parser = parse_size)]
     pub history_memory: usize,
+    /// Keep every room's messages in this SQLite database file (created if
+    /// missing; WAL mode, so PATH-wal and PATH-shm sit beside it): history
+    /// survives restarts, ids continue, and clients can page back to the
+    /// first message and search. Back it up with
+    /// sqlite3 PATH ".backup BACKUP". Not with --redis.
+    #[arg(long, env = "CHAT_DB", value_name = "PATH", conflicts_with_all = ["redis", "redis_cluster"])]
+    pub db: Option<std::path::PathBuf>,
+
+    /// With --db: remove messages older than this many days (checked at
+    /// start and every minute). Default: keep them.
+    #[arg(long, env = "CHAT_RETAIN_DAYS", value_name = "DAYS", requires = "db",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub retain_days: Option<u32>,
+
+    /// With --db: keep at most this many messages per room, removing the
+    /// oldest (checked at start and every minute). Default: keep them all.
+    #[arg(long, env = "CHAT_RETAIN_MESSAGES", value_name = "MESSAGES", requires = "db",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retain_messages: Option<u64>,
 
     /// Empty rooms whose history is kept in memory; past this, the rooms
     /// empty the longest are forgotten.
@@ -310,6 +331,11 @@ impl Cli {
             queue_len: self.queue as usize,
             queue_bytes: self.queue_bytes,
             write_timeout: Duration::from_secs(self.write_timeout),
+            store: self.db.as_ref().map(|path| StoreConfig {
+                retain_days: self.retain_days,
+                retain_messages: self.retain_messages,
+                ..StoreConfig::new(path.clone())
+            }),
             redis: self.redis_config(),
         })
     }
@@ -443,5 +469,44 @@ mod tests {
         assert_eq!(parse_size("2g"), Ok(2 << 30));
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn db_flags_need_db_and_exclude_redis() {
+        let cli = Cli::try_parse_from([
+            "chat-server",
+            "--db",
+            "chat.db",
+            "--retain-days",
+            "30",
+            "--retain-messages",
+            "1000",
+        ])
+        .unwrap();
+        let store = cli.config(100).unwrap().store.unwrap();
+        assert_eq!(store.path, std::path::PathBuf::from("chat.db"));
+        assert_eq!(
+            (store.retain_days, store.retain_messages),
+            (Some(30), Some(1000))
+        );
+        let default = Cli::try_parse_from(["chat-server"]).unwrap();
+        assert!(
+            default.config(100).unwrap().store.is_none(),
+            "memory by default"
+        );
+        for args in [
+            &["chat-server", "--retain-days", "30"][..],
+            &["chat-server", "--retain-messages", "5"],
+            &[
+                "chat-server",
+                "--db",
+                "x.db",
+                "--redis",
+                "redis://127.0.0.1/",
+            ],
+            &["chat-server", "--db", "x.db", "--retain-days", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 }

@@ -30,6 +30,8 @@ pub(crate) use crate::names::NameCounts;
 use crate::names::{Identity, NameTaken};
 
 use crate::ring::{Format, Frames, Subscription};
+use crate::store::{Store, StoreError};
+use memory::{NotReady, Unpublished};
 
 /// Why the layer could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +147,23 @@ impl Layer {
         resume: Option<Resume>,
     ) -> Result<Joined, LayerError> {
         match self {
-            Self::Memory(layer) => layer.join(room, user, identity, format, resume.as_ref()),
+            Self::Memory(layer) => {
+                for _ in 0..LOAD_TRIES {
+                    match layer.join(room, user, identity, format, resume.as_ref()) {
+                        Ok(joined) => return Ok(joined),
+                        Err(NotReady::Refused(err)) => return Err(err),
+                        Err(NotReady::NotLoaded) => {
+                            layer
+                                .load(room)
+                                .await
+                                .map_err(|err| store_unavailable(&err))?;
+                        }
+                    }
+                }
+                Err(LayerError::Unavailable(
+                    "the room could not be loaded from the message store".to_owned(),
+                ))
+            }
             Self::Redis(layer) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (layer, room, user) = (layer.clone(), room.clone(), user.to_owned());
@@ -177,8 +195,23 @@ impl Layer {
     pub async fn publish(&self, room: &RoomName, draft: Draft) -> Result<(), LayerError> {
         match self {
             Self::Memory(layer) => {
-                layer.publish(room, draft);
-                Ok(())
+                let mut draft = draft;
+                for _ in 0..LOAD_TRIES {
+                    match layer.publish(room, draft) {
+                        Ok(()) => return Ok(()),
+                        Err(Unpublished::Store(err)) => return Err(store_unavailable(&err)),
+                        Err(Unpublished::NotLoaded(back)) => {
+                            draft = back;
+                            layer
+                                .load(room)
+                                .await
+                                .map_err(|err| store_unavailable(&err))?;
+                        }
+                    }
+                }
+                Err(LayerError::Unavailable(
+                    "the room could not be loaded from the message store".to_owned(),
+                ))
             }
             Self::Redis(layer) => layer.publish(room, draft).await,
         }
@@ -232,14 +265,19 @@ impl Layer {
 
     /// A page of `room`'s stored messages (oldest first): what the layer
     /// holds, walked back or forward and searched as `query` says.
-    #[allow(clippy::unused_async)] // the store and Redis answer asynchronously
     pub async fn history(
         &self,
         room: &RoomName,
         query: &HistoryQuery,
     ) -> Result<MessagePage, LayerError> {
         match self {
-            Self::Memory(layer) => Ok(layer.history(room, query)),
+            Self::Memory(layer) => match layer.store() {
+                Some(store) => store
+                    .page(room, query)
+                    .await
+                    .map_err(|err| store_unavailable(&err)),
+                None => Ok(layer.history(room, query)),
+            },
             Self::Redis(layer) => layer.history(room, query).await,
         }
     }
@@ -258,11 +296,15 @@ impl Layer {
     /// Whether the layer can deliver now.
     pub fn health(&self) -> Health {
         match self {
-            Self::Memory(_) => Health {
-                layer: "memory",
-                ok: true,
-                detail: None,
-            },
+            Self::Memory(layer) => {
+                let failing = layer.store().and_then(Store::failing);
+                Health {
+                    layer: "memory",
+                    ok: failing.is_none(),
+                    detail: failing
+                        .map(|reason| format!("the message store (--db) cannot write: {reason}")),
+                }
+            }
             Self::Redis(layer) => layer.health(),
         }
     }
@@ -272,6 +314,27 @@ impl Layer {
         match self {
             Self::Memory(layer) => layer.stored_rooms(),
             Self::Redis(layer) => layer.stored_rooms(),
+        }
+    }
+}
+
+/// How often a join or publish loads a room from the store before giving
+/// up (only a room forgotten again at once needs a second try).
+const LOAD_TRIES: usize = 4;
+
+/// The store's refusal as the layer's: the message was not delivered.
+fn store_unavailable(err: &StoreError) -> LayerError {
+    LayerError::Unavailable(err.to_string())
+}
+
+impl Layer {
+    /// Commits what the store has queued and closes it cleanly (a no-op
+    /// without `--db`). Called once the sessions have ended.
+    pub async fn close(&self) {
+        if let Self::Memory(layer) = self {
+            if let Some(store) = layer.store() {
+                store.close().await;
+            }
         }
     }
 }

@@ -15,6 +15,7 @@
 //! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers).
 //! * `layer`: ids, history, presence, topics and cross-instance delivery.
 //! * `names`: who may use a display name in a room (per-person keys).
+//! * `store`: `--db`, every message in SQLite behind the memory layer.
 //!
 //! The path of a message: `session` (socket in) -> `layer::Layer::publish`
 //! -> `rooms::RoomRegistry::deliver` -> the room's `ring` -> every
@@ -31,6 +32,7 @@ pub mod ring;
 pub mod rooms;
 mod serve;
 mod session;
+pub mod store;
 pub mod tls;
 mod upgrade;
 
@@ -53,12 +55,14 @@ use tracing::{info, warn};
 pub use access::Access;
 pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig};
 pub use limits::Limits;
+pub use store::StoreConfig;
 pub use upgrade::socket_config;
 
 use crate::layer::{HistoryLimits, Layer, LayerError, MemoryLayer, RedisLayer};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::rooms::RoomRegistry;
+use crate::store::{Store, StoreError};
 
 /// Server settings. [`Config::default`] is what `chat-server` runs with
 /// when given no flags.
@@ -94,6 +98,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Share rooms with other instances through Redis; `None`: in memory.
     pub redis: Option<RedisConfig>,
+    /// Keep every message in SQLite (`--db`; memory layer only).
+    pub store: Option<StoreConfig>,
     /// Serve `/ws/echo`, an echo endpoint over the same connection handling,
     /// for protocol conformance tests (Autobahn). Off in production.
     pub echo_endpoint: bool,
@@ -123,6 +129,7 @@ impl Default for Config {
             access: Access::new(),
             tls: None,
             redis: None,
+            store: None,
             echo_endpoint: false,
         }
     }
@@ -141,6 +148,9 @@ pub enum ServerError {
     /// The TLS certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The message store (`--db`) could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What every handler shares. Cheap to clone.
@@ -181,15 +191,19 @@ impl AppState {
         let tracker = TaskTracker::new();
         let metrics = Metrics::new(config.redis.is_some());
         let layer = match &config.redis {
-            None => Layer::Memory(MemoryLayer::new(
-                registry.clone(),
-                HistoryLimits {
-                    per_room: config.history_len,
-                    bytes: config.history_memory,
-                    idle_rooms: config.max_idle_rooms,
-                },
-                metrics.history.clone(),
-            )),
+            None => {
+                let store = config.store.as_ref().map(Store::open).transpose()?;
+                Layer::Memory(MemoryLayer::with_store(
+                    registry.clone(),
+                    HistoryLimits {
+                        per_room: config.history_len,
+                        bytes: config.history_memory,
+                        idle_rooms: config.max_idle_rooms,
+                    },
+                    metrics.history.clone(),
+                    store,
+                ))
+            }
             Some(redis) => Layer::Redis(
                 RedisLayer::connect(
                     redis.clone(),
@@ -349,6 +363,7 @@ async fn serve(listener: TcpListener, state: AppState, tls: Option<tokio_rustls:
             "shutdown: some connections did not close in time"
         );
     }
+    state.layer().close().await;
     info!("stopped");
 }
 

@@ -4,6 +4,11 @@
 //! History is bounded three ways: `--history` messages per room, a byte
 //! budget for all rooms together (`--history-memory`), and `--idle-rooms`
 //! empty rooms; see `budget`.
+//!
+//! With `--db`, the [`Store`] keeps every message: a room's state is then
+//! loaded from it when the room is (re)created here (its epoch, last id and
+//! recent history), each published message is queued for it before being
+//! delivered, and memory's history is only a cache of the newest messages.
 
 mod budget;
 
@@ -22,6 +27,7 @@ use crate::metrics::HistoryMetrics;
 use crate::names::Identity;
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
+use crate::store::{LoadedRoom, Store, StoreError};
 
 /// How much history the layer keeps.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +76,8 @@ struct MemoryInner {
     history_len: usize,
     /// Random per process: the first part of every room's epoch.
     process_epoch: u32,
+    /// With `--db`: where every message is kept, and rooms are loaded from.
+    store: Option<Store>,
 }
 
 #[derive(Debug)]
@@ -81,6 +89,33 @@ struct Rooms {
     clock: u64,
     /// History's bytes, and what to forget when there is too much.
     budget: Budget,
+    /// Counts rooms forgotten (removed from `by_name`): a room loaded from
+    /// the store while this changed may be stale, and is loaded again.
+    forgotten: u64,
+}
+
+/// Why a room could not be joined now.
+#[derive(Debug)]
+pub(super) enum NotReady {
+    /// The room must be loaded from the store first.
+    NotLoaded,
+    /// Refused (the name is taken).
+    Refused(LayerError),
+}
+
+impl<E: Into<LayerError>> From<E> for NotReady {
+    fn from(err: E) -> Self {
+        Self::Refused(err.into())
+    }
+}
+
+/// Why a message was not published.
+#[derive(Debug)]
+pub(super) enum Unpublished {
+    /// The room must be loaded from the store first; here is the draft back.
+    NotLoaded(Draft),
+    /// The store refused the message; nobody saw it.
+    Store(StoreError),
 }
 
 impl Rooms {
@@ -131,6 +166,7 @@ impl Rooms {
         let Some(state) = self.by_name.remove(room) else {
             return;
         };
+        self.forgotten += 1;
         let bytes = state.history.iter().map(|(_, e)| budget::cost(e)).sum();
         self.budget.remove(bytes);
         self.budget.oldest_moved(room, state.oldest(), None);
@@ -156,6 +192,43 @@ impl Rooms {
                 }
             }
         }
+    }
+
+    /// The state of `room`, created (with a fresh epoch) if needed; with a
+    /// store, a room not loaded yet is `None`.
+    fn entry_if_loaded(
+        &mut self,
+        room: &RoomName,
+        process_epoch: u32,
+        has_store: bool,
+    ) -> Option<&mut RoomState> {
+        if has_store && !self.by_name.contains_key(room) {
+            return None;
+        }
+        Some(self.entry(room, process_epoch))
+    }
+
+    /// Adds a room loaded from the store, as an idle room until someone
+    /// joins (`join` takes it off the idle list).
+    fn insert_loaded(&mut self, room: &RoomName, loaded: LoadedRoom) {
+        let mut history = VecDeque::with_capacity(loaded.history.len());
+        for event in loaded.history {
+            let stamp = self.tick();
+            self.budget.add(budget::cost(&event));
+            history.push_back((stamp, Arc::new(event)));
+        }
+        let now = self.tick();
+        let state = RoomState {
+            epoch: loaded.epoch,
+            last_id: loaded.last_id,
+            history,
+            members: NameCounts::default(),
+            emptied_at: Some(now),
+            topic: String::new(),
+        };
+        self.budget.oldest_moved(room, None, state.oldest());
+        self.by_name.insert(room.clone(), state);
+        self.budget.idle(now, room);
     }
 
     /// The state of `room`, created (with a fresh epoch) if needed.
@@ -195,10 +268,21 @@ impl MemoryLayer {
         limits: HistoryLimits,
         metrics: HistoryMetrics,
     ) -> Self {
+        Self::with_store(registry, limits, metrics, None)
+    }
+
+    /// [`MemoryLayer::new`], keeping every message in `store` too.
+    pub fn with_store(
+        registry: Arc<RoomRegistry>,
+        limits: HistoryLimits,
+        metrics: HistoryMetrics,
+        store: Option<Store>,
+    ) -> Self {
         let rooms = Rooms {
             by_name: HashMap::new(),
             clock: 0,
             budget: Budget::new(limits.bytes, limits.idle_rooms, metrics),
+            forgotten: 0,
         };
         Self {
             inner: Arc::new(MemoryInner {
@@ -206,7 +290,41 @@ impl MemoryLayer {
                 rooms: Mutex::new(rooms),
                 history_len: limits.per_room,
                 process_epoch: fastrand::u32(..),
+                store,
             }),
+        }
+    }
+
+    /// The store behind this layer, if any.
+    pub(super) fn store(&self) -> Option<&Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// With a store: makes sure `room`'s state is here, loading it from
+    /// the store if needed.
+    pub(super) async fn load(&self, room: &RoomName) -> Result<(), StoreError> {
+        let Some(store) = &self.inner.store else {
+            return Ok(());
+        };
+        loop {
+            let forgotten = {
+                let rooms = lock(&self.inner.rooms);
+                if rooms.by_name.contains_key(room) {
+                    return Ok(());
+                }
+                rooms.forgotten
+            };
+            let loaded = store.load_room(room, self.inner.history_len).await?;
+            let mut rooms = lock(&self.inner.rooms);
+            if rooms.by_name.contains_key(room) {
+                return Ok(());
+            }
+            // A room forgotten meanwhile may have had messages after the
+            // load read it: load again.
+            if rooms.forgotten == forgotten {
+                rooms.insert_loaded(room, loaded);
+                return Ok(());
+            }
         }
     }
 
@@ -217,12 +335,14 @@ impl MemoryLayer {
         identity: &Identity,
         format: Format,
         resume: Option<&Resume>,
-    ) -> Result<Joined, LayerError> {
+    ) -> Result<Joined, NotReady> {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
         let rooms = &mut *rooms;
         if let Some(state) = rooms.by_name.get(room) {
             state.members.check(user, identity)?;
+        } else if inner.store.is_some() {
+            return Err(NotReady::NotLoaded);
         }
         let subscription = inner.registry.subscribe(room, format);
         let state = rooms.entry(room, inner.process_epoch);
@@ -276,7 +396,7 @@ impl MemoryLayer {
         }
         if state.members.is_empty() {
             if state.history.is_empty() && state.topic.is_empty() {
-                rooms.by_name.remove(room);
+                rooms.forget(room);
             } else {
                 state.emptied_at = Some(now);
                 rooms.budget.idle(now, room);
@@ -285,12 +405,23 @@ impl MemoryLayer {
         }
     }
 
-    pub(super) fn publish(&self, room: &RoomName, draft: Draft) {
+    /// Publishes; with a store, `Unpublished::NotLoaded` until
+    /// [`load`](Self::load) has run, and `Unpublished::Store` (nothing
+    /// delivered) when the store refuses the message.
+    pub(super) fn publish(&self, room: &RoomName, draft: Draft) -> Result<(), Unpublished> {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let state = rooms.entry(room, inner.process_epoch);
+        let has_store = inner.store.is_some();
+        let Some(state) = rooms.entry_if_loaded(room, inner.process_epoch, has_store) else {
+            return Err(Unpublished::NotLoaded(draft));
+        };
+        let event = Arc::new(draft.into_event(room, state.last_id + 1));
+        // Queued for the store before anyone sees it: a message the store
+        // refuses is refused to its sender, never delivered unrecorded.
+        if let Some(store) = &inner.store {
+            store.append(&event).map_err(Unpublished::Store)?;
+        }
         state.last_id += 1;
-        let event = Arc::new(draft.into_event(room, state.last_id));
         // Subscribing takes the rooms lock too, so nobody can start reading
         // a format between the look at who reads what and the delivery.
         inner
@@ -299,6 +430,7 @@ impl MemoryLayer {
         if inner.history_len > 0 {
             rooms.remember(room, event, inner.history_len);
         }
+        Ok(())
     }
 
     pub(super) fn rename(
@@ -331,7 +463,12 @@ impl MemoryLayer {
     pub(super) fn set_topic(&self, room: &RoomName, user: &str, topic: String) {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
-        let state = rooms.entry(room, inner.process_epoch);
+        // With a store, a room is only created by loading it (a fresh
+        // entry would restart its ids); members' rooms are loaded.
+        let has_store = inner.store.is_some();
+        let Some(state) = rooms.entry_if_loaded(room, inner.process_epoch, has_store) else {
+            return;
+        };
         state.topic.clone_from(&topic);
         inner
             .registry
@@ -415,14 +552,16 @@ mod tests {
     }
 
     fn say(layer: &MemoryLayer, room_name: &str, text: &str) {
-        layer.publish(
-            &room(room_name),
-            Draft {
-                user: "u".into(),
-                message: text.into(),
-                emote: false,
-            },
-        );
+        layer
+            .publish(
+                &room(room_name),
+                Draft {
+                    user: "u".into(),
+                    message: text.into(),
+                    emote: false,
+                },
+            )
+            .unwrap();
     }
 
     fn next_frame(joined: &mut Joined) -> Option<String> {
@@ -600,7 +739,10 @@ mod tests {
         while next_frame(&mut watcher).is_some() {}
 
         let impostor = layer.join(&room("a"), "Alice", &id("bob"), Format::Events, None);
-        assert!(matches!(impostor, Err(LayerError::NameTaken(_))));
+        assert!(matches!(
+            impostor,
+            Err(NotReady::Refused(LayerError::NameTaken(_)))
+        ));
         assert_eq!(
             registry.subscribers(&room("a")),
             3,

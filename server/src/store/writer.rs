@@ -1,0 +1,445 @@
+//! The writer thread: the only connection that writes. It takes whatever
+//! is queued, commits it as one transaction (group commit), answers room
+//! loads in queue order, applies retention in small steps between batches,
+//! and, while the disk refuses writes, keeps its batch and retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use chat_protocol::{ChatEvent, RoomName, unix_millis};
+use rusqlite::{Connection, OptionalExtension, params};
+use tracing::{error, info, warn};
+
+use super::{BATCH_MAX, CRASH_ID_GAP, Command, LoadedRoom, Shared, StoreConfig, StoreError};
+
+/// How long to wait before writing again after a failed write.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Rows one retention step deletes at most, so that a large clean-up
+/// never holds up the messages queued behind it for long.
+const RETENTION_STEP: i64 = 2000;
+
+/// Messages one indexing step adds to the search index (a few tens of
+/// milliseconds of work), between looks at the queue.
+const INDEX_STEP: i64 = 2000;
+
+/// Marks the file as in use after an unclean stop: raises every room's
+/// `last_id` by [`CRASH_ID_GAP`] when the last server did not close it,
+/// then records that a server has it open. Returns the rooms raised, if a
+/// recovery was needed.
+pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Option<usize>> {
+    let clean: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'clean'", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    let tx = conn.unchecked_transaction()?;
+    // A new file (no flag yet) has handed out no ids.
+    let raised = if clean.as_deref().is_some_and(|flag| flag != "1") {
+        let gap = i64::try_from(CRASH_ID_GAP).unwrap_or(i64::MAX);
+        Some(tx.execute("UPDATE rooms SET last_id = last_id + ?1", [gap])?)
+    } else {
+        None
+    };
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '0')",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(raised)
+}
+
+/// A fresh epoch for a room the file has never seen.
+fn new_epoch() -> String {
+    format!("{:08x}.{:x}", fastrand::u32(..), unix_millis())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    inbox: Receiver<Command>,
+    shared: Arc<Shared>,
+    /// Room name -> row id, for rooms whose row is committed.
+    rids: HashMap<RoomName, i64>,
+    /// Messages taken from the queue and not committed yet.
+    batch: Vec<ChatEvent>,
+    /// Bytes of `batch`, released from the queue's budget on commit.
+    batch_bytes: usize,
+    /// Messages committed so far.
+    committed: u64,
+    retain_days: Option<u32>,
+    retain_messages: Option<u64>,
+    retention_interval: Duration,
+    /// When retention runs next; `None` while a run is under way.
+    next_retention: Instant,
+    /// Retention has more to delete.
+    retention_busy: bool,
+    /// Some stored messages are not in the search index yet.
+    unindexed: bool,
+}
+
+impl Writer {
+    pub(super) fn new(
+        conn: Connection,
+        inbox: Receiver<Command>,
+        shared: Arc<Shared>,
+        config: &StoreConfig,
+    ) -> Self {
+        Self {
+            conn,
+            inbox,
+            shared,
+            rids: HashMap::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            committed: 0,
+            retain_days: config.retain_days,
+            retain_messages: config.retain_messages,
+            retention_interval: config.retention_interval,
+            next_retention: Instant::now(),
+            retention_busy: false,
+            unindexed: true,
+        }
+    }
+
+    /// Runs until told to close, or until every handle is gone.
+    pub(super) fn run(mut self) {
+        loop {
+            let wait = if !self.batch.is_empty() {
+                RETRY
+            } else if self.retention_busy || self.unindexed {
+                Duration::ZERO
+            } else {
+                self.next_retention
+                    .saturating_duration_since(Instant::now())
+            };
+            let first = match self.inbox.recv_timeout(wait) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close();
+                    return;
+                }
+            };
+            let mut next = first;
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append(event) => {
+                        self.batch_bytes += super::queued_size(&event);
+                        self.batch.push(event);
+                    }
+                    Command::Load {
+                        room,
+                        history_len,
+                        reply,
+                    } => {
+                        let loaded = match self.flush() {
+                            Ok(()) => self
+                                .load(&room, history_len)
+                                .map_err(|err| self.failed("loading a room", &err)),
+                            Err(err) => Err(err),
+                        };
+                        let _ = reply.send(loaded);
+                    }
+                    Command::Close(done) => {
+                        self.close();
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+                if self.batch.len() < BATCH_MAX {
+                    next = self.inbox.try_recv().ok();
+                }
+            }
+            let _ = self.flush();
+            if self.batch.is_empty() && self.next_retention <= Instant::now() {
+                self.retention_step();
+            } else if self.batch.is_empty() && self.unindexed {
+                self.index_step();
+            }
+        }
+    }
+
+    /// Commits the batch; on failure keeps it (to retry) and refuses new
+    /// messages until a write succeeds.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        match self.write_batch() {
+            Ok(()) => {
+                self.committed += self.batch.len() as u64;
+                self.batch.clear();
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(self.batch_bytes, Ordering::AcqRel);
+                self.batch_bytes = 0;
+                self.shared.committed.send_replace(self.committed);
+                if self.shared.failing().is_some() {
+                    info!("the message store writes again; publishing resumes");
+                    self.shared.set_failing(None);
+                }
+                Ok(())
+            }
+            Err(err) => Err(self.failed("writing messages", &err)),
+        }?;
+        self.unindexed = true;
+        Ok(())
+    }
+
+    /// Adds the next stored messages to the search index, a step at a time.
+    fn index_step(&mut self) {
+        match self.index_more() {
+            Ok(0) => self.unindexed = false,
+            Ok(_) => {}
+            Err(err) => {
+                warn!(%err, "indexing messages for search failed; will retry");
+                self.unindexed = false;
+            }
+        }
+    }
+
+    fn index_more(&mut self) -> rusqlite::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let through: i64 = tx.query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through'",
+            [],
+            |row| row.get(0),
+        )?;
+        let last: Option<i64> = tx.query_row(
+            "SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+            params![through, INDEX_STEP],
+            |row| row.get(0),
+        )?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let indexed = tx.execute(
+            "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
+            params![through, last],
+        )?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'fts_through'",
+            [last.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(indexed)
+    }
+
+    /// Records a write failure: logged once when it starts, reported by
+    /// `/healthz`, and every publish refused until a write succeeds.
+    fn failed(&self, what: &str, err: &rusqlite::Error) -> StoreError {
+        let reason = describe(err);
+        if self.shared.failing().is_none() {
+            error!(%err, "the message store cannot write ({what}): {reason}; publishes are refused until it can");
+        }
+        self.shared.set_failing(Some(reason.clone()));
+        StoreError::Failing { reason }
+    }
+
+    fn write_batch(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        let mut new_rids = Vec::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages (room, id, user, text, emote, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut last: HashMap<i64, u64> = HashMap::new();
+            for event in &self.batch {
+                let rid = if let Some(&rid) = self.rids.get(&event.room) {
+                    rid
+                } else {
+                    let rid = room_row(&tx, &event.room)?.0;
+                    new_rids.push((event.room.clone(), rid));
+                    self.rids.insert(event.room.clone(), rid);
+                    rid
+                };
+                let inserted = insert.execute(params![
+                    rid,
+                    to_i64(event.id),
+                    event.user,
+                    event.message,
+                    event.emote,
+                    to_i64(event.ts),
+                ])?;
+                if inserted == 0 {
+                    warn!(room = %event.room, id = event.id, "a message id was already stored; the new message was not");
+                }
+                let max = last.entry(rid).or_default();
+                *max = (*max).max(event.id);
+            }
+            let mut raise =
+                tx.prepare_cached("UPDATE rooms SET last_id = max(last_id, ?2) WHERE rid = ?1")?;
+            for (rid, id) in last {
+                raise.execute(params![rid, to_i64(id)])?;
+            }
+        }
+        match tx.commit() {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                // The transaction rolled back: forget rows it created.
+                for (room, _) in new_rids {
+                    self.rids.remove(&room);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn load(&mut self, room: &RoomName, history_len: usize) -> rusqlite::Result<LoadedRoom> {
+        let (rid, epoch, last_id) = room_row(&self.conn, room)?;
+        self.rids.insert(room.clone(), rid);
+        let mut history = super::read::newest(&self.conn, rid, room, history_len)?;
+        history.reverse();
+        Ok(LoadedRoom {
+            epoch,
+            last_id: to_u64(last_id),
+            history,
+        })
+    }
+
+    /// Commits what is queued and marks the file cleanly closed (unless
+    /// messages could not be written: then the next start raises ids).
+    fn close(&mut self) {
+        if self.flush().is_err() {
+            error!(
+                lost = self.batch.len(),
+                "closing the message store with messages it could not write"
+            );
+            return;
+        }
+        let marked = self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '1')",
+            [],
+        );
+        match marked {
+            Ok(_) => {
+                let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+                info!(messages = self.committed, "message store closed");
+            }
+            Err(err) => warn!(%err, "could not mark the message store as cleanly closed"),
+        }
+    }
+
+    /// Deletes one step's worth of what retention removes; schedules the
+    /// next run when nothing is left.
+    fn retention_step(&mut self) {
+        if self.retain_days.is_none() && self.retain_messages.is_none() {
+            self.next_retention = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+            return;
+        }
+        match self.delete_expired() {
+            Ok(0) => {
+                self.retention_busy = false;
+                self.next_retention = Instant::now() + self.retention_interval;
+            }
+            Ok(deleted) => {
+                self.retention_busy = true;
+                info!(deleted, "retention: removed old messages");
+            }
+            Err(err) => {
+                self.failed("applying retention", &err);
+                self.retention_busy = false;
+                self.next_retention = Instant::now() + RETRY;
+            }
+        }
+    }
+
+    fn delete_expired(&mut self) -> rusqlite::Result<usize> {
+        let rooms: Vec<i64> = {
+            let mut statement = self.conn.prepare_cached("SELECT rid FROM rooms")?;
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        if let Some(days) = self.retain_days {
+            let cutoff = to_i64(unix_millis()).saturating_sub(i64::from(days) * 86_400_000);
+            // A room's oldest messages expire first: walk each room from
+            // its first id (no index on the time is kept, it would cost
+            // every insert).
+            for &rid in &rooms {
+                let oldest: Option<i64> = self
+                    .conn
+                    .query_row(
+                        "SELECT ts FROM messages WHERE room = ?1 ORDER BY id LIMIT 1",
+                        [rid],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if oldest.is_some_and(|ts| ts < cutoff) {
+                    let deleted = self.conn.execute(
+                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE room = ?1 AND ts < ?2 ORDER BY id LIMIT ?3)",
+                        params![rid, cutoff, RETENTION_STEP],
+                    )?;
+                    if deleted > 0 {
+                        return Ok(deleted);
+                    }
+                }
+            }
+        }
+        if let Some(keep) = self.retain_messages {
+            for rid in rooms {
+                let cut: Option<i64> = self
+                    .conn
+                    .query_row(
+                        "SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        params![rid, to_i64(keep)],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(cut) = cut {
+                    let deleted = self.conn.execute(
+                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE room = ?1 AND id <= ?2 LIMIT ?3)",
+                        params![rid, cut, RETENTION_STEP],
+                    )?;
+                    if deleted > 0 {
+                        return Ok(deleted);
+                    }
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// The row of `room`: (rid, epoch, last_id), created (new epoch, no ids
+/// yet) if missing.
+fn room_row(conn: &Connection, room: &RoomName) -> rusqlite::Result<(i64, String, i64)> {
+    let select = "SELECT rid, epoch, last_id FROM rooms WHERE name = ?1";
+    let read = |conn: &Connection| {
+        conn.query_row(select, [room.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+    };
+    if let Some(row) = read(conn)? {
+        return Ok(row);
+    }
+    conn.execute(
+        "INSERT INTO rooms (name, epoch, last_id) VALUES (?1, ?2, 0)",
+        params![room.as_str(), new_epoch()],
+    )?;
+    read(conn)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// A short reason for an operator: what SQLite's error means here.
+fn describe(err: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => "the disk (or the database's size cap) is full".to_owned(),
+        Some(ErrorCode::ReadOnly) => "the database is read-only".to_owned(),
+        Some(ErrorCode::SystemIoFailure) => format!("an I/O error: {err}"),
+        Some(ErrorCode::CannotOpen) => "the database file cannot be opened".to_owned(),
+        _ => err.to_string(),
+    }
+}

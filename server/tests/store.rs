@@ -1,0 +1,359 @@
+//! `--db`: real SQLite files in temp dirs. Restarts keep history and ids;
+//! paging walks back over 10,000 messages exactly once; search finds old
+//! words (FTS5) whatever syntax characters the query holds; retention
+//! removes what it should; a full "disk" refuses publishes visibly and
+//! `/healthz` says so. The crash test (the real binary, `kill -9`) is in
+//! `store_crash.rs`.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chat_protocol::{ChatEvent, ErrorCode, HistoryQuery, MessagePage, ServerEvent};
+use chat_server::{Config, Limits, StoreConfig};
+use common::*;
+
+fn db_config(path: &Path, history_len: usize) -> Config {
+    Config {
+        history_len,
+        store: Some(StoreConfig::new(path)),
+        limits: Limits {
+            rate_per_sec: 0.0,
+            ..Limits::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// Publishes `count` messages (`text(i)`, i from 1) in `room` and waits
+/// until they came back.
+async fn publish(
+    server: &TestServer,
+    room: &str,
+    count: usize,
+    text: impl Fn(usize) -> String,
+) -> Vec<ChatEvent> {
+    let (client, _) = server.joined(room, "writer").await;
+    let (sender, mut events) = client.split();
+    let texts: Vec<String> = (1..=count).map(text).collect();
+    let send = tokio::spawn(async move {
+        for text in texts {
+            sender.say(&text).await.expect("say");
+        }
+        sender
+    });
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        match within(events.next()).await.expect("open").expect("event") {
+            ServerEvent::Chat(chat) => seen.push(chat),
+            ServerEvent::Error(error) => panic!("refused: {error:?}"),
+            _ => {}
+        }
+    }
+    let sender = within(send).await.expect("sender");
+    within(sender.close()).await.expect("close");
+    seen
+}
+
+async fn api_page(server: &TestServer, room: &str, query: &str) -> MessagePage {
+    let path = format!("/api/rooms/{room}/messages?{query}");
+    let response = get(server.addr(), &path).await;
+    assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+    serde_json::from_str(&response.body).expect("a page")
+}
+
+fn ids(events: &[ChatEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.id).collect()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_rooms_history_and_ids_continue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    let sent = publish(&server, "kept", 25, |i| format!("before restart {i}")).await;
+    let other = publish(&server, "other", 3, |i| format!("other {i}")).await;
+    let (_, welcome) = server.joined("kept", "first").await;
+    server.shutdown().await;
+    assert!(db.exists());
+
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    let (mut client, after) = server.joined("kept", "back").await;
+    assert_eq!(after.epoch, welcome.epoch, "the room keeps its epoch");
+    assert_eq!(after.last_id, sent.last().unwrap().id);
+    assert_eq!(ids(&after.history), ids(&sent[15..]), "the cache reloads");
+    client.say("after restart").await.expect("say");
+    let chat = next_chat(&mut client).await;
+    assert_eq!(chat.id, sent.last().unwrap().id + 1, "ids continue exactly");
+    // Everything is still there, beyond the memory cache.
+    let page = api_page(&server, "kept", "limit=500").await;
+    assert_eq!(page.messages.len(), 26);
+    assert_eq!(page.messages[0].message, "before restart 1");
+    let page = api_page(&server, "other", "").await;
+    assert_eq!(ids(&page.messages), ids(&other));
+}
+
+#[tokio::test]
+async fn paging_back_over_10000_messages_returns_each_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(db_config(&dir.path().join("chat.db"), 100)).await;
+    let sent = publish(&server, "big", 10_000, |i| format!("m{i}")).await;
+    let mut walked: Vec<ChatEvent> = Vec::new();
+    let mut query = "limit=500".to_owned();
+    for _ in 0..30 {
+        let page = api_page(&server, "big", &query).await;
+        walked.splice(0..0, page.messages.iter().cloned());
+        if !page.more {
+            break;
+        }
+        query = format!("limit=500&before={}", page.messages[0].id);
+    }
+    assert_eq!(walked.len(), 10_000);
+    assert_eq!(ids(&walked), ids(&sent), "each message once, oldest first");
+    assert!(
+        walked
+            .iter()
+            .zip(&sent)
+            .all(|(a, b)| a.message == b.message)
+    );
+    // The typed frame walks the same way.
+    let (mut client, _) = server.joined("big", "reader").await;
+    let page = within(client.history(HistoryQuery::new().before(101).limit(500)))
+        .await
+        .expect("page");
+    assert_eq!(ids(&page.messages), (1..=100).collect::<Vec<_>>());
+    assert!(!page.more);
+    let page = within(client.history(HistoryQuery::new().after(9_990).limit(500)))
+        .await
+        .expect("page");
+    assert_eq!(ids(&page.messages), (9_991..=10_000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn search_finds_a_word_in_an_old_message_and_never_reads_fts_syntax() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    let server = TestServer::start_with(db_config(&db, 5)).await;
+    let sent = publish(&server, "search", 300, |i| match i {
+        3 => "a Zebra crossed, \"quoted\" NEAR(the road) *stars*".to_owned(),
+        150 => "another zebras sighting".to_owned(),
+        _ => format!("filler {i}"),
+    })
+    .await;
+    // Twice: right away (the writer may not have indexed them yet: the
+    // rest is scanned), and once the index has caught up (FTS5 alone).
+    for round in ["maybe not indexed", "indexed"] {
+        if round == "indexed" {
+            wait_indexed(&db).await;
+        }
+        let page = api_page(&server, "search", "q=zebra").await;
+        assert_eq!(ids(&page.messages), [sent[2].id, sent[149].id], "{round}");
+        let path = format!("q=zebra&before={}", sent[149].id);
+        let page = api_page(&server, "search", &path).await;
+        assert_eq!(
+            ids(&page.messages),
+            [sent[2].id],
+            "search and paging combine"
+        );
+        let page = api_page(&server, "search", "q=zebra&limit=1").await;
+        assert_eq!((ids(&page.messages), page.more), (vec![sent[149].id], true));
+        let page = api_page(&server, "search", "q=filler%202&limit=500").await;
+        assert_eq!(page.messages.len(), 1 + 10 + 100, "{round}: 2, 2x, 2xx");
+    }
+    for q in [
+        "%22zebra",
+        "zebra%22",
+        "zebra*",
+        "*zebra",
+        "NEAR(zebra",
+        "near%28zebra%2C%20road%29",
+        "zebra%20OR%20filler",
+        "zebra%20AND%20NOT",
+        "ZEBRA%20CROSSED",
+        "quoted%22%20stars%2A",
+        "%5Ezebra%20%2Bcrossed%20-road%20col%3Azebra",
+    ] {
+        let path = format!("/api/rooms/search/messages?{q}");
+        let path = path.replacen('?', "?q=", 1);
+        let response = get(server.addr(), &path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+    }
+    // A word not in any message finds nothing; OR is a word, not an operator.
+    let page = api_page(&server, "search", "q=zebra%20OR%20filler").await;
+    assert!(page.messages.is_empty(), "{page:?}");
+    let page = api_page(&server, "search", "q=NEAR(the").await;
+    assert_eq!(ids(&page.messages), [sent[2].id]);
+    let response = get(server.addr(), "/api/rooms/search/messages?q=%22%2A%28").await;
+    assert_eq!(response.status, 400, "{}", response.body);
+}
+
+#[tokio::test]
+async fn retention_removes_the_oldest_beyond_the_count_and_the_expired() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    // Old messages: written, then aged in the file while no server runs.
+    let server = TestServer::start_with(db_config(&db, 100)).await;
+    let aged = publish(&server, "aged", 4, |i| format!("aged {i}")).await;
+    server.shutdown().await;
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let three_days_ago = chat_protocol::unix_millis() - 3 * 86_400_000;
+        conn.execute(
+            "UPDATE messages SET ts = ?1 WHERE id <= 2",
+            [i64::try_from(three_days_ago).unwrap()],
+        )
+        .expect("age");
+    }
+    let mut config = db_config(&db, 100);
+    if let Some(store) = config.store.as_mut() {
+        store.retain_days = Some(2);
+        store.retain_messages = Some(5);
+        store.retention_interval = Duration::from_millis(100);
+    }
+    let server = TestServer::start_with(config).await;
+    let busy = publish(&server, "busy", 20, |i| format!("busy {i}")).await;
+    let quiet = publish(&server, "quiet", 3, |i| format!("quiet {i}")).await;
+    // Retention runs in the background: wait (bounded) for it.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let page = api_page(&server, "busy", "limit=100").await;
+        if page.messages.len() == 5 {
+            assert_eq!(
+                ids(&page.messages),
+                ids(&busy[15..]),
+                "the newest five stay"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention did not run: {} messages",
+            page.messages.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ids(&api_page(&server, "quiet", "").await.messages),
+        ids(&quiet)
+    );
+    let page = api_page(&server, "aged", "").await;
+    assert_eq!(ids(&page.messages), ids(&aged[2..]), "the expired are gone");
+    // Search no longer finds what retention removed.
+    assert!(
+        api_page(&server, "busy", "q=busy%203")
+            .await
+            .messages
+            .is_empty()
+    );
+    let page = api_page(&server, "busy", "q=busy%202").await;
+    assert_eq!(
+        ids(&page.messages),
+        [busy[19].id],
+        "only busy 20 is left of 2*"
+    );
+}
+
+#[tokio::test]
+async fn a_full_database_refuses_publishes_visibly_and_healthz_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = db_config(&dir.path().join("chat.db"), 100);
+    if let Some(store) = config.store.as_mut() {
+        // A few hundred KiB of pages: what SQLite reports on a full disk.
+        store.max_pages = Some(120);
+    }
+    let server = TestServer::start_with(config).await;
+    assert_eq!(get(server.addr(), "/healthz").await.status, 200);
+    let (mut client, _) = server.joined("full", "writer").await;
+    let filler = "x".repeat(4000);
+    let mut delivered = 0u64;
+    let mut refused = None;
+    for _ in 0..1000 {
+        client.say(&filler).await.expect("say");
+        match next_event_skipping_presence(&mut client).await {
+            ServerEvent::Chat(_) => delivered += 1,
+            ServerEvent::Error(error) => {
+                refused = Some(error);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let refused = refused.expect("the store filled up and refused");
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    assert!(
+        refused.message.contains("NOT delivered"),
+        "{}",
+        refused.message
+    );
+    assert!(refused.message.contains("full"), "{}", refused.message);
+    assert!(delivered > 0);
+    let health = get(server.addr(), "/healthz").await;
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(health.body.contains("full"), "{}", health.body);
+    // Another member sees nothing of the refused messages.
+    let (mut other, _) = server.joined("full", "other").await;
+    client.say("also refused").await.expect("say");
+    assert_no_chat(&mut other).await;
+    // Reads still work.
+    let page = api_page(&server, "full", "limit=1").await;
+    assert_eq!(page.messages.len(), 1);
+}
+
+async fn next_event_skipping_presence(client: &mut chat_protocol::Client) -> ServerEvent {
+    loop {
+        match next_event(client).await {
+            ServerEvent::Join(_) | ServerEvent::Leave(_) => {}
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_a_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_a_db,
+        "this is not a database, just text that is long enough ".repeat(20),
+    )
+    .expect("write");
+    for path in [dir.path().join("missing-dir").join("chat.db"), not_a_db] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let err = chat_server::spawn(listener, db_config(&path, 10))
+            .await
+            .expect_err("the server must not start");
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("check the path"),
+            "{message}"
+        );
+    }
+}
+
+/// Waits (bounded) until the writer has indexed every stored message.
+async fn wait_indexed(db: &Path) {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = rusqlite::Connection::open_with_flags(db, flags).expect("open");
+        let (through, last): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through'), \
+                        (SELECT coalesce(max(seq), 0) FROM messages)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("read");
+        if through >= last {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not indexed: {through} < {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
