@@ -15,9 +15,10 @@
 //!   commits whatever is queued in one transaction at a time (group
 //!   commit), so the async workers never wait for SQLite. Indexing for
 //!   search (FTS5, about four times the cost of storing a message) is done
-//!   by the same thread when nothing is queued, so a burst is stored at
-//!   full speed and indexed just after; search also scans the few messages
-//!   not indexed yet, so it always sees everything stored.
+//!   by the same thread once nothing has been queued for 50 ms (or when
+//!   100,000 messages wait for it), so a burst is stored at full speed and
+//!   indexed after it; search also scans the messages not indexed yet, so
+//!   it always sees everything stored.
 //! * [`Store::load_room`] gives a room's epoch, last id and recent messages
 //!   when the memory layer (re)creates it; it runs on the writer, after
 //!   everything queued before it, so it never misses a queued message.
@@ -27,8 +28,9 @@
 //!
 //! # Durability contract
 //!
-//! Messages are delivered first and written a moment later (usually within
-//! a millisecond or two; every commit is fsynced, `synchronous = FULL`).
+//! Messages are delivered first and written a moment later (within about
+//! 10 ms: the writer commits at most every 10 ms, and every commit is
+//! fsynced, `synchronous = FULL`).
 //! So:
 //!
 //! * a clean stop (SIGINT/SIGTERM) loses nothing, and ids continue exactly;

@@ -224,3 +224,132 @@ async fn kill_9_mid_traffic_then_restart_never_reuses_an_id() {
     assert_eq!(next_chat(&mut client).await.id, chat.id + 1);
     server.stop();
 }
+
+/// A tmpfs of `size`, mounted for the test's life (mount needs root: where
+/// it is refused the test says so loudly and skips, and fails under CI).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::piped())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Self { dir }),
+            other => {
+                let why = format!("cannot mount a tmpfs to fill up ({other:?})");
+                assert!(std::env::var_os("CI").is_none(), "{why}");
+                eprintln!("SKIPPED: {why}; run as root to test a full disk");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_publishes_visibly_and_they_resume_when_space_returns() {
+    let Some(disk) = Tmpfs::mount("4m") else {
+        return;
+    };
+    let db = disk.dir.path().join("chat.db");
+    let server = Server::start(&db);
+    let (mut writer, _) = server.client("full", "writer").await;
+    let (mut other, _) = server.client("full", "other").await;
+    writer.say("before the disk filled").await.expect("say");
+    next_chat(&mut writer).await;
+    next_chat(&mut other).await;
+
+    // Fill the disk with another file, to the last byte.
+    let filler = disk.dir.path().join("filler");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&filler).expect("create filler");
+        let block = vec![0u8; 64 * 1024];
+        for _ in 0..1024 {
+            if file
+                .write_all(&block)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+    let text = "x".repeat(2000);
+    let mut refused = None;
+    for _ in 0..2000 {
+        writer.say(&text).await.expect("say");
+        match next_event(&mut writer).await {
+            ServerEvent::Error(error) => {
+                refused = Some(error);
+                break;
+            }
+            ServerEvent::Chat(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let refused = refused.expect("publishes are refused once the disk is full");
+    assert_eq!(refused.code, chat_protocol::ErrorCode::Unavailable);
+    assert!(
+        refused.message.contains("NOT delivered"),
+        "{}",
+        refused.message
+    );
+    let health = get(server.addr, "/healthz").await;
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(health.body.contains("cannot write"), "{}", health.body);
+    assert!(
+        server.log().contains("cannot write"),
+        "the log says so: {}",
+        server.log()
+    );
+    // What was refused reached nobody.
+    let mut delivered_to_other = 0;
+    while let Ok(Some(Ok(event))) =
+        tokio::time::timeout(Duration::from_millis(300), other.next()).await
+    {
+        if let ServerEvent::Chat(chat) = event {
+            assert_ne!(chat.id, 0);
+            delivered_to_other += 1;
+        }
+    }
+
+    // Space again: the writer retries, publishing resumes by itself.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while get(server.addr, "/healthz").await.status != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "still unhealthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.say("after space returned").await.expect("say");
+    loop {
+        match next_event(&mut writer).await {
+            ServerEvent::Chat(chat) if chat.message == "after space returned" => break,
+            ServerEvent::Chat(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Everything delivered is stored, nothing refused is.
+    let stored = server.stored("full").await;
+    assert_eq!(
+        stored.first().map(|c| c.message.as_str()),
+        Some("before the disk filled")
+    );
+    assert_eq!(
+        stored.last().map(|c| c.message.as_str()),
+        Some("after space returned")
+    );
+    assert_eq!(stored.len(), delivered_to_other + 2, "stored = delivered");
+    server.stop();
+}

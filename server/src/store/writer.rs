@@ -15,6 +15,13 @@ use tracing::{error, info, warn};
 
 use super::{BATCH_MAX, CRASH_ID_GAP, Command, LoadedRoom, Shared, StoreConfig, StoreError};
 
+/// Commits at most this often: a commit costs its fsync (a few hundred
+/// microseconds of CPU, milliseconds of waiting) whatever its size, so at
+/// a trickle of messages the writer gathers for this long instead of
+/// committing each alone. It is also the longest a message waits to be
+/// written.
+const COMMIT_EVERY: Duration = Duration::from_millis(10);
+
 /// How long to wait before writing again after a failed write.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -25,6 +32,14 @@ const RETENTION_STEP: i64 = 2000;
 /// Messages one indexing step adds to the search index (a few tens of
 /// milliseconds of work), between looks at the queue.
 const INDEX_STEP: i64 = 2000;
+
+/// Indexing waits until nothing has been queued for this long, so that
+/// a burst of messages is stored at full speed and indexed after it.
+const INDEX_WHEN_IDLE: Duration = Duration::from_millis(50);
+
+/// Past this many messages not indexed, indexing goes on under load too,
+/// so that the part of a search that is a scan stays small.
+const INDEX_BACKLOG: u64 = 100_000;
 
 /// Marks the file as in use after an unclean stop: raises every room's
 /// `last_id` by [`CRASH_ID_GAP`] when the last server did not close it,
@@ -84,8 +99,11 @@ pub(super) struct Writer {
     next_retention: Instant,
     /// Retention has more to delete.
     retention_busy: bool,
-    /// Some stored messages are not in the search index yet.
-    unindexed: bool,
+    /// When the last batch was committed.
+    last_commit: Instant,
+    /// Stored messages not in the search index yet (an upper bound:
+    /// at start, unknown, so "many" until indexing finds the end).
+    unindexed: u64,
 }
 
 impl Writer {
@@ -108,24 +126,33 @@ impl Writer {
             retention_interval: config.retention_interval,
             next_retention: Instant::now(),
             retention_busy: false,
-            unindexed: true,
+            unindexed: INDEX_BACKLOG,
+            last_commit: Instant::now(),
         }
     }
 
     /// Runs until told to close, or until every handle is gone.
     pub(super) fn run(mut self) {
         loop {
+            let until_retention = self
+                .next_retention
+                .saturating_duration_since(Instant::now());
             let wait = if !self.batch.is_empty() {
                 RETRY
-            } else if self.retention_busy || self.unindexed {
+            } else if self.retention_busy || self.unindexed >= INDEX_BACKLOG {
                 Duration::ZERO
+            } else if self.unindexed > 0 {
+                INDEX_WHEN_IDLE.min(until_retention)
             } else {
-                self.next_retention
-                    .saturating_duration_since(Instant::now())
+                until_retention
             };
+            let mut idle = false;
             let first = match self.inbox.recv_timeout(wait) {
                 Ok(command) => Some(command),
-                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Timeout) => {
+                    idle = true;
+                    None
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close();
                     return;
@@ -159,12 +186,30 @@ impl Writer {
                 }
                 if self.batch.len() < BATCH_MAX {
                     next = self.inbox.try_recv().ok();
+                    // Nothing more right now: gather until the next commit is due.
+                    let due = self.last_commit + COMMIT_EVERY;
+                    if next.is_none() && !self.batch.is_empty() && self.shared.failing().is_none() {
+                        let now = Instant::now();
+                        if now < due {
+                            next = match self.inbox.recv_timeout(due - now) {
+                                Ok(command) => Some(command),
+                                Err(RecvTimeoutError::Timeout) => None,
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    self.close();
+                                    return;
+                                }
+                            };
+                        }
+                    }
                 }
             }
             let _ = self.flush();
             if self.batch.is_empty() && self.next_retention <= Instant::now() {
                 self.retention_step();
-            } else if self.batch.is_empty() && self.unindexed {
+            } else if self.batch.is_empty()
+                && self.unindexed > 0
+                && (idle || self.unindexed >= INDEX_BACKLOG)
+            {
                 self.index_step();
             }
         }
@@ -178,7 +223,9 @@ impl Writer {
         }
         match self.write_batch() {
             Ok(()) => {
+                self.last_commit = Instant::now();
                 self.committed += self.batch.len() as u64;
+                self.unindexed += self.batch.len() as u64;
                 self.batch.clear();
                 self.shared
                     .queued_bytes
@@ -193,18 +240,18 @@ impl Writer {
             }
             Err(err) => Err(self.failed("writing messages", &err)),
         }?;
-        self.unindexed = true;
         Ok(())
     }
 
     /// Adds the next stored messages to the search index, a step at a time.
     fn index_step(&mut self) {
         match self.index_more() {
-            Ok(0) => self.unindexed = false,
-            Ok(_) => {}
+            Ok(0) => self.unindexed = 0,
+            // Not 0 until a step finds nothing left: the count is a bound.
+            Ok(done) => self.unindexed = self.unindexed.saturating_sub(done as u64).max(1),
             Err(err) => {
                 warn!(%err, "indexing messages for search failed; will retry");
-                self.unindexed = false;
+                self.unindexed = 0;
             }
         }
     }
