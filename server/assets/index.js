@@ -16,6 +16,15 @@
   // it is kept for this tab and passed on to every request the page makes.
   const token = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("chat.token");
   if (token) sessionStorage.setItem("chat.token", token);
+  forgetTokenInAddressBar();
+  // The token stays out of the address bar and the browser's history
+  // (a reload comes back through the server's token page, token.js).
+  function forgetTokenInAddressBar() {
+    const url = new URL(location.href);
+    if (!url.searchParams.has("token")) return;
+    url.searchParams.delete("token");
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
   function withToken(url) {
     return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
   }

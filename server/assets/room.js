@@ -484,6 +484,13 @@
     const back = document.querySelector(".back");
     if (back) back.href = "/chat/?token=" + encodeURIComponent(token);
   }
+  // The token stays out of the address bar and the browser's history (a
+  // reload comes back through the server's token page, token.js).
+  if (new URLSearchParams(location.search).has("token")) {
+    const url = new URL(location.href);
+    url.searchParams.delete("token");
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
   let welcomed = false;
   let attempt = 0;
   let retryTimer = null;

@@ -1,14 +1,21 @@
-//! Who may connect: the `Origin` check against cross-site WebSocket
-//! hijacking, and the optional bearer token.
+//! Who may connect: the `Host` check against DNS rebinding (see
+//! `hosts`), the `Origin` check against cross-site WebSocket hijacking,
+//! and the optional bearer token.
 //!
 //! The origin rule mirrors Channels' `AllowedHostsOriginValidator`: a
-//! browser's upgrade is accepted when its `Origin` names this server (the
-//! `Host` it asked for) or an origin on the allow-list; a client that sends
-//! no `Origin` (terminals, scripts, bots) is not a browser page and is
-//! accepted.
+//! browser's upgrade is accepted when its `Origin` is this server (the
+//! scheme, host and port it asked for, exactly) or an origin on the
+//! allow-list; a client that sends no `Origin` (terminals, scripts, bots)
+//! is not a browser page and is accepted.
+
+mod hosts;
+
+use std::fmt;
 
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
+
+pub use hosts::{AllowedHosts, BadPattern, Host, HostRefusal};
 
 /// The longest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 256;
@@ -18,9 +25,12 @@ pub const MAX_TOKEN_LEN: usize = 256;
 pub struct Access {
     /// Check `Origin` on WebSocket upgrades.
     pub check_origin: bool,
-    /// Origins accepted besides the server's own (`https://app.example`),
-    /// lower case; `*` accepts any.
+    /// Origins accepted besides the server's own (`https://app.example`);
+    /// `*` accepts any.
     pub allowed_origins: Vec<String>,
+    /// `Host` names accepted (`--allowed-host`); empty: the defaults for
+    /// the address the server is bound to (see [`AllowedHosts`]).
+    pub allowed_hosts: Vec<String>,
     /// Bearer tokens; empty: no token required.
     pub tokens: Vec<String>,
 }
@@ -31,6 +41,7 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field("check_origin", &self.check_origin)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("tokens", &format_args!("[{} hidden]", self.tokens.len()))
             .finish()
     }
@@ -42,46 +53,51 @@ impl Access {
         Self {
             check_origin: true,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             tokens: Vec::new(),
         }
     }
 
-    /// Refuses a browser upgrade from a page of another site.
+    /// Refuses a browser upgrade from a page of another site: its
+    /// `Origin` must be this server exactly (scheme, host and port), as
+    /// `host` (the request's `Host`) and `scheme` (`http`, or `https` with
+    /// TLS or behind a proxy that says so) name it, or an allowed origin.
     ///
     /// # Errors
     ///
-    /// The reason, for a 403 answer.
-    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), String> {
-        let Some(origin) = headers.get(header::ORIGIN) else {
+    /// Why not, for a 403 answer.
+    pub fn check_origin(
+        &self,
+        headers: &HeaderMap,
+        host: &Host,
+        scheme: &str,
+    ) -> Result<(), OriginRefusal> {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        let Some(origin) = origins.next() else {
             return Ok(());
         };
+        if origins.next().is_some() {
+            return Err(OriginRefusal::Duplicate);
+        }
         if !self.check_origin {
             return Ok(());
         }
-        let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        if self
+        let text = origin.to_str().unwrap_or("").trim();
+        let Some(origin) = Origin::parse(text) else {
+            return Err(OriginRefusal::NotAnOrigin(text.to_owned()));
+        };
+        let allowed = self
             .allowed_origins
             .iter()
-            .any(|allowed| allowed == "*" || *allowed == origin)
-        {
+            .any(|allowed| allowed == "*" || Origin::parse(allowed).as_ref() == Some(&origin));
+        let own = Origin::of(scheme, host);
+        if allowed || own.as_ref() == Some(&origin) {
             return Ok(());
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let origin_host = origin
-            .split_once("://")
-            .map_or("", |(_, rest)| rest.trim_end_matches('/'));
-        if !host.is_empty() && origin_host == host {
-            return Ok(());
-        }
-        Err(format!(
-            "cross-site WebSocket refused: the page's origin {origin:?} is not this server ({host:?}); \
-             the operator can allow it with --allowed-origin"
-        ))
+        Err(OriginRefusal::OtherSite {
+            origin,
+            server: own.map_or_else(|| host.to_string(), |own| own.to_string()),
+        })
     }
 
     /// Whether a token is required.
@@ -128,6 +144,75 @@ impl Access {
             Err("the token is not valid")
         }
     }
+}
+
+/// A browser origin, `scheme://host[:port]`, with its port made explicit
+/// (the scheme's default when omitted), so that equal origins compare
+/// equal however they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: &'static str,
+    name: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses an `Origin` value: `http` or `https`, a host, an optional
+    /// port, nothing after (not even a `/`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (scheme, rest) = text.trim().split_once("://")?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => "http",
+            "https" => "https",
+            _ => return None,
+        };
+        Self::of(scheme, &Host::parse(rest)?)
+    }
+
+    /// The origin of `host` served over `scheme` (`http` or `https`).
+    fn of(scheme: &str, host: &Host) -> Option<Self> {
+        let (scheme, default_port) = match scheme {
+            "http" => ("http", 80),
+            "https" => ("https", 443),
+            _ => return None,
+        };
+        Some(Self {
+            scheme,
+            name: host.name.clone(),
+            port: host.port.unwrap_or(default_port),
+        })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.name, self.port)
+    }
+}
+
+/// Why a browser's upgrade was refused for its `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginRefusal {
+    /// More than one `Origin` header: no browser sends that.
+    #[error("more than one Origin header")]
+    Duplicate,
+    /// Not `http(s)://host[:port]`.
+    #[error(
+        "cross-site WebSocket refused: {0:?} is not a web origin (scheme://host[:port]); \
+         the operator can allow an origin with --allowed-origin"
+    )]
+    NotAnOrigin(String),
+    /// A page of another site.
+    #[error(
+        "cross-site WebSocket refused: the page's origin {origin} is not this server ({server}); \
+         the operator can allow it with --allowed-origin"
+    )]
+    OtherSite {
+        /// The page's origin.
+        origin: Origin,
+        /// This server, as the request named it.
+        server: String,
+    },
 }
 
 /// Compares two byte strings of up to [`MAX_TOKEN_LEN`] bytes without
@@ -196,67 +281,97 @@ mod tests {
         map
     }
 
+    fn check(
+        access: &Access,
+        origin: &[&str],
+        host: &str,
+        scheme: &str,
+    ) -> Result<(), OriginRefusal> {
+        let mut map = HeaderMap::new();
+        for origin in origin {
+            map.append(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        }
+        access.check_origin(&map, &Host::parse(host).unwrap(), scheme)
+    }
+
     #[test]
-    fn same_origin_and_no_origin_pass_others_do_not() {
+    fn the_origin_must_be_this_server_exactly() {
         let access = Access::new();
         assert!(
-            access
-                .check_origin(&headers(&[("host", "127.0.0.1:8000")]))
-                .is_ok()
+            check(&access, &[], "127.0.0.1:8000", "http").is_ok(),
+            "no Origin: not a browser"
         );
+        for same in ["http://127.0.0.1:8000", "HTTP://127.0.0.1:8000"] {
+            assert!(
+                check(&access, &[same], "127.0.0.1:8000", "http").is_ok(),
+                "{same}"
+            );
+        }
+        assert!(check(&access, &["https://chat.example"], "Chat.Example", "https").is_ok());
         assert!(
-            access
-                .check_origin(&headers(&[
-                    ("host", "127.0.0.1:8000"),
-                    ("origin", "http://127.0.0.1:8000")
-                ]))
-                .is_ok()
+            check(
+                &access,
+                &["https://chat.example:443"],
+                "chat.example",
+                "https"
+            )
+            .is_ok()
         );
+        for other in [
+            "https://127.0.0.1:8000",
+            "ws://127.0.0.1:8000",
+            "evil://127.0.0.1:8000",
+            "http://127.0.0.1:8000/",
+            "http://127.0.0.1",
+            "http://127.0.0.1:8001",
+            "http://evil.example",
+            "null",
+        ] {
+            assert!(
+                check(&access, &[other], "127.0.0.1:8000", "http").is_err(),
+                "{other}"
+            );
+        }
+        let refused =
+            check(&access, &["http://evil.example"], "127.0.0.1:8000", "http").unwrap_err();
+        let text = refused.to_string();
         assert!(
-            access
-                .check_origin(&headers(&[
-                    ("host", "Chat.Example"),
-                    ("origin", "https://chat.example")
-                ]))
-                .is_ok()
+            text.contains("evil.example") && text.contains("--allowed-origin"),
+            "{text}"
         );
-        let refused = access
-            .check_origin(&headers(&[
-                ("host", "127.0.0.1:8000"),
-                ("origin", "http://evil.example"),
-            ]))
-            .unwrap_err();
-        assert!(
-            refused.contains("evil.example") && refused.contains("--allowed-origin"),
-            "{refused}"
+        assert_eq!(
+            check(
+                &access,
+                &["http://127.0.0.1:8000", "http://evil.example"],
+                "127.0.0.1:8000",
+                "http"
+            ),
+            Err(OriginRefusal::Duplicate)
         );
-        assert!(
-            access
-                .check_origin(&headers(&[("host", "h"), ("origin", "null")]))
-                .is_err()
-        );
+    }
+
+    #[test]
+    fn allowed_origins_and_the_switch_off() {
         let allowed = Access {
-            allowed_origins: vec!["http://evil.example".into()],
+            allowed_origins: vec!["http://app.example".into()],
             ..Access::new()
         };
-        assert!(
-            allowed
-                .check_origin(&headers(&[
-                    ("host", "h"),
-                    ("origin", "http://evil.example")
-                ]))
-                .is_ok()
-        );
+        assert!(check(&allowed, &["http://app.example"], "h", "http").is_ok());
+        assert!(check(&allowed, &["http://app.example:80"], "h", "http").is_ok());
+        assert!(check(&allowed, &["https://app.example"], "h", "http").is_err());
+        let any = Access {
+            allowed_origins: vec!["*".into()],
+            ..Access::new()
+        };
+        assert!(check(&any, &["http://evil.example"], "h", "http").is_ok());
         let off = Access {
             check_origin: false,
             ..Access::new()
         };
+        assert!(check(&off, &["http://evil.example"], "h", "http").is_ok());
         assert!(
-            off.check_origin(&headers(&[
-                ("host", "h"),
-                ("origin", "http://evil.example")
-            ]))
-            .is_ok()
+            check(&off, &["http://a", "http://b"], "h", "http").is_err(),
+            "two Origin headers are refused even so"
         );
     }
 

@@ -203,6 +203,22 @@ pub struct Cli {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Answer requests for this Host name (repeatable, or comma-separated
+    /// in the environment), as Django's ALLOWED_HOSTS: chat.example.com
+    /// (any port), chat.example.com:8443, .example.com (and subdomains),
+    /// or "*" for any (which allows DNS rebinding). Other names get HTTP
+    /// 400 on the pages, the API, /metrics and the socket (not /healthz). Default:
+    /// bound to loopback, localhost, 127.0.0.1 and [::1] with the port;
+    /// bound elsewhere, IP addresses and localhost (DNS names must be
+    /// listed; the start-up log says so).
+    #[arg(
+        long = "allowed-host",
+        env = "CHAT_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Do not check Origin at all (behind a proxy that does).
     #[arg(long, env = "CHAT_NO_ORIGIN_CHECK")]
     pub no_origin_check: bool,
@@ -309,6 +325,7 @@ impl Cli {
                 .iter()
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
+            allowed_hosts: self.allowed_hosts.clone(),
             tokens,
         };
         let tls = match (&self.tls_cert, &self.tls_key) {

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-pub use access::Access;
+pub use access::{Access, AllowedHosts};
 pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig};
 pub use limits::Limits;
 pub use store::StoreConfig;
@@ -151,6 +151,9 @@ pub enum ServerError {
     /// The message store (`--db`) could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An `--allowed-host` entry is not a host name.
+    #[error(transparent)]
+    AllowedHost(#[from] access::BadPattern),
 }
 
 /// What every handler shares. Cheap to clone.
@@ -162,6 +165,8 @@ pub(crate) struct AppState {
 #[derive(Debug)]
 struct Shared {
     config: Config,
+    /// The `Host` names the server answers to.
+    hosts: AllowedHosts,
     /// Local rooms and their subscribers.
     registry: Arc<RoomRegistry>,
     /// Ids, history, presence, delivery.
@@ -185,7 +190,7 @@ struct Shared {
 
 impl AppState {
     /// Builds the state, connecting to the layer's backend first.
-    async fn new(config: Config) -> Result<Self, ServerError> {
+    async fn new(config: Config, hosts: AllowedHosts) -> Result<Self, ServerError> {
         let registry = Arc::new(RoomRegistry::new(config.queue_len, config.queue_bytes));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -225,6 +230,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
+                hosts,
                 registry,
                 layer,
                 admission,
@@ -240,6 +246,33 @@ impl AppState {
 
     pub(crate) fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn hosts(&self) -> &AllowedHosts {
+        &self.inner.hosts
+    }
+
+    /// The scheme a request's page was served over, as its `Origin` names
+    /// it: `https` with TLS, or behind a proxy that says so
+    /// (`X-Forwarded-Proto`, which a page cannot set on a socket); else
+    /// `http`.
+    pub(crate) fn scheme(&self, headers: &axum::http::HeaderMap) -> &'static str {
+        let forwarded = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        match forwarded.as_deref() {
+            Some("https") => "https",
+            Some("http") => "http",
+            _ if self.inner.config.tls.is_some() => "https",
+            _ => "http",
+        }
     }
 
     pub(crate) fn layer(&self) -> &Layer {
@@ -315,13 +348,21 @@ async fn tick(signals: watch::Sender<Signals>, interval: Duration, shutdown: Can
     }
 }
 
-/// All routes of the server.
+/// All routes of the server. Every request but the health check must be
+/// for a host the server answers to (see `access::AllowedHosts`).
 fn router(state: AppState) -> Router {
     let mut router = Router::new().route("/ws/chat/{*room}", get(upgrade::ws_chat));
     if state.config().echo_endpoint {
         router = router.route("/ws/echo", get(upgrade::ws_echo));
     }
-    router.merge(pages::routes(&state)).with_state(state)
+    router
+        .merge(pages::routes(&state))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::require_host,
+        ))
+        .merge(pages::health_routes())
+        .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` completes, then closes every
@@ -349,7 +390,7 @@ pub async fn run(
 async fn serve(listener: TcpListener, state: AppState, tls: Option<tokio_rustls::TlsAcceptor>) {
     let addr = listener.local_addr().ok();
     if let Some(addr) = addr {
-        serve::announce(addr, tls.is_some());
+        serve::announce(addr, tls.is_some(), state.hosts());
     }
     let token = state.shutdown_token().clone();
     serve::accept_loop(listener, router(state.clone()), state.clone(), tls).await;
@@ -396,7 +437,8 @@ pub async fn spawn(listener: TcpListener, config: Config) -> Result<ServerHandle
         Some(files) => Some(tls::acceptor(&files.cert, &files.key).map_err(ServerError::Tls)?),
         None => None,
     };
-    let state = AppState::new(config).await?;
+    let hosts = AllowedHosts::new(&config.access.allowed_hosts, addr, config.tls.is_some())?;
+    let state = AppState::new(config, hosts).await?;
     let task = tokio::spawn(serve(listener, state.clone(), tls));
     Ok(ServerHandle { addr, state, task })
 }

@@ -17,7 +17,7 @@ use axum::routing::get;
 use chat_protocol::RoomList;
 
 use crate::AppState;
-use crate::upgrade::parse_room_path;
+use crate::upgrade::{parse_room_path, refuse};
 
 /// Only our own origin, no inline script, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -48,6 +48,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../assets/room.js"),
     },
     Asset {
+        name: "token.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/token.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_str!("../assets/favicon.svg"),
@@ -57,6 +62,7 @@ const ASSETS: &[Asset] = &[
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const ROOM_HTML: &str = include_str!("../assets/room.html");
 const ERROR_HTML: &str = include_str!("../assets/error.html");
+const TOKEN_HTML: &str = include_str!("../assets/token.html");
 
 /// A fingerprint of every asset, put into asset URLs (`?v=...`) so that
 /// assets can be cached for a year and still change with each release.
@@ -93,8 +99,31 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/chat/") }))
         .route("/chat", get(|| async { Redirect::permanent("/chat/") }))
         .route("/static/{name}", get(static_asset))
-        .route("/healthz", get(healthz))
         .merge(protected)
+}
+
+/// The routes that answer whatever `Host` a request names: the health
+/// check (load balancers probe by address).
+pub(crate) fn health_routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz))
+}
+
+/// Refuses requests for a host this server does not answer to (400): DNS
+/// rebinding.
+pub(crate) async fn require_host(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.hosts().check(request.headers(), request.uri()) {
+        Ok(_) => next.run(request).await,
+        Err(refusal) => refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "bad_host",
+            &refusal.to_string(),
+        ),
+    }
 }
 
 /// Refuses requests without a valid token (401), when tokens are set.
@@ -111,10 +140,25 @@ async fn require_token(
             .find(|(key, _)| key == "token")
             .map(|(_, value)| value.into_owned())
     });
-    match crate::upgrade::check_access_token(&state, request.headers(), query_token.as_deref()) {
-        Ok(()) => next.run(request).await,
-        Err(response) => response,
+    let access = &state.config().access;
+    let Err(reason) = access.check_token(request.headers(), query_token.as_deref()) else {
+        return next.run(request).await;
+    };
+    if !request.uri().path().starts_with("/chat") {
+        let mut response = refuse(&state, StatusCode::UNAUTHORIZED, "unauthorized", reason);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
     }
+    // A page gets a page, which brings the tab's token back on a reload
+    // (the pages take it out of the address bar).
+    state.metrics().refused("unauthorized");
+    let body = render(TOKEN_HTML, &[("reason", &escape_html(reason))]);
+    let mut page = html_page(StatusCode::UNAUTHORIZED, body);
+    page.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    page
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -372,7 +416,7 @@ mod tests {
         ] {
             assert!(ROOM_HTML.contains(&format!("id=\"{id}\"")), "{id}");
         }
-        for page in [INDEX_HTML, ROOM_HTML, ERROR_HTML] {
+        for page in [INDEX_HTML, ROOM_HTML, ERROR_HTML, TOKEN_HTML] {
             for script in page.split("<script").skip(1) {
                 let tag = &script[..script.find('>').unwrap()];
                 assert!(

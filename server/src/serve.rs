@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::AppState;
+use crate::access::AllowedHosts;
 
 /// The send buffer asked of the kernel for each connection (Linux doubles
 /// it for its own bookkeeping).
@@ -150,12 +151,28 @@ where
     }
 }
 
-/// Logs where the server listens.
-pub(crate) fn announce(addr: SocketAddr, tls: bool) {
+/// Logs where the server listens, and which `Host` names it answers to.
+pub(crate) fn announce(addr: SocketAddr, tls: bool, hosts: &AllowedHosts) {
     let (http, ws) = if tls {
         ("https", "wss")
     } else {
         ("http", "ws")
     };
     info!(%addr, "listening: pages at {http}://{addr}/chat/, sockets at {ws}://{addr}/ws/chat/<room>/");
+    let allowed = hosts.describe();
+    if hosts.is_any() {
+        warn!(
+            "--allowed-host *: answering requests for any Host; a page of any site whose name \
+             resolves to this server can use it as its own (DNS rebinding)"
+        );
+    } else if hosts.names_need_listing() {
+        warn!(
+            %addr,
+            "bound beyond loopback without --allowed-host: answering requests for {allowed} only; \
+             requests naming this server by a DNS name get 400 until the name is listed with \
+             --allowed-host NAME (e.g. chat.example.com, behind a proxy too)"
+        );
+    } else {
+        info!("answering requests for Host {allowed} (--allowed-host NAME adds names)");
+    }
 }

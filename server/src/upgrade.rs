@@ -35,8 +35,6 @@ pub struct SocketQuery {
     epoch: Option<String>,
     /// `v=2` opts in to typed events.
     v: Option<String>,
-    /// A bearer token, for browsers (which cannot set headers on sockets).
-    token: Option<String>,
     /// This person's secret key: connections with the same key may share
     /// a display name (see `names`).
     key: Option<String>,
@@ -50,6 +48,12 @@ pub async fn ws_chat(
     query: Result<Query<SocketQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Response {
+    let headers = request.headers();
+    // Access first: a stranger learns nothing else about the server.
+    let token = query_param(request.uri(), "token");
+    if let Err(response) = check_access(&state, headers, token.as_deref()) {
+        return response;
+    }
     let room = match path {
         Ok(Path(raw)) => match parse_room_path(&raw) {
             Ok(room) => room,
@@ -60,15 +64,15 @@ pub async fn ws_chat(
             return refuse(&state, StatusCode::BAD_REQUEST, "bad_room", &reason);
         }
     };
+    if !query_is_utf8(request.uri()) {
+        // Decoding it anyway would turn a name into U+FFFD look-alikes.
+        let reason = "the query string (?name=...) is not valid UTF-8 once percent-decoded";
+        return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
+    }
     let Ok(Query(query)) = query else {
         let reason = "the query string could not be read";
         return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
     };
-    let headers = request.headers();
-    // Access first: a stranger learns nothing else about the server.
-    if let Err(response) = check_access(&state, headers, query.token.as_deref()) {
-        return response;
-    }
     let user = match query.name.as_deref() {
         None | Some("") => guest_name(),
         Some(name) => match UserName::new(name) {
@@ -212,7 +216,15 @@ fn check_access(
 ) -> Result<(), Response> {
     check_access_token(state, headers, token)?;
     let access = &state.config().access;
-    if let Err(reason) = access.check_origin(headers) {
+    let host = match state.hosts().check(headers, &axum::http::Uri::default()) {
+        Ok(host) => host,
+        Err(refusal) => {
+            let reason = refusal.to_string();
+            return Err(refuse(state, StatusCode::BAD_REQUEST, "bad_host", &reason));
+        }
+    };
+    if let Err(refusal) = access.check_origin(headers, &host, state.scheme(headers)) {
+        let reason = refusal.to_string();
         return Err(refuse(state, StatusCode::FORBIDDEN, "origin", &reason));
     }
     Ok(())
@@ -316,18 +328,64 @@ fn handshake_key(state: &AppState, headers: &HeaderMap) -> Result<String, Respon
         );
         return Err(response);
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            refuse(
-                state,
-                StatusCode::BAD_REQUEST,
-                "not_websocket",
-                "missing Sec-WebSocket-Key header",
-            )
-        })
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = keys.next().and_then(|v| v.to_str().ok());
+    match key {
+        Some(key) if keys.next().is_none() && is_handshake_key(key) => Ok(key.to_owned()),
+        _ => Err(refuse(
+            state,
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            "Sec-WebSocket-Key must be one header holding 16 bytes in base64 (24 characters)",
+        )),
+    }
+}
+
+/// Whether `key` is 16 bytes in base64 (RFC 6455 §4.2.1): 22 characters of
+/// the base64 alphabet and `==`.
+fn is_handshake_key(key: &str) -> bool {
+    let key = key.trim().as_bytes();
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// The first value of the query parameter `name` (decoded leniently: for
+/// a token, which is compared, not shown).
+fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Whether the query string is valid UTF-8 once percent-decoded (the `&`
+/// and `=` between parameters are ASCII, so the whole is valid exactly
+/// when every name and value is).
+fn query_is_utf8(uri: &axum::http::Uri) -> bool {
+    let Some(query) = uri.query() else {
+        return true;
+    };
+    let mut bytes = Vec::with_capacity(query.len());
+    let mut raw = query.bytes();
+    while let Some(b) = raw.next() {
+        if b == b'%' {
+            let hex = [raw.next(), raw.next()];
+            let digit = |d: Option<u8>| char::from(d?).to_digit(16);
+            match (digit(hex[0]), digit(hex[1])) {
+                // Both are below 16.
+                #[allow(clippy::cast_possible_truncation)]
+                (Some(high), Some(low)) => bytes.push((high * 16 + low) as u8),
+                // Not an escape: kept as written, as the form decoder does.
+                _ => bytes.extend([b'%'].into_iter().chain(hex.into_iter().flatten())),
+            }
+        } else {
+            bytes.push(b);
+        }
+    }
+    std::str::from_utf8(&bytes).is_ok()
 }
 
 fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -378,6 +436,32 @@ mod tests {
         assert!(parse_room_path("../x/").is_err());
         assert!(parse_room_path("/").is_err());
         assert!(parse_room_path("</script>/").unwrap_err().contains('<'));
+    }
+
+    #[test]
+    fn handshake_keys_are_16_bytes_of_base64() {
+        assert!(is_handshake_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            "",
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ==x",
+            "dGhlIHNhbXBsZSBub25j*Q==",
+        ] {
+            assert!(!is_handshake_key(bad), "{bad:?}");
+        }
+        assert!(!is_handshake_key(&"A".repeat(5000)));
+    }
+
+    #[test]
+    fn queries_must_decode_to_utf8() {
+        let ok = |q: &str| query_is_utf8(&format!("/ws/chat/r/?{q}").parse().unwrap());
+        assert!(ok("name=ann&v=2"));
+        assert!(ok("name=%C3%A9t%C3%A9"));
+        assert!(ok("name=100%"), "a stray % is kept as written");
+        assert!(!ok("name=%ff"));
+        assert!(!ok("name=%C3"));
+        assert!(!ok("v=2&name=%e9t%e9"));
     }
 
     #[test]

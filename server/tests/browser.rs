@@ -30,7 +30,7 @@ use chat_protocol::{
 use chat_server::{Config, ServerHandle};
 use driver::{Browser, BrowserOptions, Tools, Viewport};
 use futures_util::FutureExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use common::{PlainSocket, next_chat, next_event, next_text, within};
 
@@ -808,6 +808,105 @@ async fn the_page_sees_every_close_the_server_starts_at_once() {
 }
 
 // ---------------------------------------------------------------------------
+// Tokens.
+
+/// Waits, across navigations, until the page at `path` shows a live
+/// connection; returns its address.
+async fn wait_live_at(browser: &Browser, path: &str) -> String {
+    let deadline = tokio::time::Instant::now() + common::WITHIN;
+    let script = "const s = document.querySelector('#connection-status');
+        return s && s.classList.contains('live') && location.href";
+    loop {
+        if let Some(Value::String(href)) = browser.try_js(script, vec![]).await {
+            if href.contains(path) {
+                return href;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never went live: {}",
+            browser.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pages read `?token=` and take it out of the address bar (and so out
+/// of the history and of anything copied from it); a reload still works.
+#[tokio::test]
+async fn the_token_leaves_the_address_bar_and_a_reload_still_works() {
+    browser_test("token", |tools| async move {
+        let server = Server::start_with(Config {
+            access: chat_server::Access {
+                tokens: vec!["s3cret-token".into()],
+                ..chat_server::Access::new()
+            },
+            ..Config::default()
+        })
+        .await;
+        let browser = server.browser(&tools, BrowserOptions::default()).await;
+        browser.goto("/chat/lobby/?token=s3cret-token").await;
+        let href = wait_live_at(&browser, "/chat/lobby/").await;
+        assert!(!href.contains("token"), "{href}");
+        browser.js("location.reload(); return true", vec![]).await;
+        let href = wait_live_at(&browser, "/chat/lobby/").await;
+        assert!(!href.contains("token"), "after a reload: {href}");
+        browser.goto("/chat/?token=s3cret-token").await;
+        browser
+            .wait_for(
+                "the room list, fetched with the token",
+                "return document.querySelector('#room-list').textContent.includes('No one is chatting')",
+            )
+            .await;
+        let href = browser.js_string("return location.href").await;
+        assert!(!href.contains("token"), "the picker: {href}");
+        browser.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// DNS rebinding.
+
+/// A page of `rebound.example`, whose name now resolves to the server (as
+/// DNS rebinding makes it), gets neither the room page nor the room list:
+/// its requests still say `Host: rebound.example`.
+#[tokio::test]
+async fn a_rebound_name_gets_no_page_and_no_room_list() {
+    browser_test("rebinding", |tools| async move {
+        let server = Server::start().await;
+        let (_alice, _) = server.joined("private", "alice").await;
+        let rebound = format!("http://rebound.example:{}", server.addr.port());
+        let options = BrowserOptions {
+            host_resolver_rules: Some("MAP rebound.example 127.0.0.1"),
+            ..BrowserOptions::default()
+        };
+        let browser = Browser::open(&tools, &rebound, options).await;
+        browser.goto("/chat/private/").await;
+        let text = browser.js_string("return document.body.innerText").await;
+        assert!(
+            text.contains("does not answer to rebound.example"),
+            "the page: {text}"
+        );
+        let rooms = browser
+            .js(
+                "return fetch('/api/rooms').then(async r => [r.status, await r.text()])",
+                vec![],
+            )
+            .await;
+        assert_eq!(rooms[0], 400, "{rooms}");
+        assert!(
+            !rooms[1].as_str().unwrap_or("").contains("private"),
+            "{rooms}"
+        );
+        browser.close().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
 // A phone.
 
 #[tokio::test]
@@ -819,7 +918,7 @@ async fn a_phone_sized_screen_shows_the_input_without_horizontal_scrolling() {
                 &tools,
                 BrowserOptions {
                     viewport: Viewport::Phone,
-                    dark: false,
+                    ..BrowserOptions::default()
                 },
             )
             .await;
@@ -1009,7 +1108,7 @@ async fn screenshots_of_both_pages() {
         desktop.screenshot(&dir.join("room-desktop.png")).await;
 
         let dark = server
-            .browser(&tools, BrowserOptions { viewport: Viewport::Desktop, dark: true })
+            .browser(&tools, BrowserOptions { dark: true, ..BrowserOptions::default() })
             .await;
         dark.goto("/chat/").await;
         dark.js("localStorage.setItem('chat.displayName', 'frank')", vec![]).await;
@@ -1020,7 +1119,7 @@ async fn screenshots_of_both_pages() {
         dark.close().await;
 
         let phone = server
-            .browser(&tools, BrowserOptions { viewport: Viewport::Phone, dark: false })
+            .browser(&tools, BrowserOptions { viewport: Viewport::Phone, ..BrowserOptions::default() })
             .await;
         phone.goto("/chat/").await;
         phone

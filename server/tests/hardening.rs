@@ -292,8 +292,12 @@ async fn a_silent_connection_is_pinged_then_dropped() {
     let dead = tokio::task::spawn_blocking(move || {
         let mut tcp = std::net::TcpStream::connect(addr).unwrap();
         tcp.write_all(
-            b"GET /ws/chat/ka/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            format!(
+                "GET /ws/chat/ka/ HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .unwrap();
         let started = Instant::now();
@@ -646,4 +650,202 @@ async fn connections_coming_and_going_write_no_info_lines() {
         count < 10,
         "50 connections wrote {count} log lines at info:\n{lines}"
     );
+}
+
+/// A WebSocket handshake's head for `path`, with `extra` header lines.
+fn handshake(path: &str, key: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}{extra}"
+    )
+}
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+#[tokio::test]
+async fn requests_for_another_host_are_refused_everywhere_but_the_health_check() {
+    let server = TestServer::start().await;
+    let (_member, _) = server.joined("private", "alice").await;
+    let addr = server.addr();
+    let port = addr.port();
+    // What a page of evil.example sends once its name resolves to this server.
+    let evil = format!("evil.example:{port}");
+    for path in ["/chat/", "/chat/private/", "/api/rooms", "/metrics", "/"] {
+        let response = raw_http_for(addr, &evil, &format!("GET {path} HTTP/1.1")).await;
+        assert_eq!(response.status, 400, "{path}");
+        assert!(
+            response.body.contains("--allowed-host evil.example"),
+            "{path}: {}",
+            response.body
+        );
+    }
+    let socket = raw_http_for(
+        addr,
+        &evil,
+        &handshake(
+            "/ws/chat/private/",
+            KEY,
+            &format!("\r\nOrigin: http://evil.example:{port}"),
+        ),
+    )
+    .await;
+    assert_eq!(socket.status, 400, "the socket too");
+    // The server's own names work, and the health check answers any name.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let response = raw_http_for(addr, &host, "GET /api/rooms HTTP/1.1").await;
+        assert_eq!(response.status, 200, "{host}");
+    }
+    assert_eq!(
+        raw_http_for(addr, &evil, "GET /healthz HTTP/1.1")
+            .await
+            .status,
+        200
+    );
+    // No Host, two Hosts, an absolute target for another name.
+    assert_eq!(
+        raw_http_for(
+            addr,
+            &format!("127.0.0.1:{port}\r\nHost: {evil}"),
+            "GET /chat/ HTTP/1.1"
+        )
+        .await
+        .status,
+        400
+    );
+    let absolute = format!("GET http://{evil}/api/rooms HTTP/1.1");
+    assert_eq!(
+        raw_http_for(addr, &format!("127.0.0.1:{port}"), &absolute)
+            .await
+            .status,
+        400
+    );
+
+    // --allowed-host replaces the defaults.
+    let server = TestServer::start_with(Config {
+        access: Access {
+            allowed_hosts: vec!["chat.example".into()],
+            ..Access::new()
+        },
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr();
+    assert_eq!(
+        raw_http_for(addr, "chat.example", "GET /chat/ HTTP/1.1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get(addr, "/chat/").await.status, 400);
+}
+
+#[tokio::test]
+async fn the_origin_must_be_this_server_exactly_and_only_once() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let port = addr.port();
+    let upgrade_from = |origins: Vec<String>| async move {
+        let extra: String = origins
+            .iter()
+            .flat_map(|o| ["\r\nOrigin: ", o.as_str()])
+            .collect();
+        status_of(addr, &handshake("/ws/chat/o/", KEY, &extra)).await
+    };
+    assert_eq!(
+        upgrade_from(vec![format!("http://127.0.0.1:{port}")]).await,
+        101
+    );
+    for other in [
+        format!("https://127.0.0.1:{port}"),
+        format!("ws://127.0.0.1:{port}"),
+        format!("evil://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        "http://127.0.0.1".to_owned(),
+        "null".to_owned(),
+    ] {
+        assert_eq!(upgrade_from(vec![other.clone()]).await, 403, "{other}");
+    }
+    assert_eq!(
+        upgrade_from(vec![
+            format!("http://127.0.0.1:{port}"),
+            "http://evil.example".to_owned()
+        ])
+        .await,
+        403,
+        "two Origin headers"
+    );
+    // Behind a TLS proxy that says so, the page's origin is https.
+    let proxied = status_of(
+        addr,
+        &handshake(
+            "/ws/chat/o/",
+            KEY,
+            &format!("\r\nOrigin: https://127.0.0.1:{port}\r\nX-Forwarded-Proto: https"),
+        ),
+    )
+    .await;
+    assert_eq!(proxied, 101);
+}
+
+#[tokio::test]
+async fn handshakes_with_a_bad_key_or_an_undecodable_name_are_refused() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    for key in [
+        "",
+        "not base64!",
+        &"A".repeat(5000),
+        "dGhlIHNhbXBsZSBub25jZQ",
+    ] {
+        let response = raw_http(addr, &handshake("/ws/chat/k/", key, "")).await;
+        assert_eq!(response.status, 400, "{key:?}");
+        assert!(
+            response.body.contains("Sec-WebSocket-Key"),
+            "{}",
+            response.body
+        );
+    }
+    let two_keys = raw_http(
+        addr,
+        &handshake("/ws/chat/k/", KEY, &format!("\r\nSec-WebSocket-Key: {KEY}")),
+    )
+    .await;
+    assert_eq!(two_keys.status, 400);
+    let name = raw_http(addr, &handshake("/ws/chat/k/?name=%ff", KEY, "")).await;
+    assert_eq!(name.status, 400);
+    assert!(name.body.contains("UTF-8"), "{}", name.body);
+    let fine = status_of(addr, &handshake("/ws/chat/k/?name=%C3%A9lodie", KEY, "")).await;
+    assert_eq!(fine, 101);
+}
+
+#[tokio::test]
+async fn a_missing_token_is_said_before_anything_else() {
+    let server = TestServer::start_with(Config {
+        access: Access {
+            tokens: vec!["s3cret".into()],
+            ..Access::new()
+        },
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr();
+    for path in [
+        "/ws/chat/%3Cbad%3E/",
+        "/ws/chat/ok/?name=%ff",
+        "/ws/chat/ok/?since=x",
+    ] {
+        let response = raw_http(addr, &handshake(path, "bad key", "")).await;
+        assert_eq!(response.status, 401, "{path}");
+    }
+    let with_token = raw_http(
+        addr,
+        &handshake("/ws/chat/%3Cbad%3E/?token=s3cret", KEY, ""),
+    )
+    .await;
+    assert_eq!(with_token.status, 400, "then the room");
 }

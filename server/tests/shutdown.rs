@@ -111,8 +111,12 @@ fn help_explains_every_flag() {
         "--max-message-size",
         "--history",
         "--queue",
+        "--allowed-host",
+        "--history-memory",
+        "--queue-bytes",
         "CHAT_ADDR",
         "CHAT_QUEUE",
+        "CHAT_ALLOWED_HOSTS",
         "RUST_LOG",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");

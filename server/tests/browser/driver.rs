@@ -238,6 +238,9 @@ pub struct BrowserOptions {
     pub viewport: Viewport,
     /// Ask pages for their dark colour scheme (`prefers-color-scheme: dark`).
     pub dark: bool,
+    /// Chromium's `--host-resolver-rules` (e.g. `MAP rebound.example
+    /// 127.0.0.1`: a name resolving to the server, as DNS rebinding makes).
+    pub host_resolver_rules: Option<&'static str>,
 }
 
 impl Default for BrowserOptions {
@@ -245,6 +248,7 @@ impl Default for BrowserOptions {
         Self {
             viewport: Viewport::Desktop,
             dark: false,
+            host_resolver_rules: None,
         }
     }
 }
@@ -275,6 +279,9 @@ impl Browser {
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&f| f.to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.push("--lang=en-GB".to_owned());
+        if let Some(rules) = options.host_resolver_rules {
+            args.push(format!("--host-resolver-rules={rules}"));
+        }
         let mut chrome_options = json!({
             "binary": tools.chromium,
             "args": args,
@@ -366,6 +373,12 @@ impl Browser {
             .execute(script, args)
             .await
             .unwrap_or_else(|err| panic!("script failed: {err}\n{script}"))
+    }
+
+    /// Runs `script`, or `None` when it fails (e.g. while the page is
+    /// navigating away).
+    pub async fn try_js(&self, script: &str, args: Vec<Value>) -> Option<Value> {
+        self.client().execute(script, args).await.ok()
     }
 
     /// Runs `script` and reads its result as a string.

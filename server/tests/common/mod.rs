@@ -226,15 +226,29 @@ pub async fn raw_http(addr: SocketAddr, request_head: &str) -> RawResponse {
         .expect("an HTTP answer in time")
 }
 
+/// [`raw_http`] with `Host: host` instead of the server's address (a
+/// request for another name, as DNS rebinding makes).
+pub async fn raw_http_for(addr: SocketAddr, host: &str, request_head: &str) -> RawResponse {
+    exchange(addr, &format!("{request_head}\r\nHost: {host}"), WITHIN)
+        .await
+        .expect("an HTTP answer in time")
+}
+
 /// [`raw_http`], or `None` when the answer takes longer than `limit`.
 pub async fn try_raw_http(
     addr: SocketAddr,
     request_head: &str,
     limit: Duration,
 ) -> Option<RawResponse> {
+    exchange(addr, &format!("{request_head}\r\nHost: {addr}"), limit).await
+}
+
+/// Sends `request_head` (with its Host, if any) and reads the response,
+/// within `limit`.
+async fn exchange(addr: SocketAddr, request_head: &str, limit: Duration) -> Option<RawResponse> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let request = format!("{request_head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("{request_head}\r\nConnection: close\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -261,6 +275,31 @@ pub async fn try_raw_http(
         headers,
         body: body.to_owned(),
     })
+}
+
+/// The status of the answer to `request_head` (sent with the server's
+/// address as `Host`), read from the status line only: for handshakes,
+/// whose connection stays open when they succeed.
+pub async fn status_of(addr: SocketAddr, request_head: &str) -> u16 {
+    let mut stream = within(TcpStream::connect(addr)).await.expect("connect");
+    let request = format!("{request_head}\r\nHost: {addr}\r\n\r\n");
+    within(stream.write_all(request.as_bytes()))
+        .await
+        .expect("write request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = within(stream.read(&mut byte))
+            .await
+            .expect("read the answer");
+        assert!(n > 0, "the server hung up without an answer");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line")
 }
 
 /// `GET path` over HTTP.
