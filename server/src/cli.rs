@@ -208,7 +208,7 @@ pub struct Cli {
     /// (any port), chat.example.com:8443, .example.com (and subdomains),
     /// or "*" for any (which allows DNS rebinding). Other names get HTTP
     /// 400 on the pages, the API, /metrics and the socket (not /healthz). Default:
-    /// bound to loopback, localhost, 127.0.0.1 and [::1] with the port;
+    /// bound to loopback, localhost, 127.0.0.1 and [::1] (any port);
     /// bound elsewhere, IP addresses and localhost (DNS names must be
     /// listed; the start-up log says so).
     #[arg(

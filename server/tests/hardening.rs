@@ -849,3 +849,44 @@ async fn a_missing_token_is_said_before_anything_else() {
     .await;
     assert_eq!(with_token.status, 400, "then the room");
 }
+
+#[tokio::test]
+async fn healthz_turns_503_when_a_publish_fails_and_200_when_one_works() {
+    let Some(mut redis) = redis::RedisServer::start() else {
+        return;
+    };
+    let server = TestServer::start_with(Config {
+        redis: Some(Cluster::redis_config(&redis, "health")),
+        ..Config::default()
+    })
+    .await;
+    let (mut alice, _) = server.joined("health", "alice").await;
+    assert_eq!(get(server.addr(), "/healthz").await.status, 200);
+    redis.kill();
+    alice.say("lost?").await.unwrap();
+    loop {
+        match next_event(&mut alice).await {
+            ServerEvent::Error(error) => {
+                assert_eq!(error.code, ErrorCode::Unavailable);
+                break;
+            }
+            ServerEvent::Chat(chat) => panic!("published without Redis: {chat:?}"),
+            _ => {}
+        }
+    }
+    // As soon as the sender is told, the health check says so too.
+    let health = get(server.addr(), "/healthz").await;
+    assert_eq!(health.status, 503, "{}", health.body);
+    redis.restart();
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        alice.say("back?").await.unwrap();
+        match next_event(&mut alice).await {
+            ServerEvent::Chat(chat) if chat.message == "back?" => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "publishing never worked again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(server.addr(), "/healthz").await.status, 200);
+}
