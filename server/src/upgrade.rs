@@ -50,8 +50,8 @@ pub async fn ws_chat(
 ) -> Response {
     let headers = request.headers();
     // Access first: a stranger learns nothing else about the server.
-    let token = query_param(request.uri(), "token");
-    if let Err(response) = check_access(&state, headers, token.as_deref()) {
+    let query_token = query_param(request.uri(), "token");
+    if let Err(response) = check_access(&state, headers, query_token.as_deref()) {
         return response;
     }
     let room = match path {
