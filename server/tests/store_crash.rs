@@ -309,11 +309,16 @@ async fn a_full_disk_refuses_publishes_visibly_and_they_resume_when_space_return
     let health = get(server.addr, "/healthz").await;
     assert_eq!(health.status, 503, "{}", health.body);
     assert!(health.body.contains("cannot write"), "{}", health.body);
-    assert!(
-        server.log().contains("cannot write"),
-        "the log says so: {}",
-        server.log()
-    );
+    // The log is read from the server's stderr by a thread: give it time.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while !server.log().contains("cannot write") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the log says so: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // What was refused reached nobody.
     let mut delivered_to_other = 0;
     while let Ok(Some(Ok(event))) =
