@@ -17,7 +17,8 @@
 //!   frame.
 //!
 //! Either way both ends are bounded in time: a client gets the linger to
-//! read its way to the close frame, then [`CLOSE_REPLY`] to answer it.
+//! read its way to the close frame, then [`CLOSE_REPLY`] to answer it; one
+//! that does not is treated as failed (FIN, then discard for a moment).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub(crate) const CLOSE_REPLY: Duration = Duration::from_secs(2);
 /// client to hang up: a client flooding faster than any chat client could
 /// is cut off sooner.
 const DISCARD_BYTES: usize = 1 << 20;
+
+/// How long a client that did not answer the close frame in time gets to
+/// hang up after the server's FIN, before the server lets go of the socket.
+const DISCARD_TIME: Duration = Duration::from_millis(500);
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -186,32 +191,49 @@ pub(crate) async fn close(
         return;
     }
     let answered_by = deadline.min(Instant::now() + CLOSE_REPLY);
-    let ending = async {
-        if failed {
-            let socket = ws.get_mut();
-            let _ = socket.shutdown().await;
-            // On the heap: a buffer here would be part of every idle
-            // session's task.
-            let mut sink = vec![0u8; 4096];
-            let mut total = 0;
-            while let Ok(n @ 1..) = socket.read(&mut sink).await {
-                total += n;
-                if total > DISCARD_BYTES {
-                    break;
-                }
-            }
-        } else {
-            // Frames the client sent before it saw ours are dropped;
-            // tungstenite answers nothing once the close is out.
+    if !failed {
+        // Frames the client sent before it saw ours are dropped (and
+        // tungstenite answers nothing once the close is out), until the
+        // client's close frame answers ours, or the connection ends.
+        let handshake = async {
             while let Some(Ok(message)) = ws.next().await {
                 if let Message::Close(_) = message {
                     break;
                 }
             }
             let _ = ws.get_mut().shutdown().await;
+        };
+        if tokio::time::timeout_at(answered_by, handshake)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // Failing the connection, or a client that does not answer: the FIN
+    // right after the close frame, then what the client still sends is
+    // discarded until it hangs up, so that unread bytes do not turn the
+    // close into a reset that would lose the close frame.
+    let discard_until = if failed {
+        answered_by
+    } else {
+        Instant::now() + DISCARD_TIME
+    };
+    let socket = ws.get_mut();
+    let discard = async {
+        let _ = socket.shutdown().await;
+        // On the heap: a buffer here would be part of every idle session's
+        // task.
+        let mut sink = vec![0u8; 4096];
+        let mut total = 0;
+        while let Ok(n @ 1..) = socket.read(&mut sink).await {
+            total += n;
+            if total > DISCARD_BYTES {
+                break;
+            }
         }
     };
-    let _ = tokio::time::timeout_at(answered_by, ending).await;
+    let _ = tokio::time::timeout_at(discard_until, discard).await;
 }
 
 /// Close reasons must fit in a control frame: at most 123 bytes of UTF-8.
