@@ -19,10 +19,19 @@
 //! | line breaks (`\n`, `\r\n`, `\r`, U+2028, U+2029, U+0085) | a new display line ([`display_lines`]); `⏎` where a single line is needed ([`sanitize`]) |
 //! | bidi controls U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C | removed |
 //! | U+FEFF (BOM), U+FFF9–U+FFFB (annotations) | removed |
+//! | a flag (two regional indicators, `🇷🇺`) | its letters, `[RU]` |
+//! | an emoji sequence (ZWJ `👨‍👩‍👧‍👦`, skin tone `👍🏽`, keycap `1️⃣`, variation selectors, tag flags) | its parts without the joiners and modifiers: `👨👩👧👦`, `👍`, `1` |
 //!
 //! Escape sequences are thus shown as text (`␛[31m`), never obeyed.
+//!
+//! Emoji sequences are taken apart because terminals disagree on their
+//! width: ratatui counts a ZWJ family as 2 cells, tmux 3.3 draws it as 8,
+//! and every cell after it on that row (and the rows a wrap puts it on)
+//! lands in the wrong place. Their parts have one width everywhere.
 
 use std::borrow::Cow;
+
+use unicode_segmentation::UnicodeSegmentation as _;
 
 /// Shown in place of a line break where the text must stay on one line.
 pub const NEWLINE_MARK: char = '⏎';
@@ -44,9 +53,49 @@ fn is_removed(c: char) -> bool {
     is_bidi_control(c) || matches!(c, '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
+fn is_regional_indicator(c: char) -> bool {
+    matches!(c, '\u{1F1E6}'..='\u{1F1FF}')
+}
+
+/// The parts of emoji sequences that terminals widen differently: the
+/// joiner, variation selectors, skin-tone modifiers, the keycap, tags.
+fn is_sequence_part(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200D}'
+            | '\u{FE0E}'
+            | '\u{FE0F}'
+            | '\u{1F3FB}'..='\u{1F3FF}'
+            | '\u{20E3}'
+            | '\u{E0020}'..='\u{E007F}'
+    ) || is_regional_indicator(c)
+}
+
 /// Whether `c` passes through unchanged.
 fn is_plain(c: char) -> bool {
-    !(c.is_control() || is_removed(c) || is_line_break(c))
+    !(c.is_control() || is_removed(c) || is_line_break(c) || is_sequence_part(c))
+}
+
+/// A grapheme cluster with emoji sequence parts, as every terminal draws
+/// it the same: a flag as its letters, anything else without its joiners,
+/// selectors, modifiers and tags.
+fn push_stable(out: &mut String, cluster: &str) {
+    let flags: Vec<char> = cluster
+        .chars()
+        .filter(|c| is_regional_indicator(*c))
+        .collect();
+    if !flags.is_empty() {
+        out.push('[');
+        for c in flags {
+            let letter = u8::try_from(u32::from(c) - 0x1F1E6).map_or('?', |n| char::from(b'A' + n));
+            out.push(letter);
+        }
+        out.push(']');
+        return;
+    }
+    for c in cluster.chars().filter(|c| !is_sequence_part(*c)) {
+        push_safe(out, c);
+    }
 }
 
 fn push_safe(out: &mut String, c: char) {
@@ -72,13 +121,19 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        // "\r\n" is one line break, not two.
-        if c == '\r' && chars.peek() == Some(&'\n') {
+    for cluster in text.graphemes(true) {
+        if cluster.chars().any(is_sequence_part) {
+            push_stable(&mut out, cluster);
             continue;
         }
-        push_safe(&mut out, c);
+        let mut chars = cluster.chars().peekable();
+        while let Some(c) = chars.next() {
+            // "\r\n" is one line break, not two.
+            if c == '\r' && chars.peek() == Some(&'\n') {
+                continue;
+            }
+            push_safe(&mut out, c);
+        }
     }
     Cow::Owned(out)
 }
@@ -142,6 +197,34 @@ mod tests {
         );
         assert_eq!(display_lines(""), vec![""]);
         assert_eq!(display_lines("x\n"), vec!["x", ""]);
+    }
+
+    /// Issue #13 bug 5: clusters whose width terminals disagree on.
+    #[test]
+    fn emoji_sequences_are_taken_apart() {
+        assert_eq!(
+            sanitize("family 👨\u{200d}👩\u{200d}👧\u{200d}👦!"),
+            "family 👨👩👧👦!"
+        );
+        assert_eq!(sanitize("🇷🇺 and 🇫🇷"), "[RU] and [FR]");
+        assert_eq!(sanitize("👍🏽 ❤\u{fe0f} 1\u{fe0f}\u{20e3}"), "👍 ❤ 1");
+        assert_eq!(
+            sanitize("🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}"),
+            "🏴"
+        );
+        assert_eq!(sanitize("a lone \u{200d} joiner"), "a lone  joiner");
+        // Combining marks are fine: every terminal agrees on them.
+        assert!(matches!(sanitize("e\u{301}"), Cow::Borrowed(_)));
+        // What is left has the same width in ratatui as in a terminal that
+        // draws each code point on its own.
+        for text in ["👨\u{200d}👩\u{200d}👧", "🇷🇺", "👍🏽", "1\u{fe0f}\u{20e3}"] {
+            let safe = sanitize(text);
+            let per_char: usize = safe
+                .chars()
+                .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0))
+                .sum();
+            assert_eq!(crate::wrap::width(&safe), per_char, "{text:?} -> {safe:?}");
+        }
     }
 
     #[test]

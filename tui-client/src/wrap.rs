@@ -3,8 +3,9 @@
 //! Widths come from `unicode-width` per grapheme cluster, as ratatui counts
 //! them, so CJK characters and emoji take two columns, combining marks
 //! none, and a wide character is never split across the edge: it moves to
-//! the next line whole. Lines break at word boundaries (UAX #29, so between
-//! CJK ideographs too); a word longer than the line is broken by graphemes.
+//! the next line whole. Lines break at spaces, and between wide characters
+//! (CJK ideographs, emoji), never inside a token such as `Ctrl+N/Ctrl+P` or
+//! a URL; a word longer than the line is broken by graphemes.
 
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
@@ -24,7 +25,7 @@ pub fn wrap(text: &str, max: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut line_width = 0;
-    for word in text.split_word_bounds() {
+    for word in segments(text) {
         let word_width = width(word);
         if line_width + word_width <= max {
             line.push_str(word);
@@ -59,6 +60,30 @@ pub fn wrap(text: &str, max: usize) -> Vec<String> {
         lines.push(line);
     }
     trim_continuations(lines)
+}
+
+/// `text` cut where a line may break: runs of spaces, runs of other
+/// narrow graphemes, and each wide grapheme on its own.
+fn segments(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut last: Option<(bool, bool)> = None;
+    for (i, g) in text.grapheme_indices(true) {
+        let space = g.chars().all(char::is_whitespace);
+        let wide = width(g) > 1;
+        let kind = (space, wide);
+        if let Some(previous) = last {
+            if previous != kind || wide {
+                out.push(&text[start..i]);
+                start = i;
+            }
+        }
+        last = Some(kind);
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
 }
 
 /// Drops the spaces at each break: at the end of a broken line and at the
@@ -129,6 +154,18 @@ mod tests {
         assert_eq!(
             wrap("lorem ipsum dolor sit amet", 11),
             vec!["lorem ipsum", "dolor sit", "amet"]
+        );
+    }
+
+    #[test]
+    fn never_breaks_inside_a_token() {
+        assert_eq!(
+            wrap("Alt+1..9, Ctrl+N/Ctrl+P or a click", 16),
+            vec!["Alt+1..9,", "Ctrl+N/Ctrl+P or", "a click"]
+        );
+        assert_eq!(
+            wrap("see https://example.org/a/b?c=d now", 30),
+            vec!["see", "https://example.org/a/b?c=d", "now"]
         );
     }
 
