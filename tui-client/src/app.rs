@@ -47,8 +47,8 @@ pub use command::Command;
 pub use input::{History, Input};
 pub use network::mentions;
 pub use state::{
-    App, AppOptions, ChatLine, ConnState, LineKind, MAX_LINES, Pending, PendingState, Picker,
-    PickerRooms, RoomState,
+    App, AppOptions, ChatLine, Completion, ConnState, LineKind, MAX_LINES, Older, Pending,
+    PendingState, Picker, PickerRooms, RoomState, Search, SearchState,
 };
 
 use crate::msg::{Effect, Msg};

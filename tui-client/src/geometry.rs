@@ -5,6 +5,7 @@
 //! they always agree, and `app` never depends on `ui`.
 //!
 //! ```text
+//! title: the room and its topic                      (1 row)
 //! rooms │ messages (time nick │ text)              │ members
 //!       │                                            │
 //! status bar                                         (1 row)
@@ -12,7 +13,8 @@
 //! ```
 //! Narrow terminals lose the member list first (under
 //! [`MEMBERS_MIN_WIDTH`] columns), then the rooms pane (under
-//! [`ROOMS_MIN_WIDTH`]); the status bar shows the room then.
+//! [`ROOMS_MIN_WIDTH`]); the status bar shows the room then. Short
+//! terminals (under [`TITLE_MIN_HEIGHT`] rows) lose the title line.
 
 use chat_protocol::Mode;
 use ratatui::layout::Rect;
@@ -22,16 +24,22 @@ use crate::wrap;
 
 pub mod rows;
 
-pub use rows::{Columns, columns, line_rows, text_rows, total_rows};
+pub use rows::{
+    Columns, RowCtx, Shown, columns, day_break, line_rows, shown, text_rows, total_rows,
+};
 
 /// Below this width there is no rooms pane.
 pub const ROOMS_MIN_WIDTH: u16 = 60;
 /// Below this width there is no member list.
 pub const MEMBERS_MIN_WIDTH: u16 = 90;
+/// Below this height there is no title line.
+pub const TITLE_MIN_HEIGHT: u16 = 8;
 
 /// The panes of the chat screen. A pane that does not fit has zero size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
+    /// The title line: the room and its topic.
+    pub title: Rect,
     /// The joined rooms, one per row, with a border on the right.
     pub rooms: Rect,
     /// The messages of the active room.
@@ -53,7 +61,10 @@ pub fn areas(area: Rect, app: &App) -> Areas {
     } else {
         Rect::new(area.x, area.y, area.width, 0)
     };
-    let main_h = h.saturating_sub(2);
+    let title_h = u16::from(h >= TITLE_MIN_HEIGHT);
+    let title = Rect::new(area.x, area.y, area.width, title_h);
+    let main_h = h.saturating_sub(2 + title_h);
+    let area = Rect::new(area.x, area.y + title_h, area.width, area.height);
     let rooms_w = if area.width >= ROOMS_MIN_WIDTH && !app.rooms.is_empty() {
         rooms_width(app)
     } else {
@@ -85,6 +96,7 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         main_h,
     );
     Areas {
+        title,
         rooms,
         messages,
         members,

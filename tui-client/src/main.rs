@@ -73,6 +73,10 @@ async fn tui(config: &Config, utc_offset: i32) -> u8 {
         server: config.server.to_string(),
         name: config.name.clone(),
         utc_offset,
+        highlights: config.highlights.clone(),
+        time_format: config.time_format.clone(),
+        theme: config.theme,
+        logging: config.log_dir.is_some(),
     });
     let mut term = match terminal::init(config.mouse) {
         Ok(term) => term,
@@ -84,6 +88,9 @@ async fn tui(config: &Config, utc_offset: i32) -> u8 {
     let ctx = runtime::Context {
         server: config.server.clone(),
         options: config.connect_options(),
+        bell: config.bell,
+        desktop: runtime::notify::desktop(config.notify, &|var| std::env::var(var).ok()),
+        log_dir: config.log_dir.clone(),
     };
     let result = runtime::run(&mut term, app, ctx, &config.rooms).await;
     terminal::restore();

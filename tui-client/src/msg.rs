@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use chat_protocol::{ClientMessage, Mode, RoomName, RoomSummary, ServerEvent, UserName};
+use chat_protocol::{
+    ClientMessage, HistoryRequest, Mode, RoomName, RoomSummary, ServerEvent, UserName,
+};
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
 
 /// An input to the app: from the terminal or from the network.
@@ -72,6 +74,9 @@ pub enum NetEvent {
     Stopped {
         /// Why, for the user.
         reason: String,
+        /// The server refused the display name (HTTP 409): another name
+        /// would be let in.
+        name_taken: bool,
     },
     /// A message handed to the task could not be written; the app queues it
     /// again.
@@ -99,6 +104,31 @@ pub enum Effect {
     },
     /// Use this display name for every future connection.
     SetName(UserName),
+    /// Ask the server for stored messages (older ones, or a search).
+    History {
+        /// The room.
+        room: RoomName,
+        /// What to ask, with its `ref`.
+        request: HistoryRequest,
+    },
+    /// Reconnect the room now (skip the wait; restart a stopped room).
+    Reconnect(RoomName),
+    /// Ring the bell and, where the terminal can, notify the desktop.
+    Notify {
+        /// The room.
+        room: RoomName,
+        /// Who said it.
+        from: String,
+        /// What was said (raw: the runtime makes it safe).
+        text: String,
+    },
+    /// Append a line to the room's log file.
+    Log {
+        /// The room.
+        room: RoomName,
+        /// The line, already safe and on one line (no line break).
+        line: String,
+    },
     /// Fetch the room list for the picker.
     FetchRooms,
     /// Clear and redraw the whole screen.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use chat_protocol::close::{Advice, Backoff};
 use chat_protocol::{
-    Client, ClientError, ClientMessage, ConnectOptions, Mode, RoomName, ServerEvent, ServerUrl,
-    UserName,
+    Client, ClientError, ClientMessage, ConnectOptions, HistoryRequest, Mode, RoomName,
+    ServerEvent, ServerUrl, UserName,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +37,12 @@ pub enum RoomCommand {
     },
     /// Use this name for the next connections.
     Rename(UserName),
+    /// Ask for stored messages (dropped while there is no connection: the
+    /// app asks again).
+    History(HistoryRequest),
+    /// Connect again now: skip the wait, or drop the connection and make a
+    /// new one.
+    Reconnect,
     /// Close the connection and end the task.
     Leave,
 }
@@ -67,6 +73,17 @@ pub fn spawn(
 /// Why a connection ended.
 enum End {
     Lost(ClientError),
+    Reconnect,
+    Leave,
+}
+
+/// What a command means while there is no connection.
+enum Offline {
+    /// Go on (waiting, or connecting).
+    Stay,
+    /// Connect now.
+    Reconnect,
+    /// End the task.
     Leave,
 }
 
@@ -89,18 +106,20 @@ impl Room {
             .is_ok()
     }
 
-    /// A command while there is no connection. Returns false on Leave.
-    async fn offline_command(&mut self, command: Option<RoomCommand>) -> bool {
+    /// A command while there is no connection.
+    async fn offline_command(&mut self, command: Option<RoomCommand>) -> Offline {
         match command {
-            None | Some(RoomCommand::Leave) => false,
+            None | Some(RoomCommand::Leave) => Offline::Leave,
             Some(RoomCommand::Send { local_id, .. }) => {
                 self.emit(NetEvent::NotSent { local_id }).await;
-                true
+                Offline::Stay
             }
             Some(RoomCommand::Rename(name)) => {
                 self.options = self.options.clone().name(name);
-                true
+                Offline::Stay
             }
+            Some(RoomCommand::History(_)) => Offline::Stay,
+            Some(RoomCommand::Reconnect) => Offline::Reconnect,
         }
     }
 
@@ -134,7 +153,7 @@ impl Room {
             tokio::select! {
                 result = &mut connect => return result.map(Some),
                 command = self.inbox.recv() => {
-                    if !self.offline_command(command).await {
+                    if let Offline::Leave = self.offline_command(command).await {
                         return Ok(None);
                     }
                 }
@@ -175,6 +194,15 @@ impl Room {
                     Some(RoomCommand::Rename(name)) => {
                         self.options = self.options.clone().name(name);
                     }
+                    Some(RoomCommand::Reconnect) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), sender.close()).await;
+                        return End::Reconnect;
+                    }
+                    Some(RoomCommand::History(request)) => {
+                        if let Err(err) = sender.history(request).await {
+                            tracing::debug!(room = %self.name, %err, "history request failed");
+                        }
+                    }
                     Some(RoomCommand::Send { local_id, message }) => {
                         if let Err(err) = sender.send(&message).await {
                             tracing::debug!(room = %self.name, %err, "send failed");
@@ -188,18 +216,20 @@ impl Room {
         }
     }
 
-    /// Waits `delay`, still answering commands. Returns false on Leave.
-    async fn wait(&mut self, delay: Duration) -> bool {
-        let sleep = tokio::time::sleep(delay);
+    /// Waits `delay` (forever when `None`), still answering commands.
+    /// Returns false on Leave; true when the wait is over or a reconnect
+    /// was asked for.
+    async fn wait(&mut self, delay: Option<Duration>) -> bool {
+        let sleep = tokio::time::sleep(delay.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                () = &mut sleep => return true,
-                command = self.inbox.recv() => {
-                    if !self.offline_command(command).await {
-                        return false;
-                    }
-                }
+                () = &mut sleep, if delay.is_some() => return true,
+                command = self.inbox.recv() => match self.offline_command(command).await {
+                    Offline::Stay => {}
+                    Offline::Reconnect => return true,
+                    Offline::Leave => return false,
+                },
             }
         }
     }
@@ -234,6 +264,11 @@ async fn run(
                 let started = Instant::now();
                 match room.session(client).await {
                     End::Leave => return,
+                    End::Reconnect => {
+                        backoff.reset();
+                        attempt = 0;
+                        continue;
+                    }
                     End::Lost(err) => {
                         if started.elapsed() >= STABLE_AFTER {
                             backoff.reset();
@@ -254,15 +289,16 @@ async fn run(
             Advice::Stop => {
                 room.emit(NetEvent::Stopped {
                     reason: err.to_string(),
+                    name_taken: err.is_name_taken(),
                 })
                 .await;
-                // Stay for the app's Leave; answer sends with NotSent.
-                while let Some(command) = room.inbox.recv().await {
-                    if !room.offline_command(Some(command)).await {
-                        return;
-                    }
+                // Stay for the app's Leave or Reconnect; answer sends with
+                // NotSent.
+                if !room.wait(None).await {
+                    return;
                 }
-                return;
+                backoff.reset();
+                attempt = 0;
             }
             Advice::Reconnect { min_delay } => {
                 let delay = backoff.next_delay(min_delay);
@@ -273,7 +309,7 @@ async fn run(
                     at_ms: chat_protocol::unix_millis(),
                     attempt: attempt.max(1),
                 };
-                if !room.emit(event).await || !room.wait(delay).await {
+                if !room.emit(event).await || !room.wait(Some(delay)).await {
                     return;
                 }
             }

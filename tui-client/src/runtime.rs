@@ -6,8 +6,17 @@
 //! message it drains whatever else is already queued, then draws once, and
 //! only if something changed. Nothing here blocks on the network: the room
 //! tasks in [`crate::net`] do that.
+//!
+//! It also owns what the terminal shows outside the frame: the window
+//! title (the unread count, [`App::title`]), the bell and desktop
+//! notifications ([`notify`]), and the room logs on disk ([`logs`]).
+
+pub mod logs;
+pub mod notify;
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,6 +42,12 @@ pub struct Context {
     pub server: ServerUrl,
     /// Connection options (name, timeout, ...).
     pub options: ConnectOptions,
+    /// Ring the bell on a highlight.
+    pub bell: bool,
+    /// Desktop notifications on a highlight.
+    pub desktop: notify::Desktop,
+    /// Where room logs go (none: no logs).
+    pub log_dir: Option<PathBuf>,
 }
 
 /// How the loop ended.
@@ -51,6 +66,10 @@ struct Runner {
     tx: mpsc::Sender<Msg>,
     /// Messages produced here (e.g. a send that could not be queued).
     local: VecDeque<Msg>,
+    /// The room logs' writer, when logging.
+    logger: Option<logs::Logger>,
+    /// The window title last set.
+    title: String,
 }
 
 impl Runner {
@@ -91,6 +110,34 @@ impl Runner {
                             .push_back(Msg::Net(room, NetEvent::NotSent { local_id }));
                     }
                 }
+                Effect::History { room, request } => {
+                    if let Some(handle) = self.rooms.get(&room) {
+                        let _ = handle.commands.send(RoomCommand::History(request));
+                    }
+                }
+                Effect::Reconnect(room) => {
+                    if let Some(handle) = self.rooms.get(&room) {
+                        let _ = handle.commands.send(RoomCommand::Reconnect);
+                    }
+                }
+                Effect::Notify { room, from, text } => {
+                    let seq = notify::sequence(
+                        self.ctx.bell,
+                        self.ctx.desktop,
+                        room.as_str(),
+                        &from,
+                        &text,
+                    );
+                    if !seq.is_empty() {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(seq.as_bytes()).and_then(|()| out.flush());
+                    }
+                }
+                Effect::Log { room, line } => {
+                    if let Some(logger) = &self.logger {
+                        logger.log(room, line);
+                    }
+                }
                 Effect::SetName(name) => {
                     self.ctx.options = self.ctx.options.clone().name(name.clone());
                     for handle in self.rooms.values() {
@@ -126,6 +173,21 @@ impl Runner {
         }
         let all = futures_util::future::join_all(self.leaving);
         let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+        if let Some(logger) = self.logger.take() {
+            logger.finish();
+        }
+    }
+
+    /// Sets the window title when it changed (the unread count).
+    fn set_title(&mut self, app: &App) {
+        let title = app.title();
+        if title != self.title {
+            let _ = ratatui::crossterm::execute!(
+                std::io::stdout(),
+                ratatui::crossterm::terminal::SetTitle(&title)
+            );
+            self.title = title;
+        }
     }
 }
 
@@ -152,12 +214,18 @@ pub async fn run(
     rooms: &[RoomName],
 ) -> anyhow::Result<Exit> {
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
+    let logger = ctx
+        .log_dir
+        .as_ref()
+        .map(|dir| logs::Logger::start(logs::server_dir(dir, &ctx.server)));
     let mut runner = Runner {
         ctx,
         rooms: HashMap::new(),
         leaving: Vec::new(),
         tx,
         local: VecDeque::new(),
+        logger,
+        title: String::new(),
     };
     // The terminal is read by a task of its own that forwards into a
     // channel, so that the loop can drain both sources with `try_recv`.
@@ -183,6 +251,7 @@ pub async fn run(
         exit = Some(Exit::Quit);
     }
     terminal.draw(|frame| ui::view(&app, frame))?;
+    runner.set_title(&app);
 
     while exit.is_none() {
         let first = tokio::select! {
@@ -231,6 +300,7 @@ pub async fn run(
         if app.dirty && exit.is_none() {
             terminal.draw(|frame| ui::view(&app, frame))?;
             app.dirty = false;
+            runner.set_title(&app);
         }
     }
     reader.abort();

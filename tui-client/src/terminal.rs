@@ -1,13 +1,14 @@
 //! The terminal's modes: on for the TUI, and always back off again.
 //!
-//! [`init`] turns on raw mode, the alternate screen, bracketed paste and
+//! [`init`] saves the window title (the app sets its own, with the unread
+//! count), turns on raw mode, the alternate screen, bracketed paste and
 //! (optionally) mouse capture, and installs a panic hook that restores the
 //! terminal *before* the panic message is printed, so the message is
 //! readable and the shell usable. [`restore`] undoes everything and is safe
 //! to call more than once; the runtime calls it on quit, on Ctrl+C, and on
 //! SIGTERM/SIGHUP/SIGINT.
 
-use std::io::{self, stdout};
+use std::io::{self, Write as _, stdout};
 use std::sync::Once;
 
 use ratatui::DefaultTerminal;
@@ -34,6 +35,9 @@ pub fn init(mouse: bool) -> io::Result<DefaultTerminal> {
     install_panic_hook();
     let setup = || -> io::Result<DefaultTerminal> {
         enable_raw_mode()?;
+        // Keep the terminal's title, to give it back on the way out
+        // (xterm's title stack; terminals without one ignore this).
+        stdout().write_all(b"\x1b[22;0t")?;
         execute!(stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
         if mouse {
             execute!(stdout(), EnableMouseCapture)?;
@@ -53,6 +57,9 @@ pub fn restore() {
         LeaveAlternateScreen,
         Show
     );
+    let _ = stdout()
+        .write_all(b"\x1b[23;0t")
+        .and_then(|()| stdout().flush());
     let _ = disable_raw_mode();
 }
 

@@ -34,10 +34,11 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) -> Option<ratatui::layout::
         return picker::render(app, picker, area, buf);
     }
     let areas = geometry::areas(area, app);
+    panes::title(app, areas.title, buf);
     panes::rooms(app, areas.rooms, buf);
     if let Some(room) = app.active_room() {
         messages::render(app, room, areas.messages, buf);
-        panes::members(room, areas.members, buf);
+        panes::members(app, room, areas.members, buf);
     }
     panes::status(app, areas.status, buf);
     let cursor = panes::input(app, areas.input, buf);
@@ -67,8 +68,10 @@ fn paste_dialog(paste: &str, area: Rect, buf: &mut Buffer) {
         .borders(Borders::ALL)
         .border_style(Style::new().fg(Color::Yellow))
         .title(format!(
-            " Paste {} lines, {chars} characters? ",
-            lines.len()
+            " Paste {} line{}, {chars} character{}? ",
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" },
+            if chars == 1 { "" } else { "s" },
         ));
     let inner = block.inner(rect);
     block.render(rect, buf);
@@ -96,6 +99,16 @@ fn paste_dialog(paste: &str, area: Rect, buf: &mut Buffer) {
         Style::new().add_modifier(Modifier::BOLD),
     ));
     Paragraph::new(text).render(inner, buf);
+}
+
+/// The style of a nick: its colour, or the terminal's when the theme has
+/// nick colours off.
+pub fn nick_style(theme: &crate::theme::Theme, name: &str) -> Style {
+    if theme.nick_colors {
+        Style::new().fg(nick_color(name))
+    } else {
+        Style::new()
+    }
 }
 
 /// A stable colour for a name: the same name gets the same colour in every

@@ -162,11 +162,7 @@ async fn resumes_with_since_and_delivers_what_was_typed_offline_once() {
         options,
         tx,
     );
-    let mut app = App::new(AppOptions {
-        server: url(proxy.addr),
-        name: Some(alice),
-        utc_offset: 0,
-    });
+    let mut app = App::new(AppOptions::new(url(proxy.addr), Some(alice)));
     app.start(std::slice::from_ref(&lobby));
     let mut driver = Driver { app, rx, room };
     driver

@@ -7,6 +7,9 @@
 //! | `/nick NAME` | change your display name in every room |
 //! | `/me ACTION` | send an action: `* alice waves` |
 //! | `/who` (`/names`) | list who is in the room |
+//! | `/topic [TEXT]` | show the room's topic, or set it (`/topic -` clears it) |
+//! | `/search WORDS` (`/s`) | find messages with every word; Esc returns |
+//! | `/reconnect` | connect this room again now |
 //! | `/clear` | clear the room's messages from the screen |
 //! | `/help` (`/?`) | show the commands and keys |
 //! | `/quit` (`/exit`, `/q`) | leave every room and exit |
@@ -33,6 +36,12 @@ pub enum Command {
     Nick(UserName),
     /// `/who`.
     Who,
+    /// `/topic` (show) or `/topic TEXT` (set; `-` clears).
+    Topic(Option<String>),
+    /// `/search WORDS`.
+    Search(String),
+    /// `/reconnect`.
+    Reconnect,
     /// `/clear`.
     Clear,
     /// `/help`.
@@ -41,22 +50,37 @@ pub enum Command {
     Quit,
 }
 
-/// The help text, one line per entry (also the README's list).
+/// The help text, one line per entry (also the README's list). Each line
+/// is short enough for an 80-column terminal, so that none wraps.
 pub const HELP: &[&str] = &[
-    "Commands:",
-    "  /join ROOM     join a room, or switch to it (/join alone: the room picker)",
-    "  /leave [ROOM]  leave this room (or ROOM)",
-    "  /nick NAME     change your display name",
-    "  /me ACTION     send an action, shown as \"* you ACTION\"",
-    "  /who           who is in this room",
-    "  /clear         clear this room's messages from the screen",
-    "  /help          this help",
-    "  /quit          leave every room and exit (also Ctrl+C)",
-    "  //text         send \"/text\" as a message",
+    "Commands (aliases in brackets):",
+    "  /join ROOM      join or switch to ROOM [/j]; alone: pick a room",
+    "  /leave [ROOM]   leave this room, or ROOM [/part]",
+    "  /nick NAME      change your display name",
+    "  /me ACTION      send an action: * you ACTION",
+    "  /who            who is in this room [/names]",
+    "  /topic [TEXT]   show the topic, or set it (/topic - clears)",
+    "  /search WORDS   find messages with every word [/s]",
+    "  /reconnect      connect this room again now",
+    "  /clear          clear this room's lines from the screen",
+    "  /help           this help [/?]",
+    "  /quit           leave every room and exit [/exit /q]",
+    "  //text          send \"/text\" as a message",
     "Keys:",
-    "  Enter send · Up/Down history · Tab complete a name · Ctrl+A/E/W/U/K edit",
-    "  Alt+1..9, Ctrl+N/Ctrl+P or a click: switch room · PgUp/PgDn, wheel: scroll",
-    "  Home/End on an empty line: oldest/newest message · Ctrl+L: redraw",
+    "  Enter           send; Alt+Enter: a new line in the message",
+    "  Up / Down       earlier / later lines you sent",
+    "  Tab             complete a name; again: the next match",
+    "  Ctrl+A / E      start / end of the line",
+    "  Ctrl+W / U / K  delete a word / to the start / to the end",
+    "  Alt+B / F       a word left / right (also Ctrl+Left/Right)",
+    "  Alt+1..9        go to room 1..9 (also a click on it)",
+    "  Ctrl+N / P      next / previous room (also Alt+Right/Left)",
+    "  Alt+A           next room with activity, highlights first",
+    "  PgUp / PgDn     scroll (also the wheel); at the top: older lines",
+    "  Home / End      oldest / newest line (on an empty input line)",
+    "  Ctrl+R          search this room; Esc closes the results",
+    "  Ctrl+L          redraw the screen",
+    "  Ctrl+C          quit (twice if messages are still unsent)",
 ];
 
 /// Parses an input line.
@@ -89,6 +113,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "me" if rest.is_empty() => Err("usage: /me ACTION, e.g. /me waves".to_owned()),
         "me" => Ok(Command::Me(rest.to_owned())),
         "who" | "names" => Ok(Command::Who),
+        "topic" if rest.is_empty() => Ok(Command::Topic(None)),
+        "topic" if rest == "-" => Ok(Command::Topic(Some(String::new()))),
+        "topic" => Ok(Command::Topic(Some(rest.to_owned()))),
+        "search" | "s" if rest.is_empty() => Err(
+            "usage: /search WORDS (messages with every word), e.g. /search deploy friday"
+                .to_owned(),
+        ),
+        "search" | "s" => Ok(Command::Search(rest.to_owned())),
+        "reconnect" => Ok(Command::Reconnect),
         "clear" => Ok(Command::Clear),
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" | "q" => Ok(Command::Quit),
@@ -121,6 +154,15 @@ mod tests {
         );
         assert_eq!(parse("/QUIT"), Ok(Command::Quit));
         assert_eq!(parse("/who"), Ok(Command::Who));
+        assert_eq!(parse("/names"), Ok(Command::Who));
+        assert_eq!(parse("/topic"), Ok(Command::Topic(None)));
+        assert_eq!(
+            parse("/topic  ship it "),
+            Ok(Command::Topic(Some("ship it".into())))
+        );
+        assert_eq!(parse("/topic -"), Ok(Command::Topic(Some(String::new()))));
+        assert_eq!(parse("/s deploy"), Ok(Command::Search("deploy".into())));
+        assert_eq!(parse("/reconnect"), Ok(Command::Reconnect));
         assert_eq!(
             parse("/me line\nnext"),
             Ok(Command::Say("/me line\nnext".into()))
@@ -137,5 +179,35 @@ mod tests {
         assert!(parse("/nick").unwrap_err().contains("usage"));
         assert!(parse("/me").unwrap_err().contains("usage"));
         assert!(parse("/nick a\u{202e}b").is_err());
+        assert!(parse("/search").unwrap_err().contains("usage"));
+    }
+
+    /// Issue #13: /help lists every key and alias, in lines short enough
+    /// to take at most two rows of an 80-column terminal's text column
+    /// (which wraps between words, never inside `Ctrl+N`).
+    #[test]
+    fn help_lists_keys_and_aliases_in_short_lines() {
+        let help = HELP.join("\n");
+        for needle in [
+            "/j]",
+            "/part]",
+            "/names]",
+            "/?]",
+            "/exit /q]",
+            "/s]",
+            "Alt+A",
+            "Ctrl+R",
+            "Tab",
+            "Alt+Enter",
+            "Ctrl+W",
+            "PgUp",
+            "/reconnect",
+            "/topic",
+        ] {
+            assert!(help.contains(needle), "{needle} missing from /help");
+        }
+        for line in HELP {
+            assert!(crate::wrap::width(line) <= 72, "{line:?} is too wide");
+        }
     }
 }

@@ -1,17 +1,26 @@
 //! Terminal input: keys, the mouse, pastes, and the room picker's keys.
 
-use chat_protocol::{ClientMessage, RoomName};
+use chat_protocol::{ClientMessage, HistoryQuery, HistoryRequest, Mode, RoomName};
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 use ratatui::layout::Position;
 
 use super::input::Input;
+use super::state::{Asked, AskedFor, Completion, Older};
 use super::{
-    App, LineKind, PASTE_CONFIRM_CHARS, PASTE_CONFIRM_LINES, PendingState, PickerRooms, WHEEL_ROWS,
+    App, ChatLine, LineKind, PASTE_CONFIRM_CHARS, PASTE_CONFIRM_LINES, PendingState, PickerRooms,
+    WHEEL_ROWS,
 };
-use crate::geometry;
+use crate::geometry::{self, RowCtx};
 use crate::msg::Effect;
+
+/// How many older messages one page asks for.
+pub const OLDER_PAGE: u32 = 100;
+
+/// What PgUp at the top says on a server that cannot page.
+const NO_OLDER: &str =
+    "this server does not keep older messages for clients to load (/search cannot either)";
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -27,7 +36,33 @@ impl App {
         if self.picker.is_some() {
             return self.on_picker_key(key);
         }
+        if key.code != KeyCode::Tab {
+            self.completion = None;
+        }
         match key.code {
+            KeyCode::Esc if self.searching => {
+                self.searching = false;
+                self.input.take();
+                Vec::new()
+            }
+            KeyCode::Esc => {
+                if let Some(room) = self.active_room_mut() {
+                    if room.search.take().is_some() {
+                        room.scroll = 0;
+                        return Vec::new();
+                    }
+                }
+                self.dirty = false;
+                Vec::new()
+            }
+            KeyCode::Char('r' | 'R') if ctrl => {
+                self.searching = true;
+                Vec::new()
+            }
+            KeyCode::Char('a' | 'A') if alt => {
+                self.jump_to_activity();
+                Vec::new()
+            }
             KeyCode::Enter if alt => {
                 self.input.insert('\n');
                 Vec::new()
@@ -59,18 +94,14 @@ impl App {
             KeyCode::Char('l' | 'L') if ctrl => vec![Effect::Redraw],
             KeyCode::PageUp => {
                 let page = self.page_rows();
-                self.scroll_up(page);
-                Vec::new()
+                self.scroll_up(page)
             }
             KeyCode::PageDown => {
                 let page = self.page_rows();
                 self.scroll_down(page);
                 Vec::new()
             }
-            KeyCode::Home if self.input.is_empty() => {
-                self.scroll_up(usize::MAX);
-                Vec::new()
-            }
+            KeyCode::Home if self.input.is_empty() => self.scroll_up(usize::MAX),
             KeyCode::End if self.input.is_empty() => {
                 self.scroll_down(usize::MAX);
                 Vec::new()
@@ -125,20 +156,92 @@ impl App {
         usize::from(areas.messages.height.saturating_sub(1)).max(1)
     }
 
-    /// The whole terminal as a rect.
+    /// How far up the active room can scroll.
     pub(super) fn max_scroll(&self) -> usize {
         let Some(room) = self.active_room() else {
             return 0;
         };
         let areas = geometry::areas(self.screen(), self);
-        let total = geometry::total_rows(room, areas.messages.width);
+        let total = geometry::total_rows(&RowCtx::of(self), room, areas.messages.width);
         total.saturating_sub(usize::from(areas.messages.height))
     }
 
-    pub(super) fn scroll_up(&mut self, rows: usize) {
+    /// Scrolls up; at the top, asks the server for older messages.
+    pub(super) fn scroll_up(&mut self, rows: usize) -> Vec<Effect> {
         let max = self.max_scroll();
-        if let Some(room) = self.active_room_mut() {
-            room.scroll = room.scroll.saturating_add(rows).min(max);
+        let Some(room) = self.active_room_mut() else {
+            return Vec::new();
+        };
+        let was_at_top = room.scroll >= max;
+        room.scroll = room.scroll.saturating_add(rows).min(max);
+        if room.scroll >= max {
+            return self.load_older(was_at_top);
+        }
+        Vec::new()
+    }
+
+    /// Asks for the page of messages older than the oldest shown, when the
+    /// server can give one and none is on its way. `again`: the top was
+    /// already in view (a second PgUp), so a server that cannot page says
+    /// so.
+    pub(super) fn load_older(&mut self, again: bool) -> Vec<Effect> {
+        let reference = self.next_ref.to_string();
+        let Some(room) = self.active_room_mut() else {
+            return Vec::new();
+        };
+        if room.search.is_some() || room.asked.is_some() {
+            return Vec::new();
+        }
+        if room.mode == Some(Mode::Plain) {
+            room.older = Older::Unsupported;
+        }
+        match room.older {
+            Older::Idle if room.is_online() => {}
+            Older::Unsupported if again => {
+                if room.lines.back().is_none_or(|l| l.text != NO_OLDER) {
+                    room.push(ChatLine::note(LineKind::Info, NO_OLDER));
+                    room.scroll = 0;
+                }
+                return Vec::new();
+            }
+            _ => return Vec::new(),
+        }
+        let mut query = HistoryQuery::new().limit(OLDER_PAGE);
+        if let Some(oldest) = room.oldest_id() {
+            if oldest <= 1 {
+                room.older = Older::Exhausted;
+                return Vec::new();
+            }
+            query = query.before(oldest);
+        }
+        room.older = Older::Loading;
+        room.asked = Some(Asked {
+            reference: reference.clone(),
+            kind: AskedFor::Older,
+        });
+        let effect = Effect::History {
+            room: room.name.clone(),
+            request: HistoryRequest {
+                query,
+                reference: Some(reference),
+            },
+        };
+        self.next_ref += 1;
+        vec![effect]
+    }
+
+    /// Alt+A: the next room with something unread, rooms that highlighted
+    /// you first (as WeeChat's and irssi's Alt+A).
+    pub(super) fn jump_to_activity(&mut self) {
+        let n = self.rooms.len();
+        let order = (1..n).map(|step| (self.active + step) % n);
+        let found = order
+            .clone()
+            .find(|&i| self.rooms[i].mentioned)
+            .or_else(|| order.clone().find(|&i| self.rooms[i].unread > 0));
+        match found {
+            Some(index) => self.switch_to(index),
+            None => self.dirty = false,
         }
     }
 
@@ -149,6 +252,30 @@ impl App {
                 room.new_below = 0;
             }
         }
+    }
+
+    /// Tab: completes the member name being typed; Tab again cycles through
+    /// every name that matches (`bob`, `bobby`, ...).
+    pub(super) fn complete_name(&mut self) {
+        if let Some(done) = self.completion.take() {
+            if done.after == self.input.text() && done.candidates.len() > 1 {
+                let shown = &done.candidates[done.index];
+                let suffix = if done.start == 0 { ": " } else { " " };
+                for _ in 0..(shown.chars().count() + suffix.chars().count()) {
+                    self.input.delete_back();
+                }
+                let index = (done.index + 1) % done.candidates.len();
+                self.input.insert_str(&done.candidates[index]);
+                self.input.insert_str(suffix);
+                self.completion = Some(Completion {
+                    after: self.input.text().to_owned(),
+                    index,
+                    ..done
+                });
+                return;
+            }
+        }
+        self.complete_first();
     }
 
     pub(super) fn cycle(&mut self, forward: bool) {
@@ -163,7 +290,7 @@ impl App {
         }
     }
 
-    pub(super) fn complete_name(&mut self) {
+    fn complete_first(&mut self) {
         let Some(room) = self.active_room() else {
             return;
         };
@@ -179,21 +306,27 @@ impl App {
         }
         let lower = word.to_lowercase();
         let me = room.me.as_deref();
-        let Some(found) = room
+        let candidates: Vec<String> = room
             .member_names()
             .into_iter()
-            .filter(|n| Some(*n) != me)
-            .find(|n| n.to_lowercase().starts_with(&lower))
+            .filter(|n| Some(*n) != me && n.to_lowercase().starts_with(&lower))
             .map(str::to_owned)
-        else {
+            .collect();
+        let Some(found) = candidates.first().cloned() else {
             return;
         };
-        let at_start = word_start == 0;
+        let start = before[..word_start].chars().count();
         for _ in 0..word.chars().count() {
             self.input.delete_back();
         }
         self.input.insert_str(&found);
-        self.input.insert_str(if at_start { ": " } else { " " });
+        self.input.insert_str(if start == 0 { ": " } else { " " });
+        self.completion = Some(Completion {
+            after: self.input.text().to_owned(),
+            start,
+            candidates,
+            index: 0,
+        });
     }
 
     // ----- paste -------------------------------------------------------
@@ -220,9 +353,15 @@ impl App {
             KeyCode::Enter | KeyCode::Char('y' | 'Y') => {
                 if let Some(text) = self.paste.take() {
                     self.input.insert_str(&text);
+                    let line = self.input.text().to_owned();
+                    let message = ClientMessage::Chat { message: line };
+                    if !self.fits(&message) {
+                        // Kept in the input line, to shorten.
+                        return Vec::new();
+                    }
                     let line = self.input.take();
                     self.history.push(&line);
-                    return self.send(ClientMessage::Chat { message: line });
+                    return self.send(message);
                 }
                 Vec::new()
             }
@@ -319,7 +458,7 @@ impl App {
         }
         let areas = geometry::areas(self.screen(), self);
         match mouse.kind {
-            MouseEventKind::ScrollUp => self.scroll_up(WHEEL_ROWS),
+            MouseEventKind::ScrollUp => return self.scroll_up(WHEEL_ROWS),
             MouseEventKind::ScrollDown => self.scroll_down(WHEEL_ROWS),
             MouseEventKind::Down(MouseButton::Left) if areas.rooms.contains(at) => {
                 let index = usize::from(mouse.row - areas.rooms.y);

@@ -11,7 +11,9 @@ use chat_protocol::{ClientMessage, Limits, Mode, RoomName, RoomSummary, UserName
 use ratatui::layout::Rect;
 
 use super::input::{History, Input};
+use crate::clock::TimeFormat;
 use crate::msg::Effect;
+use crate::theme::Theme;
 
 /// How many lines a room keeps; older ones are dropped.
 pub const MAX_LINES: usize = 5_000;
@@ -136,6 +138,7 @@ pub enum ConnState {
 
 /// One joined room.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent facts about a room, not a state machine
 pub struct RoomState {
     /// The room.
     pub name: RoomName,
@@ -173,7 +176,81 @@ pub struct RoomState {
     pub topic: Option<String>,
     /// What the server accepts, from its welcome.
     pub limits: Option<Limits>,
+    /// The number of `lines[0]`: each line keeps its number while older
+    /// ones are dropped or loaded, so marks can point at lines.
+    pub first_seq: u64,
+    /// The read marker: the number of the last line seen before the room
+    /// was left for another one.
+    pub read_marker: Option<u64>,
+    /// Loading older messages past the top.
+    pub older: Older,
+    /// A search's results, shown instead of the room's lines.
+    pub search: Option<Search>,
+    /// The history request on its way (its `ref`), if any.
+    pub asked: Option<Asked>,
+    /// Why the connection stopped for good was that the name is taken.
+    pub name_taken: bool,
 }
+
+/// Where loading older messages stands for a room.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Older {
+    /// More may be there (or nothing was asked yet).
+    #[default]
+    Idle,
+    /// Asked; waiting for the page.
+    Loading,
+    /// The server has nothing older.
+    Exhausted,
+    /// The server cannot page (plain mode, or no history requests).
+    Unsupported,
+}
+
+/// A history request on its way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// Its `ref`, echoed in the answer.
+    pub reference: String,
+    /// Older messages or a search.
+    pub kind: AskedFor,
+}
+
+/// What a history request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskedFor {
+    /// A page of older messages.
+    Older,
+    /// Search results.
+    Search,
+}
+
+/// A search in a room and its results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The words, as typed.
+    pub words: String,
+    /// The messages found, oldest first.
+    pub results: VecDeque<ChatLine>,
+    /// Where it stands.
+    pub state: SearchState,
+    /// The server holds more matches than shown.
+    pub more: bool,
+}
+
+/// Where a search stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchState {
+    /// Asked; no answer yet.
+    Searching,
+    /// Answered.
+    Done,
+    /// It could not be done (why, for the user).
+    Failed(String),
+}
+
+/// The first line number: far from 0, so that older lines loaded at the top
+/// can be numbered below it.
+const FIRST_SEQ: u64 = 1 << 40;
 
 impl RoomState {
     /// A room being joined.
@@ -196,14 +273,53 @@ impl RoomState {
             own_join_due: false,
             topic: None,
             limits: None,
+            first_seq: FIRST_SEQ,
+            read_marker: None,
+            older: Older::Idle,
+            search: None,
+            asked: None,
+            name_taken: false,
         }
     }
 
     pub(super) fn push(&mut self, line: ChatLine) {
         if self.lines.len() == MAX_LINES {
             self.lines.pop_front();
+            self.first_seq += 1;
         }
         self.lines.push_back(line);
+    }
+
+    /// Adds older lines (oldest first) above the first one; returns how
+    /// many fitted (scrollback keeps at most [`MAX_LINES`]).
+    pub(super) fn push_older(&mut self, lines: Vec<ChatLine>) -> usize {
+        let room = MAX_LINES.saturating_sub(self.lines.len());
+        let skip = lines.len().saturating_sub(room);
+        let mut added = 0;
+        for line in lines.into_iter().skip(skip).rev() {
+            self.lines.push_front(line);
+            self.first_seq -= 1;
+            added += 1;
+        }
+        added
+    }
+
+    /// The number of the newest line (none when the room has no lines).
+    pub fn last_seq(&self) -> Option<u64> {
+        (!self.lines.is_empty()).then(|| self.first_seq + self.lines.len() as u64 - 1)
+    }
+
+    /// The index in `lines` after which the read marker is drawn: only when
+    /// lines arrived after it.
+    pub fn marker_index(&self) -> Option<usize> {
+        let marker = self.read_marker?;
+        let index = usize::try_from(marker.checked_sub(self.first_seq)?).ok()?;
+        (index + 1 < self.lines.len()).then_some(index)
+    }
+
+    /// The oldest message id held (for loading older ones).
+    pub fn oldest_id(&self) -> Option<u64> {
+        self.lines.iter().map(|l| l.id).find(|id| *id > 0)
     }
 
     /// Distinct member names, sorted.
@@ -278,10 +394,48 @@ pub struct AppOptions {
     pub name: Option<UserName>,
     /// Local time's offset from UTC, in seconds (times are shown in it).
     pub utc_offset: i32,
+    /// Words that highlight a message, besides the user's name.
+    pub highlights: Vec<String>,
+    /// The message time format.
+    pub time_format: TimeFormat,
+    /// The colours.
+    pub theme: Theme,
+    /// Whether rooms are logged (the runtime gets [`Effect::Log`]s).
+    pub logging: bool,
+}
+
+impl AppOptions {
+    /// Options with the defaults for everything but the server and name.
+    pub fn new(server: impl Into<String>, name: Option<UserName>) -> Self {
+        Self {
+            server: server.into(),
+            name,
+            utc_offset: 0,
+            highlights: Vec::new(),
+            time_format: TimeFormat::default(),
+            theme: Theme::default(),
+            logging: false,
+        }
+    }
+}
+
+/// Tab completion in progress: pressing Tab again cycles through the names
+/// that matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The input line as completion left it (another edit ends it).
+    pub after: String,
+    /// Where the completed word starts (characters).
+    pub start: usize,
+    /// The candidates, in order, and which one is shown.
+    pub candidates: Vec<String>,
+    /// The one shown.
+    pub index: usize,
 }
 
 /// The whole client state.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent switches and flags
 pub struct App {
     /// The server, as shown in the status bar.
     pub server: String,
@@ -310,7 +464,21 @@ pub struct App {
     /// The latest time the runtime told (unix ms; 0: none yet). Only used
     /// for the reconnect countdown.
     pub now_ms: u64,
+    /// Words that highlight a message, besides the user's name.
+    pub highlights: Vec<String>,
+    /// The message time format.
+    pub time_format: TimeFormat,
+    /// The colours.
+    pub theme: Theme,
+    /// Whether to emit [`Effect::Log`]s.
+    pub logging: bool,
+    /// Tab completion in progress.
+    pub completion: Option<Completion>,
+    /// The input line is a search prompt (Ctrl+R).
+    pub searching: bool,
     pub(super) next_local_id: u64,
+    /// Numbers history requests.
+    pub(super) next_ref: u64,
 }
 
 impl App {
@@ -330,7 +498,39 @@ impl App {
             quit_armed: false,
             dirty: true,
             now_ms: 0,
+            highlights: options.highlights,
+            time_format: options.time_format,
+            theme: options.theme,
+            logging: options.logging,
+            completion: None,
+            searching: false,
             next_local_id: 1,
+            next_ref: 1,
+        }
+    }
+
+    /// The terminal's title: the room, with the unread count of the others
+    /// (`!` when one of them highlighted you).
+    pub fn title(&self) -> String {
+        let unread: usize = self
+            .rooms
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.active)
+            .map(|(_, r)| r.unread)
+            .sum();
+        let mentioned = self
+            .rooms
+            .iter()
+            .enumerate()
+            .any(|(i, r)| i != self.active && r.mentioned);
+        let room = self
+            .active_room()
+            .map_or_else(String::new, |r| format!(" {}", r.name));
+        match (unread, mentioned) {
+            (0, false) => format!("chat-tui:{room}"),
+            (n, false) => format!("({n}) chat-tui:{room}"),
+            (n, true) => format!("({n}!) chat-tui:{room}"),
         }
     }
 
@@ -374,13 +574,22 @@ impl App {
         Rect::new(0, 0, self.size.0, self.size.1)
     }
 
-    /// Shows room `index` and clears its unread marks.
+    /// Shows room `index` and clears its unread marks. The room left keeps
+    /// a read marker after its last line, shown when it is seen again with
+    /// newer lines below.
     pub fn switch_to(&mut self, index: usize) {
-        if let Some(room) = self.rooms.get_mut(index) {
-            self.active = index;
-            room.unread = 0;
-            room.mentioned = false;
+        if index >= self.rooms.len() {
+            return;
         }
+        if index != self.active {
+            if let Some(left) = self.rooms.get_mut(self.active) {
+                left.read_marker = left.last_seq();
+            }
+        }
+        self.active = index;
+        let room = &mut self.rooms[index];
+        room.unread = 0;
+        room.mentioned = false;
     }
 
     /// Adds a local note to the active room (or the picker).

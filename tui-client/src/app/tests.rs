@@ -18,11 +18,10 @@ pub(crate) fn room(name: &str) -> RoomName {
 }
 
 pub(crate) fn new_app() -> App {
-    let mut app = App::new(AppOptions {
-        server: "ws://127.0.0.1:8000".into(),
-        name: Some(UserName::new("alice").unwrap()),
-        utc_offset: 0,
-    });
+    let mut app = App::new(AppOptions::new(
+        "ws://127.0.0.1:8000",
+        Some(UserName::new("alice").unwrap()),
+    ));
     app.update(Msg::Resize {
         width: 80,
         height: 20,
@@ -484,10 +483,11 @@ fn scrollback_pages_and_marks_new_messages_below() {
 #[test]
 fn clicking_a_room_switches_to_it() {
     let mut app = online(&["lobby", "dev"]);
+    // Row 0 is the title line; the rooms start under it.
     app.update(Msg::Mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
         column: 2,
-        row: 1,
+        row: 2,
         modifiers: KeyModifiers::NONE,
     }));
     assert_eq!(app.active, 1);
@@ -554,10 +554,11 @@ fn a_refusal_stops_until_joined_again() {
         "lobby",
         NetEvent::Stopped {
             reason: "the server refused the request with HTTP 400: bad name".into(),
+            name_taken: false,
         },
     ));
     assert!(matches!(app.rooms[0].conn, ConnState::Stopped { .. }));
-    assert!(texts(&app, 0).last().unwrap().contains("Not reconnecting"));
+    assert!(texts(&app, 0).last().unwrap().contains("not reconnecting"));
     assert_eq!(
         enter(&mut app, "/join lobby"),
         vec![Effect::Leave(room("lobby")), Effect::Join(room("lobby"))]

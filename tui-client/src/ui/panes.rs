@@ -1,4 +1,5 @@
-//! The small panes: rooms, members, the status bar and the input line.
+//! The small panes: the title line, rooms, members, the status bar and the
+//! input line.
 
 use chat_protocol::Mode;
 use ratatui::buffer::Buffer;
@@ -8,15 +9,46 @@ use ratatui::text::{Line, Span};
 
 use crate::app::{App, ConnState, RoomState};
 use crate::sanitize::sanitize;
-use crate::ui::nick_color;
+use crate::theme::Theme;
+use crate::ui::nick_style;
 use crate::wrap;
 
-const BORDER: Style = Style::new().fg(Color::DarkGray);
+fn border(theme: &Theme) -> Style {
+    Style::new().fg(theme.border)
+}
 
-fn vertical_border(x: u16, area: Rect, buf: &mut Buffer) {
+fn vertical_border(x: u16, area: Rect, buf: &mut Buffer, theme: &Theme) {
     for y in area.top()..area.bottom() {
-        buf.set_string(x, y, "│", BORDER);
+        buf.set_string(x, y, "│", border(theme));
     }
+}
+
+/// The title line: the room and its topic (WeeChat's title bar).
+pub fn title(app: &App, area: Rect, buf: &mut Buffer) {
+    if area.is_empty() {
+        return;
+    }
+    let theme = &app.theme;
+    let Some(room) = app.active_room() else {
+        return;
+    };
+    let mut spans = vec![Span::styled(
+        format!(" {} ", room.name),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let dim = Style::new().fg(theme.dim);
+    match (&room.topic, room.mode) {
+        (_, Some(Mode::Plain)) => spans.push(Span::styled("(plain mode: no topic)", dim)),
+        (Some(topic), _) if !topic.is_empty() => {
+            spans.push(Span::styled("· ", dim));
+            spans.push(Span::raw(sanitize(topic).into_owned()));
+        }
+        (Some(_), _) => spans.push(Span::styled("· no topic (/topic TEXT sets one)", dim)),
+        (None, _) => {}
+    }
+    // One cell short of the edge: the topic is anyone's text.
+    let width = area.width.saturating_sub(1);
+    buf.set_line(area.x, area.y, &Line::from(spans), width);
 }
 
 /// Joined rooms: number, name, unread count, `!` when mentioned.
@@ -24,8 +56,9 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
     if area.is_empty() {
         return;
     }
+    let theme = &app.theme;
     let inner = usize::from(area.width - 1);
-    vertical_border(area.right() - 1, area, buf);
+    vertical_border(area.right() - 1, area, buf, theme);
     for ((index, room), y) in app.rooms.iter().enumerate().zip(area.top()..area.bottom()) {
         let number = if index < 9 {
             format!("{:>2}.", index + 1)
@@ -47,9 +80,13 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
             ConnState::Offline { .. } | ConnState::Stopped { .. } => Style::new().fg(Color::Red),
         };
         if active {
-            name_style = name_style.bg(Color::Blue).add_modifier(Modifier::BOLD);
-            if name_style.fg.is_none() {
-                name_style = name_style.fg(Color::White);
+            name_style = if theme.is_mono() {
+                name_style.add_modifier(Modifier::REVERSED | Modifier::BOLD)
+            } else {
+                name_style.bg(theme.status_bg).add_modifier(Modifier::BOLD)
+            };
+            if name_style.fg.is_none() && !theme.is_mono() {
+                name_style = name_style.fg(theme.status_fg);
             }
         }
         let badge_style = if room.mentioned {
@@ -60,7 +97,7 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
             Style::new().fg(Color::Yellow)
         };
         let line = Line::from(vec![
-            Span::styled(number, BORDER),
+            Span::styled(number, border(theme)),
             Span::styled(format!("{name}{}", " ".repeat(pad)), name_style),
             Span::styled(badge, badge_style),
         ]);
@@ -69,11 +106,12 @@ pub fn rooms(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// Who is in the active room.
-pub fn members(room: &RoomState, area: Rect, buf: &mut Buffer) {
+pub fn members(app: &App, room: &RoomState, area: Rect, buf: &mut Buffer) {
     if area.is_empty() {
         return;
     }
-    vertical_border(area.x, area, buf);
+    let theme = &app.theme;
+    vertical_border(area.x, area, buf, theme);
     let width = area.width - 1;
     let names = room.member_names();
     let rows = usize::from(area.height);
@@ -81,11 +119,11 @@ pub fn members(room: &RoomState, area: Rect, buf: &mut Buffer) {
     for (i, (name, y)) in names.iter().zip(area.top()..area.bottom()).enumerate() {
         if overflow && i == rows - 1 {
             let more = format!("+{} more", names.len() - i);
-            buf.set_stringn(area.x + 1, y, more, usize::from(width), BORDER);
+            buf.set_stringn(area.x + 1, y, more, usize::from(width), border(theme));
             break;
         }
         let shown = sanitize(name);
-        let mut style = Style::new().fg(nick_color(&shown));
+        let mut style = nick_style(theme, &shown);
         if room.me.as_deref() == Some(*name) {
             style = style.add_modifier(Modifier::BOLD);
         }
@@ -93,57 +131,132 @@ pub fn members(room: &RoomState, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The status bar: server, room, connection, members, activity elsewhere.
+/// The status bar: room, connection, members, activity elsewhere, the
+/// server. When it does not fit, the connection's reason is shortened
+/// first (the member count and the server stay), then activity is
+/// counted instead of listed, then the server goes.
 pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     if area.is_empty() {
         return;
     }
-    let bar = Style::new().bg(Color::Blue).fg(Color::White);
+    let theme = &app.theme;
+    let bar = if theme.is_mono() {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new().bg(theme.status_bg).fg(theme.status_fg)
+    };
     buf.set_style(area, bar);
-    // Most important first, so that a narrow bar keeps the room and the
-    // connection state; the server comes last.
-    let mut spans = Vec::new();
-    if let Some(room) = app.active_room() {
-        spans.push(Span::styled(
-            format!("{}:{} ", app.active + 1, room.name),
-            bar.add_modifier(Modifier::BOLD),
-        ));
-        let (state, style) = conn_label(room, app.now_ms);
-        spans.push(Span::styled(format!("[{state}] "), style));
-        if room.mode != Some(Mode::Plain) && room.is_online() {
-            let n = room.member_names().len();
-            let s = if n == 1 { "" } else { "s" };
-            spans.push(Span::raw(format!("[{n} member{s}] ")));
-        }
-        let activity: Vec<String> = app
-            .rooms
+    let width = usize::from(area.width);
+    let server = Span::raw(format!("[{}]", app.server));
+    let Some(room) = app.active_room() else {
+        buf.set_line(area.x, area.y, &Line::from(vec![server]), area.width);
+        return;
+    };
+    let head = Span::styled(
+        format!("{}:{} ", app.active + 1, room.name),
+        bar.add_modifier(Modifier::BOLD),
+    );
+    let (state, state_style) = conn_label(room, app.now_ms, theme);
+    let members_span = (room.mode != Some(Mode::Plain) && room.connected_once).then(|| {
+        let n = room.member_names().len();
+        let s = if n == 1 { "" } else { "s" };
+        Span::raw(format!("[{n} member{s}] "))
+    });
+    let others: Vec<(usize, &RoomState)> = app
+        .rooms
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i != app.active && (r.unread > 0 || r.mentioned))
+        .collect();
+    let act_style = bar.fg(Color::LightYellow);
+    let listed = (!others.is_empty()).then(|| {
+        let list: Vec<String> = others
             .iter()
-            .enumerate()
-            .filter(|(i, r)| *i != app.active && (r.unread > 0 || r.mentioned))
             .map(|(i, r)| {
                 let mark = if r.mentioned { "!" } else { "" };
                 format!("{}:{}({}{mark})", i + 1, r.name, r.unread)
             })
             .collect();
-        if !activity.is_empty() {
-            spans.push(Span::styled(
-                format!("[Act: {}] ", activity.join(", ")),
-                bar.fg(Color::LightYellow),
-            ));
-        }
-        if room.scroll > 0 {
-            spans.push(Span::styled(
-                format!("[-MORE({})-] ", room.new_below),
-                bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
-            ));
-        }
+        Span::styled(format!("[Act: {}] ", list.join(", ")), act_style)
+    });
+    let counted = (!others.is_empty()).then(|| {
+        let mark = if others.iter().any(|(_, r)| r.mentioned) {
+            "!"
+        } else {
+            ""
+        };
+        Span::styled(format!("[Act: {}{mark}] ", others.len()), act_style)
+    });
+    let more = (room.scroll > 0).then(|| {
+        Span::styled(
+            format!("[-MORE({})-] ", room.new_below),
+            bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
+        )
+    });
+    let w = |span: &Option<Span>| span.as_ref().map_or(0, |s| wrap::width(&s.content));
+    // The state's brackets and its space take 3 cells; keep at least a
+    // word of it.
+    let fixed = |act: &Option<Span>, members: bool, server: bool| {
+        wrap::width(&head.content)
+            + 3
+            + if members { w(&members_span) } else { 0 }
+            + w(act)
+            + w(&more)
+            + if server {
+                wrap::width(&server_text(app))
+            } else {
+                0
+            }
+    };
+    let full = wrap::width(&state);
+    let keep = full.min(12);
+    // Most wanted first: everything; activity counted; no server; no
+    // member count; no activity (a very narrow bar keeps the room and its
+    // state).
+    let (activity, with_members, with_server) = if fixed(&listed, true, true) + full <= width {
+        (listed, true, true)
+    } else if fixed(&counted, true, true) + keep <= width {
+        (counted, true, true)
+    } else if fixed(&counted, true, false) + keep <= width {
+        (counted, true, false)
+    } else if fixed(&counted, false, false) + keep <= width {
+        (counted, false, false)
+    } else {
+        (None, false, false)
+    };
+    let room_for_state = width
+        .saturating_sub(fixed(&activity, with_members, with_server))
+        .max(1);
+    let state = if full > room_for_state {
+        format!(
+            "{}…",
+            wrap::truncate(&state, room_for_state.saturating_sub(1))
+        )
+    } else {
+        state
+    };
+    let mut spans = vec![head, Span::styled(format!("[{state}] "), state_style)];
+    if with_members {
+        spans.extend(members_span);
     }
-    spans.push(Span::raw(format!("[{}]", app.server)));
+    spans.extend(activity);
+    spans.extend(more);
+    if with_server {
+        spans.push(server);
+    }
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
-fn conn_label(room: &RoomState, now_ms: u64) -> (String, Style) {
-    let bar = Style::new().bg(Color::Blue);
+fn server_text(app: &App) -> String {
+    format!("[{}]", app.server)
+}
+
+fn conn_label(room: &RoomState, now_ms: u64, theme: &Theme) -> (String, Style) {
+    let bar = if theme.is_mono() {
+        Style::new().add_modifier(Modifier::REVERSED)
+    } else {
+        Style::new().bg(theme.status_bg)
+    };
     match &room.conn {
         ConnState::Online { mode: Mode::Events } => {
             ("online".to_owned(), bar.fg(Color::LightGreen))
@@ -202,14 +315,24 @@ pub fn input(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
         .and_then(|r| r.me.clone())
         .or_else(|| app.name.as_ref().map(|n| n.as_str().to_owned()))
         .unwrap_or_default();
-    let prompt = if me.is_empty() {
-        "> ".to_owned()
+    let (prompt, prompt_style) = if app.searching {
+        (
+            "(search, Esc cancels) ".to_owned(),
+            Style::new()
+                .fg(Color::LightYellow)
+                .add_modifier(Modifier::BOLD),
+        )
+    } else if me.is_empty() {
+        ("> ".to_owned(), Style::new().fg(Color::Cyan))
     } else {
-        format!("[{}] ", sanitize(&me))
+        (
+            format!("[{}] ", sanitize(&me)),
+            Style::new().fg(Color::Cyan),
+        )
     };
     let prompt = wrap::truncate(&prompt, usize::from(area.width) / 2).to_owned();
     let prompt_w = wrap::width(&prompt);
-    buf.set_string(area.x, area.y, &prompt, Style::new().fg(Color::Cyan));
+    buf.set_string(area.x, area.y, &prompt, prompt_style);
     let avail = usize::from(area.width).saturating_sub(prompt_w);
     if avail == 0 {
         return None;
