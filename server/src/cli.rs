@@ -101,6 +101,16 @@ pub struct Cli {
     )]
     pub redis_history_bytes: usize,
 
+    /// With --redis or --redis-cluster: milliseconds any one Redis command
+    /// may take, and all of a join's Redis steps together. A publish Redis
+    /// has not run within it is refused to its sender (error / close 1013),
+    /// never delivered late; the health probe (every second) waits half of
+    /// it, so /healthz turns 503 within about 1 s + half of it of a hung Redis.
+    #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS",
+          default_value_t = chat_server::DEFAULT_REDIS_TIMEOUT_MS, value_name = "MILLISECONDS",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub redis_timeout_ms: u64,
+
     /// Prefix of every Redis key and channel, so that several deployments
     /// can share one Redis.
     #[arg(
@@ -377,6 +387,7 @@ impl Cli {
             presence_ttl: Duration::from_secs(self.presence_ttl),
             room_ttl: Duration::from_secs(self.redis_room_ttl),
             history_bytes: self.redis_history_bytes,
+            timeout: Duration::from_millis(self.redis_timeout_ms),
             ..base
         })
     }
@@ -468,6 +479,18 @@ mod tests {
             ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
         );
         assert_eq!(redis.room_ttl, chat_server::DEFAULT_ROOM_TTL);
+        assert_eq!(redis.timeout, Duration::from_secs(2));
+        let cli = Cli::try_parse_from([
+            "chat-server",
+            "--redis",
+            "redis://127.0.0.1:6379/0",
+            "--redis-timeout-ms",
+            "5000",
+        ])
+        .unwrap();
+        let redis = cli.config(10).unwrap().redis.unwrap();
+        assert_eq!(redis.timeout, Duration::from_secs(5));
+        assert!(Cli::try_parse_from(["chat-server", "--redis-timeout-ms", "10"]).is_err());
     }
 
     #[test]

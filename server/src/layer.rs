@@ -24,7 +24,9 @@ use chat_protocol::{
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use memory::{HistoryLimits, MemoryLayer};
-pub use redis::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig, RedisLayer};
+pub use redis::{
+    DEFAULT_HISTORY_BYTES, DEFAULT_REDIS_TIMEOUT_MS, DEFAULT_ROOM_TTL, RedisConfig, RedisLayer,
+};
 
 pub(crate) use crate::names::NameCounts;
 use crate::names::{Identity, NameTaken};

@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use access::{Access, AllowedHosts};
-pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_ROOM_TTL, RedisConfig};
+pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_REDIS_TIMEOUT_MS, DEFAULT_ROOM_TTL, RedisConfig};
 pub use limits::Limits;
 pub use store::StoreConfig;
 pub use upgrade::socket_config;

@@ -91,3 +91,82 @@ async fn a_hung_redis_turns_healthz_503_and_back_and_holds_no_handshake() {
         }
     }
 }
+
+/// The Redis timeout this test sets (`--redis-timeout-ms`).
+const TIMEOUT: Duration = Duration::from_millis(1500);
+/// Room for scheduling on a busy machine on top of that limit.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// The next chat message, skipping presence notices; a `gap` or anything
+/// else fails the test.
+async fn next_message(client: &mut chat_protocol::Client) -> String {
+    loop {
+        match next_event(client).await {
+            ServerEvent::Chat(chat) => return chat.message,
+            ServerEvent::Join(_) | ServerEvent::Leave(_) => {}
+            other => panic!("expected a chat message, got {other:?}"),
+        }
+    }
+}
+
+/// Before the probe notices a hang, a handshake that needs every Redis
+/// step of a join (a new room: name claim, subscription, presence,
+/// snapshot, topic) waits at most the configured timeout once, not once
+/// per step; a message sent meanwhile is refused within that timeout, and
+/// when Redis wakes up and reads the queued publish, the script sees its
+/// deadline has passed and does nothing: the refused message is never
+/// delivered late, nor stored, and ids go on without a hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_costs_a_join_one_timeout_and_a_refused_publish_never_arrives_late() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = Config {
+        redis: Some(chat_server::RedisConfig {
+            timeout: TIMEOUT,
+            ..Cluster::redis_config(&redis, &format!("l{}", redis.port()))
+        }),
+        ..Config::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let (mut alice, _) = server.joined("late", "alice").await;
+    let (mut bob, _) = server.joined("late", "bob").await;
+    alice.say("before").await.unwrap();
+    assert_eq!(next_message(&mut alice).await, "before");
+    assert_eq!(next_message(&mut bob).await, "before");
+
+    redis.signal("STOP");
+    let started = Instant::now();
+    let (_carol, welcome) = server.joined("fresh", "carol").await;
+    let handshake = started.elapsed();
+    eprintln!("a join into a new room right after kill -STOP: {handshake:?}");
+    assert!(
+        handshake <= TIMEOUT + SLACK,
+        "a join waited {handshake:?} for a hung Redis (timeout {TIMEOUT:?})"
+    );
+    assert!(welcome.history.is_empty());
+
+    let started = Instant::now();
+    alice.say("during").await.unwrap();
+    match next_event(&mut alice).await {
+        ServerEvent::Error(error) => assert_eq!(error.code, ErrorCode::Unavailable),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let refused = started.elapsed();
+    eprintln!("publish refused {refused:?} into the hang");
+    assert!(refused <= TIMEOUT + SLACK, "refused after {refused:?}");
+
+    // Redis now reads the publish queued on its socket, past its deadline.
+    redis.signal("CONT");
+    health_becomes(&server, 200, NOTICED_WITHIN).await;
+    alice.say("after").await.unwrap();
+    assert_eq!(next_message(&mut alice).await, "after");
+    assert_eq!(next_message(&mut bob).await, "after");
+    let (_dave, welcome) = server.joined("late", "dave").await;
+    let stored: Vec<(u64, &str)> = welcome
+        .history
+        .iter()
+        .map(|chat| (chat.id, chat.message.as_str()))
+        .collect();
+    assert_eq!(stored, [(1, "before"), (2, "after")]);
+}

@@ -59,6 +59,7 @@ use chat_protocol::{ChatEvent, RoomName, RoomSummary, unix_millis};
 use futures_util::StreamExt;
 use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -93,6 +94,11 @@ pub struct RedisConfig {
     /// The most bytes of events one room's history holds (0: bounded in
     /// messages only): the oldest go first.
     pub history_bytes: usize,
+    /// Longest wait for any one Redis command or connection attempt, and
+    /// for all of a join's Redis steps together. A publish must run in
+    /// Redis within it (less a margin for the reply) or it is refused to
+    /// its sender. The health probe waits half of it.
+    pub timeout: Duration,
 }
 
 impl RedisConfig {
@@ -106,6 +112,7 @@ impl RedisConfig {
             presence_ttl: Duration::from_secs(15),
             room_ttl: DEFAULT_ROOM_TTL,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            timeout: Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS),
         }
     }
 
@@ -150,17 +157,22 @@ pub const DEFAULT_ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
 /// 1 MiB, so that 100 messages of 60 KB cannot make one room hold 6 MB.
 pub const DEFAULT_HISTORY_BYTES: usize = 1024 * 1024;
 
+/// How long a Redis command may take by default, in ms: 2 s. A healthy
+/// Redis answers in well under a millisecond; a CPU-starved one with a
+/// thousand publishes queued took over 1 s (bench/conns-100k.sh), which
+/// the first release's fixed 1 s refused. 2 s keeps a hung Redis noticed
+/// within about 2 s (`/healthz`) and a handshake waiting at most 2 s before
+/// that, none after.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 2000;
+
 /// Reconnect delays of the pub/sub connections: from this...
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 /// ...doubling up to this, so traffic resumes within about a second of
 /// Redis coming back.
 const RECONNECT_MAX: Duration = Duration::from_millis(800);
-/// Longest wait for any one Redis command or connection attempt: a hung
-/// Redis costs a handshake or a publish at most this (and, once the
-/// health probe has noticed, nothing: joins stop waiting for Redis).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How much sooner than the command timeout a publish must have run in
-/// Redis: room for the reply to travel back before the publisher gives up.
+/// Redis: room for the reply to travel back before the publisher gives up
+/// (at most a quarter of the timeout).
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 /// How long a join waits for its room's subscription to be confirmed.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
@@ -242,7 +254,7 @@ impl RedisLayer {
         let (conn, pubsub) = Commands::connect(&config).await?;
         let mut probe = conn.clone();
         let _: String =
-            tokio::time::timeout(COMMAND_TIMEOUT, redis::cmd("PING").query_async(&mut probe))
+            tokio::time::timeout(config.timeout, redis::cmd("PING").query_async(&mut probe))
                 .await
                 .map_err(|_| cannot_reach(&"no answer"))?
                 .map_err(|err| cannot_reach(&err))?;
@@ -304,8 +316,22 @@ impl RedisLayer {
         if let Some(taken) = locally_taken {
             return Err(taken.into());
         }
+        // All of the join's Redis steps together wait at most one command
+        // timeout: past it, Redis counts as not answering and the join
+        // goes on without it (so a hung Redis holds a handshake at most
+        // that long, and not at all once the health probe has noticed).
+        let budget = Instant::now() + self.timeout();
         if self.is_answering() {
-            self.claim_name(room, user, identity).await?;
+            if let Some(claimed) = self
+                .within(
+                    budget,
+                    "join (name claim)",
+                    self.claim_name(room, user, identity),
+                )
+                .await
+            {
+                claimed?;
+            }
         }
         let (first_in_room, first_of_name) = {
             let mut local = lock(&inner.local);
@@ -323,14 +349,17 @@ impl RedisLayer {
         };
         let subscription = inner.registry.subscribe(room, format);
         if first_in_room {
-            self.subscribe_room(room).await;
+            // Not confirmed in time: the pump subscribes and catches up by
+            // itself; the join does not wait longer.
+            let _ = tokio::time::timeout_at(budget, self.subscribe_room(room)).await;
         }
         // While Redis does not answer, a join does not wait for it: the
         // heartbeat writes presence once it is back.
-        let answering = self.is_answering();
-        if first_of_name && answering {
-            self.announce(room, user, true).await;
+        if first_of_name && self.is_answering() {
+            self.within(budget, "join (presence)", self.announce(room, user, true))
+                .await;
         }
+        let answering = self.is_answering();
         if format == Format::Plain {
             // No welcome: nothing to read.
             return Ok(Joined {
@@ -344,10 +373,13 @@ impl RedisLayer {
                 topic: None,
             });
         }
+        let not_answering = || LayerError::Unavailable("Redis is not answering".to_owned());
         let snapshot = if answering {
-            self.snapshot(room).await
+            self.within(budget, "join (room snapshot)", self.snapshot(room))
+                .await
+                .unwrap_or_else(|| Err(not_answering()))
         } else {
-            Err(LayerError::Unavailable("Redis is not answering".to_owned()))
+            Err(not_answering())
         };
         Ok(match snapshot {
             Ok(snapshot) => {
@@ -361,7 +393,10 @@ impl RedisLayer {
                     missed,
                     epoch: snapshot.epoch,
                     notice: None,
-                    topic: self.topic(room).await,
+                    topic: self
+                        .within(budget, "join (topic)", self.topic(room))
+                        .await
+                        .flatten(),
                 }
             }
             Err(err) => {
@@ -650,8 +685,9 @@ impl RedisLayer {
         if offset == i64::MIN {
             return 0;
         }
-        let margin =
-            u64::try_from(COMMAND_TIMEOUT.saturating_sub(DEADLINE_MARGIN).as_millis()).unwrap_or(0);
+        let timeout = self.timeout();
+        let margin = DEADLINE_MARGIN.min(timeout / 4);
+        let margin = u64::try_from(timeout.saturating_sub(margin).as_millis()).unwrap_or(0);
         unix_millis()
             .saturating_add_signed(offset)
             .saturating_add(margin)
@@ -669,6 +705,31 @@ impl RedisLayer {
             - i64::try_from(local_ms).unwrap_or(i64::MAX);
         self.inner.clock_offset_ms.store(offset, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The longest wait for a Redis command (see [`RedisConfig::timeout`]).
+    fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+
+    /// Runs one step of an operation that must end by `budget`; past it,
+    /// records Redis as not answering (`/healthz` 503 until the probe gets
+    /// an answer) and gives up on the step.
+    async fn within<T>(
+        &self,
+        budget: Instant,
+        what: &str,
+        step: impl Future<Output = T>,
+    ) -> Option<T> {
+        if let Ok(done) = tokio::time::timeout_at(budget, step).await {
+            return Some(done);
+        }
+        let err = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {:?}", self.timeout()),
+        ));
+        self.failed(what, &err);
+        None
     }
 
     /// A fresh epoch name, unique across instances and restarts.

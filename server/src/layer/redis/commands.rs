@@ -8,7 +8,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-use super::{COMMAND_TIMEOUT, RECONNECT_MAX, RECONNECT_MIN, RedisConfig, redact};
+use super::{RECONNECT_MAX, RECONNECT_MIN, RedisConfig, redact};
 use crate::layer::LayerError;
 
 /// Commands to one Redis or to a cluster.
@@ -56,6 +56,7 @@ impl Commands {
                 config.describe()
             ))
         };
+        let timeout = config.timeout;
         if config.cluster.is_empty() {
             let info = config
                 .url
@@ -64,13 +65,13 @@ impl Commands {
                 .map_err(|err| invalid(&config.url, &err))?;
             let client = Client::open(info.clone()).map_err(|err| invalid(&config.url, &err))?;
             let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                .set_response_timeout(Some(COMMAND_TIMEOUT))
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
                 .set_min_delay(RECONNECT_MIN)
                 .set_max_delay(RECONNECT_MAX)
                 .set_number_of_retries(2);
             let conn = tokio::time::timeout(
-                COMMAND_TIMEOUT * 2,
+                timeout * 2,
                 client.get_connection_manager_with_config(manager_config),
             )
             .await
@@ -88,14 +89,14 @@ impl Commands {
         }
         let info = seeds[0].clone();
         let client = ClusterClientBuilder::new(seeds)
-            .connection_timeout(COMMAND_TIMEOUT)
-            .response_timeout(COMMAND_TIMEOUT)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
             .retries(3)
             .min_retry_wait(u64::try_from(RECONNECT_MIN.as_millis()).unwrap_or(50))
             .max_retry_wait(u64::try_from(RECONNECT_MAX.as_millis()).unwrap_or(800))
             .build()
             .map_err(|err| invalid(&config.cluster.join(","), &err))?;
-        let conn = tokio::time::timeout(COMMAND_TIMEOUT * 4, client.get_async_connection())
+        let conn = tokio::time::timeout(timeout * 4, client.get_async_connection())
             .await
             .map_err(|_| cannot_reach(&"no answer"))?
             .map_err(|err| cannot_reach(&err))?;

@@ -22,9 +22,6 @@ use crate::rooms::lock;
 
 /// How often the probe asks Redis the time.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// How long the probe waits for the answer: a Redis this slow to answer
-/// the cheapest command is as good as hung.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl RedisLayer {
     /// Records presence and tells the room (best effort: a failure here
@@ -133,7 +130,11 @@ impl RedisLayer {
             }
             // TIME rather than PING: it also keeps the clock offset that
             // publish deadlines use up to date.
-            let ping = tokio::time::timeout(PROBE_TIMEOUT, self.measure_clock()).await;
+            // Half the command timeout: a Redis this slow to answer the
+            // cheapest command is as good as hung, and is reported before
+            // publishes start failing.
+            let probe_timeout = self.timeout() / 2;
+            let ping = tokio::time::timeout(probe_timeout, self.measure_clock()).await;
             match ping {
                 Ok(Ok(())) => {
                     if !self.inner.answering.swap(true, Ordering::Relaxed) {
@@ -146,7 +147,7 @@ impl RedisLayer {
                 Err(_) => {
                     let err = redis::RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("no answer within {PROBE_TIMEOUT:?}"),
+                        format!("no answer within {probe_timeout:?}"),
                     ));
                     self.failed("health check", &err);
                 }

@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use super::commands::PubSubTarget;
 use super::keys::{Entry, Mode, entry, entry_frames, parse_envelope, slot};
-use super::{COMMAND_TIMEOUT, RECONNECT_MAX, RECONNECT_MIN, RedisLayer};
+use super::{RECONNECT_MAX, RECONNECT_MIN, RedisLayer};
 use crate::ring::Frames;
 use crate::rooms::lock;
 
@@ -212,6 +212,11 @@ impl RedisLayer {
 }
 
 impl Pump {
+    /// The longest wait for a Redis command.
+    fn timeout(&self) -> Duration {
+        self.layer.inner.config.timeout
+    }
+
     /// Whether every shard's connection is up.
     fn is_up(&self) -> bool {
         match self.mode {
@@ -286,11 +291,10 @@ impl Pump {
                     let command = redis::cmd(self.mode.unsubscribe())
                         .arg(self.layer.inner.keys.channel(&room))
                         .clone();
+                    let timeout = self.timeout();
                     self.work.push(Box::pin(async move {
                         let mut conn = conn;
-                        let _ =
-                            tokio::time::timeout(COMMAND_TIMEOUT, command.exec_async(&mut conn))
-                                .await;
+                        let _ = tokio::time::timeout(timeout, command.exec_async(&mut conn)).await;
                         Done::Nothing
                     }));
                 }
@@ -328,11 +332,10 @@ impl Pump {
                 if let Some(state) = self.rooms.get_mut(&room) {
                     state.subscribing = true;
                 }
+                let timeout = self.timeout();
                 self.work.push(Box::pin(async move {
                     let result =
-                        match tokio::time::timeout(COMMAND_TIMEOUT, command.exec_async(&mut conn))
-                            .await
-                        {
+                        match tokio::time::timeout(timeout, command.exec_async(&mut conn)).await {
                             Ok(Ok(())) => Ok(()),
                             Ok(Err(err)) => Err(err.to_string()),
                             Err(_) => Err("no answer".to_owned()),
@@ -373,12 +376,13 @@ impl Pump {
             .set_protocol(ProtocolVersion::RESP3);
         let info = info.set_redis_settings(settings);
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_connection_timeout(Some(self.timeout()))
+            .set_response_timeout(Some(self.timeout()))
             .set_push_sender(Tagged {
                 serial,
                 tx: self.pushes.clone(),
             });
+        let timeout = self.timeout();
         self.work.push(Box::pin(async move {
             let connect = async {
                 let client = Client::open(info)?;
@@ -386,7 +390,7 @@ impl Pump {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
             };
-            let result = match tokio::time::timeout(COMMAND_TIMEOUT * 2, connect).await {
+            let result = match tokio::time::timeout(timeout * 2, connect).await {
                 Ok(Ok(conn)) => Ok(conn),
                 Ok(Err(err)) => Err(err.to_string()),
                 Err(_) => Err("no answer".to_owned()),
@@ -612,8 +616,9 @@ impl Pump {
         if self.mode == Mode::Cluster && self.topology_wanted && !self.topology_running {
             self.topology_running = true;
             let mut conn = self.layer.inner.conn.clone();
+            let timeout = self.timeout();
             self.work.push(Box::pin(async move {
-                let result = tokio::time::timeout(COMMAND_TIMEOUT, read_slots(&mut conn)).await;
+                let result = tokio::time::timeout(timeout, read_slots(&mut conn)).await;
                 Done::Topology(match result {
                     Ok(result) => result,
                     Err(_) => Err("no answer".to_owned()),
