@@ -32,7 +32,7 @@ pub(crate) async fn page(
 
 /// Cuts `page` to [`PAGE_MAX_BYTES`], keeping the messages nearest to where
 /// the walk started (the newest when walking back), and at least one.
-fn cap_bytes(page: &mut MessagePage, forward: bool) {
+pub(crate) fn cap_bytes(page: &mut MessagePage, forward: bool) {
     let size = |e: &chat_protocol::ChatEvent| e.message.len() + e.user.len() + 64;
     let mut total = 0;
     let mut keep = 0;

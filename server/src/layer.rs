@@ -18,10 +18,11 @@ mod redis;
 use std::sync::Arc;
 
 use chat_protocol::{
-    ChatEvent, HistoryQuery, MessagePage, NickChange, Presence, RoomName, RoomSummary, ServerEvent,
-    TopicEvent, unix_millis,
+    ChatEvent, HISTORY_LIMIT_MAX, HistoryQuery, MessagePage, NickChange, Presence, RoomName,
+    RoomSummary, ServerEvent, TopicEvent, unix_millis,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::warn;
 
 pub use memory::{HistoryLimits, MemoryLayer};
 pub use redis::{
@@ -152,7 +153,15 @@ impl Layer {
             Self::Memory(layer) => {
                 for _ in 0..LOAD_TRIES {
                     match layer.join(room, user, identity, format, resume.as_ref()) {
-                        Ok(joined) => return Ok(joined),
+                        Ok(joined) => {
+                            return match (layer.store(), &resume) {
+                                (Some(store), Some(resume)) if joined.missed > 0 => {
+                                    let since = resume.since;
+                                    catch_up(layer, store, room, user, joined, since).await
+                                }
+                                _ => Ok(joined),
+                            };
+                        }
                         Err(NotReady::Refused(err)) => return Err(err),
                         Err(NotReady::NotLoaded) => {
                             layer
@@ -257,10 +266,9 @@ impl Layer {
         topic: String,
     ) -> Result<(), LayerError> {
         match self {
-            Self::Memory(layer) => {
-                layer.set_topic(room, user, topic);
-                Ok(())
-            }
+            Self::Memory(layer) => layer
+                .set_topic(room, user, topic)
+                .map_err(|err| store_unavailable(&err)),
             Self::Redis(layer) => layer.set_topic(room, user, topic).await,
         }
     }
@@ -318,6 +326,76 @@ impl Layer {
             Self::Redis(layer) => layer.stored_rooms(),
         }
     }
+}
+
+/// A resuming joiner's welcome, with what the memory cache no longer held
+/// of what it missed read back from the store: up to a page
+/// ([`HISTORY_LIMIT_MAX`] messages, [`crate::history::PAGE_MAX_BYTES`]),
+/// the newest of them, so that `missed` counts only the ids before them.
+///
+/// Runs in a task of its own: a caller that goes away while the store is
+/// read (the client hung up) must not leave a half-done join present, so
+/// the task leaves again when nobody takes the result.
+async fn catch_up(
+    layer: &MemoryLayer,
+    store: &Store,
+    room: &RoomName,
+    user: &str,
+    joined: Joined,
+    since: u64,
+) -> Result<Joined, LayerError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (layer, store, room, user) = (layer.clone(), store.clone(), room.clone(), user.to_owned());
+    tokio::spawn(async move {
+        let mut joined = joined;
+        fill_from_store(&store, &room, &mut joined, since).await;
+        if let Err(joined) = tx.send(joined) {
+            layer.leave(&room, &user, joined.subscription);
+        }
+    });
+    rx.await
+        .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))
+}
+
+/// Puts the newest stored messages between `since` and the first one
+/// `joined` holds in front of them, and counts as `missed` only the ids
+/// still not covered. A store that cannot answer leaves `joined` as it is
+/// (the client is told what it missed, as without a store).
+async fn fill_from_store(store: &Store, room: &RoomName, joined: &mut Joined, since: u64) {
+    let first_held = joined.history.first().map_or(joined.last_id + 1, |e| e.id);
+    let retention = store.retention();
+    let room_left = retention.messages.map_or(u64::MAX, |keep| {
+        keep.saturating_sub(joined.history.len() as u64)
+    });
+    let limit = u32::try_from(room_left.min(u64::from(HISTORY_LIMIT_MAX))).unwrap_or(0);
+    if limit == 0 {
+        return;
+    }
+    let query = HistoryQuery::new()
+        .after(since)
+        .before(first_held)
+        .limit(limit);
+    let mut page = match store.page(room, &query).await {
+        Ok(page) => page,
+        Err(err) => {
+            warn!(%room, %err, "a resuming client's missed messages could not be read from the store");
+            return;
+        }
+    };
+    crate::history::cap_bytes(&mut page, false);
+    let cutoff = retention.cutoff_ms();
+    page.messages.retain(|event| event.ts >= cutoff);
+    let Some(first) = page.messages.first() else {
+        return;
+    };
+    joined.missed = first.id.saturating_sub(since + 1);
+    let held = std::mem::take(&mut joined.history);
+    joined.history = page
+        .messages
+        .into_iter()
+        .map(Arc::new)
+        .chain(held)
+        .collect();
 }
 
 /// How often a join or publish loads a room from the store before giving

@@ -19,8 +19,10 @@
 //!   100,000 messages wait for it), so a burst is stored at full speed and
 //!   indexed after it; search also scans the messages not indexed yet, so
 //!   it always sees everything stored.
-//! * [`Store::load_room`] gives a room's epoch, last id and recent messages
-//!   when the memory layer (re)creates it; it runs on the writer, after
+//! * [`Store::set_topic`] queues a room's topic the same way; it is
+//!   committed with the messages queued before it.
+//! * [`Store::load_room`] gives a room's epoch, last id, topic and recent
+//!   messages when the memory layer (re)creates it; it runs on the writer, after
 //!   everything queued before it, so it never misses a queued message.
 //! * [`Store::page`] answers paging and search with reader connections
 //!   (`store/read.rs`) on the blocking pool, after the writer has committed
@@ -46,13 +48,22 @@
 //!   never receives a different message with id N or below; the room keeps
 //!   its epoch, so clients resume with `?since=` as usual and see the lost
 //!   ids as `missed`.
+//!
+//! # One server per file
+//!
+//! The crash floor and the ids rely on one writer: a server holds an
+//! exclusive lock on `PATH.lock` (beside the database) from start to stop,
+//! and a second server given the same `--db` refuses to start. The kernel
+//! releases the lock when the process ends, however it ends, so a
+//! `kill -9` leaves no stale lock behind. `sqlite3 PATH ".backup ..."`
+//! does not take this lock and works while the server runs.
 
 mod read;
 mod schema;
 mod writer;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,6 +137,29 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another server has the database open (it holds `lock`).
+    #[error(
+        "the database {path} is in use by another chat-server (it holds {lock}); stop that server first, or give this one another --db"
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file the other server holds.
+        lock: PathBuf,
+    },
+    /// The lock file beside the database could not be created or locked.
+    #[error(
+        "cannot use the database {path}: cannot lock {lock}: {source}; check the path and its permissions"
+    )]
+    Lock {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The writer thread could not be started.
     #[error("cannot start the database writer thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -153,6 +187,8 @@ pub struct LoadedRoom {
     pub epoch: String,
     /// The highest id handed out (or, after a crash, a floor above it).
     pub last_id: u64,
+    /// The room's topic ("" when none).
+    pub topic: String,
     /// The newest messages, oldest first.
     pub history: Vec<ChatEvent>,
 }
@@ -160,8 +196,11 @@ pub struct LoadedRoom {
 /// A request to the writer thread.
 #[derive(Debug)]
 enum Command {
-    /// Store this message.
-    Append(ChatEvent),
+    /// Store this message (shared with the deliveries: queuing it copies
+    /// nothing).
+    Append(Arc<ChatEvent>),
+    /// Store this room's topic.
+    Topic { room: RoomName, topic: String },
     /// Commit what is queued, then load a room.
     Load {
         room: RoomName,
@@ -183,10 +222,16 @@ struct Shared {
     committed: watch::Sender<u64>,
     /// Why writes fail, while they do.
     failing: Mutex<Option<String>>,
+    /// Whether `failing` holds a reason: the publish path reads this
+    /// flag, not the lock.
+    is_failing: AtomicBool,
 }
 
 impl Shared {
     fn failing(&self) -> Option<String> {
+        if !self.is_failing.load(Ordering::Acquire) {
+            return None;
+        }
         self.failing.lock().map_or_else(
             |poisoned| poisoned.into_inner().clone(),
             |reason| reason.clone(),
@@ -194,10 +239,32 @@ impl Shared {
     }
 
     fn set_failing(&self, reason: Option<String>) {
+        let is_failing = reason.is_some();
         match self.failing.lock() {
             Ok(mut slot) => *slot = reason,
             Err(poisoned) => *poisoned.into_inner() = reason,
         }
+        self.is_failing.store(is_failing, Ordering::Release);
+    }
+}
+
+/// Retention as configured (what the memory layer's cache must not serve
+/// either).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages older than this many days are removed.
+    pub days: Option<u32>,
+    /// At most this many messages per room are kept.
+    pub messages: Option<u64>,
+}
+
+impl Retention {
+    /// Messages stamped before this time (unix ms) are expired; 0 when
+    /// none expire.
+    pub fn cutoff_ms(&self) -> u64 {
+        self.days.map_or(0, |days| {
+            chat_protocol::unix_millis().saturating_sub(u64::from(days) * 86_400_000)
+        })
     }
 }
 
@@ -217,11 +284,72 @@ struct Inner {
     /// At most [`READERS`] reads at a time.
     read_permits: Semaphore,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The exclusive lock on `PATH.lock`, held until [`Store::close`].
+    lock: Mutex<Option<std::fs::File>>,
+    retention: Retention,
 }
 
 /// What one message costs in the queue, in bytes.
 fn queued_size(event: &ChatEvent) -> usize {
     event.message.len() + event.user.len() + event.room.as_str().len() + 96
+}
+
+/// What one topic costs in the queue, in bytes.
+fn topic_size(room: &RoomName, topic: &str) -> usize {
+    topic.len() + room.as_str().len() + 96
+}
+
+/// The lock file of the database `path`: `PATH.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock that says a server has `path` open.
+#[cfg(unix)]
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    use rustix::fs::{FlockOperation, flock};
+    let lock = lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| StoreError::Lock {
+            path: path.to_owned(),
+            lock: lock.clone(),
+            source,
+        })?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::InUse {
+            path: path.to_owned(),
+            lock,
+        }),
+        Err(errno) => Err(StoreError::Lock {
+            path: path.to_owned(),
+            lock,
+            source: errno.into(),
+        }),
+    }
+}
+
+/// Without `flock`, no lock is taken (only unix systems are supported for
+/// `--db` sharing checks).
+#[cfg(not(unix))]
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let lock = lock_path(path);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| StoreError::Lock {
+            path: path.to_owned(),
+            lock,
+            source,
+        })
 }
 
 impl Store {
@@ -237,6 +365,7 @@ impl Store {
             path: config.path.clone(),
             source,
         };
+        let lock = lock_database(&config.path)?;
         let conn = schema::open_writer(&config.path, config.max_pages).map_err(open_error)?;
         let recovered = writer::recover(&conn).map_err(open_error)?;
         if let Some(rooms) = recovered {
@@ -253,6 +382,7 @@ impl Store {
             enqueued: AtomicU64::new(0),
             committed: watch::channel(0).0,
             failing: Mutex::new(None),
+            is_failing: AtomicBool::new(false),
         });
         let writer = writer::Writer::new(conn, inbox, shared.clone(), config);
         let thread = std::thread::Builder::new()
@@ -268,8 +398,18 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_permits: Semaphore::new(READERS),
                 writer: Mutex::new(Some(thread)),
+                lock: Mutex::new(Some(lock)),
+                retention: Retention {
+                    days: config.retain_days,
+                    messages: config.retain_messages,
+                },
             }),
         })
+    }
+
+    /// Retention as configured.
+    pub fn retention(&self) -> Retention {
+        self.inner.retention
     }
 
     /// Queues `event` for writing. Never blocks.
@@ -278,19 +418,39 @@ impl Store {
     ///
     /// [`StoreError::Failing`] while writes fail, [`StoreError::Behind`]
     /// when the queue is full: the caller must not deliver the message.
-    pub fn append(&self, event: &ChatEvent) -> Result<(), StoreError> {
+    pub fn append(&self, event: &Arc<ChatEvent>) -> Result<(), StoreError> {
+        self.enqueue(queued_size(event), Command::Append(Arc::clone(event)))
+    }
+
+    /// Queues `room`'s topic for writing (`""`: none). Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::append`]: the caller must not announce the topic.
+    pub fn set_topic(&self, room: &RoomName, topic: &str) -> Result<(), StoreError> {
+        let command = Command::Topic {
+            room: room.clone(),
+            topic: topic.to_owned(),
+        };
+        self.enqueue(topic_size(room, topic), command)
+    }
+
+    /// Queues a write costing `size` bytes of the queue's budget.
+    fn enqueue(&self, size: usize, command: Command) -> Result<(), StoreError> {
         let shared = &self.inner.shared;
         if let Some(reason) = shared.failing() {
             return Err(StoreError::Failing { reason });
         }
-        let size = queued_size(event);
         if shared.queued_bytes.fetch_add(size, Ordering::AcqRel) + size > QUEUE_MAX_BYTES {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             return Err(StoreError::Behind);
         }
-        match self.inner.commands.try_send(Command::Append(event.clone())) {
+        let counts = matches!(command, Command::Append(_));
+        match self.inner.commands.try_send(command) {
             Ok(()) => {
-                shared.enqueued.fetch_add(1, Ordering::AcqRel);
+                if counts {
+                    shared.enqueued.fetch_add(1, Ordering::AcqRel);
+                }
                 Ok(())
             }
             Err(err) => {
@@ -415,5 +575,8 @@ impl Store {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // The file is closed: another server may have it now.
+        let lock = self.inner.lock.lock().ok().and_then(|mut slot| slot.take());
+        drop(lock);
     }
 }

@@ -1,8 +1,9 @@
 //! `--db`: real SQLite files in temp dirs. Restarts keep history and ids;
 //! paging walks back over 10,000 messages exactly once; search finds old
 //! words (FTS5) whatever syntax characters the query holds; retention
-//! removes what it should; a full "disk" refuses publishes visibly and
-//! `/healthz` says so. The crash test (the real binary, `kill -9`) is in
+//! removes what it should (from the memory cache too); topics survive a
+//! restart; a client resuming after a restart gets what it missed from the
+//! store; a full "disk" refuses publishes visibly and `/healthz` says so. The crash test (the real binary, `kill -9`) is in
 //! `store_crash.rs`.
 
 mod common;
@@ -10,7 +11,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use chat_protocol::{ChatEvent, ErrorCode, HistoryQuery, MessagePage, ServerEvent};
+use chat_protocol::{
+    ChatEvent, Client, ClientMessage, ConnectOptions, ErrorCode, HistoryQuery, MessagePage,
+    RoomName, ServerEvent, UserName, Welcome,
+};
 use chat_server::{Config, Limits, StoreConfig};
 use common::*;
 
@@ -92,6 +96,71 @@ async fn a_restart_keeps_every_rooms_history_and_ids_continue() {
     assert_eq!(page.messages[0].message, "before restart 1");
     let page = api_page(&server, "other", "").await;
     assert_eq!(ids(&page.messages), ids(&other));
+}
+
+/// Joins `room` as a client that last saw `since` in `epoch`.
+async fn resume(server: &TestServer, room: &str, since: u64, epoch: &str) -> Welcome {
+    let options = ConnectOptions::new()
+        .name(UserName::new("resumer").expect("name"))
+        .since(Some(since))
+        .epoch(Some(epoch.to_owned()));
+    let room = RoomName::new(room).expect("room");
+    let mut client = within(Client::connect(&server.url(), &room, &options))
+        .await
+        .expect("connect");
+    match next_event(&mut client).await {
+        ServerEvent::Welcome(welcome) => welcome,
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_topic_and_what_a_resuming_client_missed_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    let (mut setter, welcome) = server.joined("kept", "setter").await;
+    assert_eq!(welcome.topic.as_deref(), Some(""));
+    let topic = "release on Friday".to_owned();
+    setter
+        .send(&ClientMessage::Topic {
+            topic: topic.clone(),
+        })
+        .await
+        .expect("send");
+    loop {
+        if let ServerEvent::Topic(set) = next_event(&mut setter).await {
+            assert_eq!(set.topic, topic);
+            break;
+        }
+    }
+    let sent = publish(&server, "kept", 30, |i| format!("m{i}")).await;
+    server.shutdown().await;
+
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    // Ids 6 to 30 were missed: the cache reloaded holds 21 to 30, the
+    // store the rest.
+    let back = resume(&server, "kept", sent[4].id, &welcome.epoch).await;
+    assert_eq!(
+        back.topic.as_deref(),
+        Some(topic.as_str()),
+        "the topic is kept"
+    );
+    assert_eq!(ids(&back.history), ids(&sent[5..]));
+    assert_eq!(back.missed, 0);
+    // Clearing is stored too.
+    let (mut clearer, _) = server.joined("kept", "clearer").await;
+    clearer
+        .send(&ClientMessage::Topic {
+            topic: String::new(),
+        })
+        .await
+        .expect("send");
+    while !matches!(next_event(&mut clearer).await, ServerEvent::Topic(_)) {}
+    server.shutdown().await;
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    let (_, after_clearing) = server.joined("kept", "reader").await;
+    assert_eq!(after_clearing.topic.as_deref(), Some(""));
 }
 
 #[tokio::test]
@@ -237,6 +306,12 @@ async fn retention_removes_the_oldest_beyond_the_count_and_the_expired() {
         ids(&api_page(&server, "quiet", "").await.messages),
         ids(&quiet)
     );
+    // The memory cache (--history 100) serves no more than the store keeps.
+    let (_, welcome) = server.joined("busy", "late").await;
+    assert_eq!(ids(&welcome.history), ids(&busy[15..]));
+    let back = resume(&server, "busy", busy[1].id, &welcome.epoch).await;
+    assert_eq!(ids(&back.history), ids(&busy[15..]));
+    assert_eq!(back.missed, 13);
     let page = api_page(&server, "aged", "").await;
     assert_eq!(ids(&page.messages), ids(&aged[2..]), "the expired are gone");
     // Search no longer finds what retention removed.

@@ -225,6 +225,50 @@ async fn kill_9_mid_traffic_then_restart_never_reuses_an_id() {
     server.stop();
 }
 
+#[tokio::test]
+async fn a_second_server_on_the_same_file_refuses_to_start_and_a_kill_9_leaves_no_lock() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    let mut first = Server::start(&db);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second chat-server");
+    let deadline = std::time::Instant::now() + WITHIN;
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second server on the same --db kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another chat-server") && stderr.contains("chat.db.lock"),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    let (mut client, _) = first.client("room", "alice").await;
+    client.say("still here").await.expect("say");
+    assert_eq!(next_chat(&mut client).await.message, "still here");
+    // The kernel drops the lock with the process: a restart after kill -9 works.
+    first.child.kill().expect("kill -9");
+    first.child.wait().expect("reap");
+    drop(first);
+    Server::start(&db).stop();
+}
+
 /// A tmpfs of `size`, mounted for the test's life (mount needs root: where
 /// it is refused the test says so loudly and skips, and fails under CI).
 struct Tmpfs {

@@ -9,6 +9,9 @@
 //! loaded from it when the room is (re)created here (its epoch, last id and
 //! recent history), each published message is queued for it before being
 //! delivered, and memory's history is only a cache of the newest messages.
+//! Topics are stored the same way. The cache never serves what retention
+//! removes from the store: it holds at most `--retain-messages` per room,
+//! and expired messages are dropped from it before a welcome is made.
 
 mod budget;
 
@@ -27,7 +30,7 @@ use crate::metrics::HistoryMetrics;
 use crate::names::Identity;
 use crate::ring::{Format, Subscription};
 use crate::rooms::{RoomRegistry, lock};
-use crate::store::{LoadedRoom, Store, StoreError};
+use crate::store::{LoadedRoom, Retention, Store, StoreError};
 
 /// How much history the layer keeps.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +81,8 @@ struct MemoryInner {
     process_epoch: u32,
     /// With `--db`: where every message is kept, and rooms are loaded from.
     store: Option<Store>,
+    /// With `--db`: what the store removes, which the cache drops too.
+    retention: Retention,
 }
 
 #[derive(Debug)]
@@ -161,6 +166,23 @@ impl Rooms {
         self.budget.oldest_moved(room, front, state.oldest());
     }
 
+    /// Drops `room`'s messages stamped before `cutoff_ms` (retention).
+    fn expire(&mut self, room: &RoomName, cutoff_ms: u64) {
+        loop {
+            let expired = self.by_name.get(room).and_then(|state| {
+                state
+                    .history
+                    .front()
+                    .filter(|(_, event)| event.ts < cutoff_ms)
+                    .map(|(stamp, _)| *stamp)
+            });
+            match expired {
+                Some(stamp) => self.forget_oldest(room, stamp),
+                None => return,
+            }
+        }
+    }
+
     /// Forgets `room` altogether: history, ids, epoch.
     fn forget(&mut self, room: &RoomName) {
         let Some(state) = self.by_name.remove(room) else {
@@ -224,7 +246,7 @@ impl Rooms {
             history,
             members: NameCounts::default(),
             emptied_at: Some(now),
-            topic: String::new(),
+            topic: loaded.topic,
         };
         self.budget.oldest_moved(room, None, state.oldest());
         self.by_name.insert(room.clone(), state);
@@ -284,13 +306,21 @@ impl MemoryLayer {
             budget: Budget::new(limits.bytes, limits.idle_rooms, metrics),
             forgotten: 0,
         };
+        let retention = store.as_ref().map(Store::retention).unwrap_or_default();
+        // The cache holds no more than the store keeps.
+        let history_len = retention.messages.map_or(limits.per_room, |keep| {
+            limits
+                .per_room
+                .min(usize::try_from(keep).unwrap_or(usize::MAX))
+        });
         Self {
             inner: Arc::new(MemoryInner {
                 registry,
                 rooms: Mutex::new(rooms),
-                history_len: limits.per_room,
+                history_len,
                 process_epoch: fastrand::u32(..),
                 store,
+                retention,
             }),
         }
     }
@@ -343,6 +373,10 @@ impl MemoryLayer {
             state.members.check(user, identity)?;
         } else if inner.store.is_some() {
             return Err(NotReady::NotLoaded);
+        }
+        let cutoff = inner.retention.cutoff_ms();
+        if cutoff > 0 {
+            rooms.expire(room, cutoff);
         }
         let subscription = inner.registry.subscribe(room, format);
         let state = rooms.entry(room, inner.process_epoch);
@@ -460,19 +494,30 @@ impl MemoryLayer {
             .is_none_or(|state| state.members.check(name, identity).is_ok())
     }
 
-    pub(super) fn set_topic(&self, room: &RoomName, user: &str, topic: String) {
+    /// Sets the topic; with a store, stores it first (and refuses, with
+    /// nothing announced, when the store refuses).
+    pub(super) fn set_topic(
+        &self,
+        room: &RoomName,
+        user: &str,
+        topic: String,
+    ) -> Result<(), StoreError> {
         let inner = &self.inner;
         let mut rooms = lock(&inner.rooms);
         // With a store, a room is only created by loading it (a fresh
         // entry would restart its ids); members' rooms are loaded.
         let has_store = inner.store.is_some();
         let Some(state) = rooms.entry_if_loaded(room, inner.process_epoch, has_store) else {
-            return;
+            return Ok(());
         };
+        if let Some(store) = &inner.store {
+            store.set_topic(room, &topic)?;
+        }
         state.topic.clone_from(&topic);
         inner
             .registry
             .deliver(room, events_only(&topic_event(room, user, topic)));
+        Ok(())
     }
 
     /// A page of what memory holds of `room` (a room it does not hold
@@ -768,12 +813,42 @@ mod tests {
     }
 
     #[test]
+    fn expired_messages_leave_the_cache_and_the_budget() {
+        let (layer, _) = layer(10, 10);
+        let a = room("a");
+        let _alice = join(&layer, &a, "alice", Format::Plain, None);
+        let stamped = |id, ts| {
+            let mut event = Draft {
+                user: "u".into(),
+                message: "x".repeat(100),
+                emote: false,
+            }
+            .into_event(&a, id);
+            event.ts = ts;
+            Arc::new(event)
+        };
+        let one = budget::cost(&stamped(1, 0));
+        {
+            let mut rooms = lock(&layer.inner.rooms);
+            for (id, ts) in [(1, 1000), (2, 2000), (3, 3000)] {
+                rooms.remember(&a, stamped(id, ts), 10);
+            }
+            rooms.expire(&a, 2500);
+        }
+        assert_eq!(layer.history_bytes(), one);
+        let bob = join(&layer, &a, "bob", Format::Events, None);
+        assert_eq!(bob.history.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
     fn topics_are_announced_kept_and_welcomed() {
         let (layer, _) = layer(3, 10);
         let mut alice = join(&layer, &room("a"), "alice", Format::Events, None);
         assert_eq!(alice.topic.as_deref(), Some(""));
         while next_frame(&mut alice).is_some() {}
-        layer.set_topic(&room("a"), "alice", "release on Friday".into());
+        layer
+            .set_topic(&room("a"), "alice", "release on Friday".into())
+            .unwrap();
         let event = next_frame(&mut alice).unwrap();
         assert!(
             event.contains(r#""type":"topic""#) && event.contains("release on Friday"),
@@ -783,7 +858,7 @@ mod tests {
         assert_eq!(layer.stored_rooms(), 1, "a room with a topic is kept");
         let bob = join(&layer, &room("a"), "bob", Format::Events, None);
         assert_eq!(bob.topic.as_deref(), Some("release on Friday"));
-        layer.set_topic(&room("a"), "bob", String::new());
+        layer.set_topic(&room("a"), "bob", String::new()).unwrap();
         let cleared = join(&layer, &room("a"), "carol", Format::Events, None);
         assert_eq!(cleared.topic.as_deref(), Some(""));
     }

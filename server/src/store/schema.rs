@@ -3,9 +3,11 @@
 //! ```text
 //! meta(key, value)                 'clean': '1' while no server has the file open;
 //!                                  'fts_through': messages up to this seq are indexed
-//! rooms(rid, name, epoch, last_id) one row per room ever joined or written;
+//! rooms(rid, name, epoch, last_id, topic)
+//!                                  one row per room ever joined or written;
 //!                                  last_id >= every id handed out, minus what
-//!                                  a crash can lose (see store.rs)
+//!                                  a crash can lose (see store.rs); topic ""
+//!                                  when none (added to older files at start)
 //! messages(seq, room, id, user, text, emote, ts)
 //! messages_fts                     FTS5 over messages.text (external content),
 //!                                  filled by the writer when it has time; a
@@ -30,7 +32,8 @@ CREATE TABLE IF NOT EXISTS rooms (
     rid INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     epoch TEXT NOT NULL,
-    last_id INTEGER NOT NULL
+    last_id INTEGER NOT NULL,
+    topic TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -78,6 +81,15 @@ pub(super) fn open_writer(path: &Path, max_pages: Option<u64>) -> rusqlite::Resu
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
     conn.execute_batch(SCHEMA)?;
+    // Files made before topics were stored have no `topic` column.
+    let has_topic: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('rooms') WHERE name = 'topic'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_topic {
+        conn.execute_batch("ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT ''")?;
+    }
     Ok(conn)
 }
 

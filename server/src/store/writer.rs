@@ -2,6 +2,11 @@
 //! is queued, commits it as one transaction (group commit), answers room
 //! loads in queue order, applies retention in small steps between batches,
 //! and, while the disk refuses writes, keeps its batch and retries.
+//!
+//! Under load it sleeps between commits rather than waiting on the queue:
+//! a thread blocked on the queue is woken by every message (a system call
+//! on the publishing worker and a context switch each), a sleeping one is
+//! not, so publishers only pay for a queue push.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,6 +85,13 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// Whether the writer goes on after a command.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
 pub(super) struct Writer {
     conn: Connection,
     inbox: Receiver<Command>,
@@ -87,7 +99,9 @@ pub(super) struct Writer {
     /// Room name -> row id, for rooms whose row is committed.
     rids: HashMap<RoomName, i64>,
     /// Messages taken from the queue and not committed yet.
-    batch: Vec<ChatEvent>,
+    batch: Vec<Arc<ChatEvent>>,
+    /// Topics taken from the queue and not committed yet, in order.
+    topics: Vec<(RoomName, String)>,
     /// Bytes of `batch`, released from the queue's budget on commit.
     batch_bytes: usize,
     /// Messages committed so far.
@@ -119,6 +133,7 @@ impl Writer {
             shared,
             rids: HashMap::new(),
             batch: Vec::new(),
+            topics: Vec::new(),
             batch_bytes: 0,
             committed: 0,
             retain_days: config.retain_days,
@@ -131,13 +146,18 @@ impl Writer {
         }
     }
 
+    /// Whether something taken from the queue waits to be committed.
+    fn has_pending(&self) -> bool {
+        !self.batch.is_empty() || !self.topics.is_empty()
+    }
+
     /// Runs until told to close, or until every handle is gone.
     pub(super) fn run(mut self) {
         loop {
             let until_retention = self
                 .next_retention
                 .saturating_duration_since(Instant::now());
-            let wait = if !self.batch.is_empty() {
+            let wait = if self.has_pending() {
                 RETRY
             } else if self.retention_busy || self.unindexed >= INDEX_BACKLOG {
                 Duration::ZERO
@@ -147,7 +167,7 @@ impl Writer {
                 until_retention
             };
             let mut idle = false;
-            let first = match self.inbox.recv_timeout(wait) {
+            let mut next = match self.inbox.recv_timeout(wait) {
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => {
                     idle = true;
@@ -158,55 +178,37 @@ impl Writer {
                     return;
                 }
             };
-            let mut next = first;
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Append(event) => {
-                        self.batch_bytes += super::queued_size(&event);
-                        self.batch.push(event);
-                    }
-                    Command::Load {
-                        room,
-                        history_len,
-                        reply,
-                    } => {
-                        let loaded = match self.flush() {
-                            Ok(()) => self
-                                .load(&room, history_len)
-                                .map_err(|err| self.failed("loading a room", &err)),
-                            Err(err) => Err(err),
-                        };
-                        let _ = reply.send(loaded);
-                    }
-                    Command::Close(done) => {
-                        self.close();
-                        let _ = done.send(());
+            loop {
+                while let Some(command) = next.take() {
+                    if self.take(command) == Flow::Stop {
                         return;
                     }
-                }
-                if self.batch.len() < BATCH_MAX {
-                    next = self.inbox.try_recv().ok();
-                    // Nothing more right now: gather until the next commit is due.
-                    let due = self.last_commit + COMMIT_EVERY;
-                    if next.is_none() && !self.batch.is_empty() && self.shared.failing().is_none() {
-                        let now = Instant::now();
-                        if now < due {
-                            next = match self.inbox.recv_timeout(due - now) {
-                                Ok(command) => Some(command),
-                                Err(RecvTimeoutError::Timeout) => None,
-                                Err(RecvTimeoutError::Disconnected) => {
-                                    self.close();
-                                    return;
-                                }
-                            };
-                        }
+                    if self.batch.len() >= BATCH_MAX {
+                        break;
                     }
+                    next = self.inbox.try_recv().ok();
+                }
+                // Nothing more queued right now: gather until the next
+                // commit is due, asleep (see the module's doc).
+                let due = self.last_commit + COMMIT_EVERY;
+                let now = Instant::now();
+                if self.batch.len() >= BATCH_MAX
+                    || !self.has_pending()
+                    || self.shared.failing().is_some()
+                    || now >= due
+                {
+                    break;
+                }
+                std::thread::sleep(due - now);
+                next = self.inbox.try_recv().ok();
+                if next.is_none() {
+                    break;
                 }
             }
             let _ = self.flush();
-            if self.batch.is_empty() && self.next_retention <= Instant::now() {
+            if !self.has_pending() && self.next_retention <= Instant::now() {
                 self.retention_step();
-            } else if self.batch.is_empty()
+            } else if !self.has_pending()
                 && self.unindexed > 0
                 && (idle || self.unindexed >= INDEX_BACKLOG)
             {
@@ -215,10 +217,44 @@ impl Writer {
         }
     }
 
+    /// Takes one command from the queue: a write joins the batch, a load
+    /// commits the batch first, a close ends the thread.
+    fn take(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Append(event) => {
+                self.batch_bytes += super::queued_size(&event);
+                self.batch.push(event);
+            }
+            Command::Topic { room, topic } => {
+                self.batch_bytes += super::topic_size(&room, &topic);
+                self.topics.push((room, topic));
+            }
+            Command::Load {
+                room,
+                history_len,
+                reply,
+            } => {
+                let loaded = match self.flush() {
+                    Ok(()) => self
+                        .load(&room, history_len)
+                        .map_err(|err| self.failed("loading a room", &err)),
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(loaded);
+            }
+            Command::Close(done) => {
+                self.close();
+                let _ = done.send(());
+                return Flow::Stop;
+            }
+        }
+        Flow::Go
+    }
+
     /// Commits the batch; on failure keeps it (to retry) and refuses new
     /// messages until a write succeeds.
     fn flush(&mut self) -> Result<(), StoreError> {
-        if self.batch.is_empty() {
+        if !self.has_pending() {
             return Ok(());
         }
         match self.write_batch() {
@@ -227,6 +263,7 @@ impl Writer {
                 self.committed += self.batch.len() as u64;
                 self.unindexed += self.batch.len() as u64;
                 self.batch.clear();
+                self.topics.clear();
                 self.shared
                     .queued_bytes
                     .fetch_sub(self.batch_bytes, Ordering::AcqRel);
@@ -303,14 +340,7 @@ impl Writer {
             )?;
             let mut last: HashMap<i64, u64> = HashMap::new();
             for event in &self.batch {
-                let rid = if let Some(&rid) = self.rids.get(&event.room) {
-                    rid
-                } else {
-                    let rid = room_row(&tx, &event.room)?.0;
-                    new_rids.push((event.room.clone(), rid));
-                    self.rids.insert(event.room.clone(), rid);
-                    rid
-                };
+                let rid = rid_of(&mut self.rids, &tx, &event.room, &mut new_rids)?;
                 let inserted = insert.execute(params![
                     rid,
                     to_i64(event.id),
@@ -330,6 +360,11 @@ impl Writer {
             for (rid, id) in last {
                 raise.execute(params![rid, to_i64(id)])?;
             }
+            let mut topic = tx.prepare_cached("UPDATE rooms SET topic = ?2 WHERE rid = ?1")?;
+            for (room, text) in &self.topics {
+                let rid = rid_of(&mut self.rids, &tx, room, &mut new_rids)?;
+                topic.execute(params![rid, text])?;
+            }
         }
         match tx.commit() {
             Ok(()) => Ok(()),
@@ -348,9 +383,15 @@ impl Writer {
         self.rids.insert(room.clone(), rid);
         let mut history = super::read::newest(&self.conn, rid, room, history_len)?;
         history.reverse();
+        let topic =
+            self.conn
+                .query_row("SELECT topic FROM rooms WHERE rid = ?1", [rid], |row| {
+                    row.get(0)
+                })?;
         Ok(LoadedRoom {
             epoch,
             last_id: to_u64(last_id),
+            topic,
             history,
         })
     }
@@ -457,6 +498,23 @@ impl Writer {
         }
         Ok(0)
     }
+}
+
+/// The row id of `room` (known in `rids`, or read or created in `tx` and
+/// then listed in `new_rids`, to be forgotten if `tx` rolls back).
+fn rid_of(
+    rids: &mut HashMap<RoomName, i64>,
+    tx: &Connection,
+    room: &RoomName,
+    new_rids: &mut Vec<(RoomName, i64)>,
+) -> rusqlite::Result<i64> {
+    if let Some(&rid) = rids.get(room) {
+        return Ok(rid);
+    }
+    let rid = room_row(tx, room)?.0;
+    new_rids.push((room.clone(), rid));
+    rids.insert(room.clone(), rid);
+    Ok(rid)
 }
 
 /// The row of `room`: (rid, epoch, last_id), created (new epoch, no ids
