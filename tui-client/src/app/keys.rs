@@ -209,7 +209,9 @@ impl App {
         let mut query = HistoryQuery::new().limit(OLDER_PAGE);
         if let Some(oldest) = room.oldest_id() {
             if oldest <= 1 {
+                // Ids start at 1: nothing can be older.
                 room.older = Older::Exhausted;
+                room.note_at_top(super::network::BEGINNING_NOTE);
                 return Vec::new();
             }
             query = query.before(oldest);

@@ -17,6 +17,12 @@ use crate::geometry::{self, RowCtx};
 use crate::msg::{Effect, NetEvent};
 use crate::sanitize::sanitize;
 
+/// Said above the oldest line when the server has nothing older.
+pub const BEGINNING_NOTE: &str = "the beginning of the room: nothing older is kept on the server";
+
+/// Said above the oldest line when scrollback cannot take more.
+const FULL_NOTE: &str = "scrollback is full: older messages are not loaded (/search finds them)";
+
 /// What a line means for effects, decided once where it is made.
 struct Seen {
     /// From someone else, and it highlights the user.
@@ -477,13 +483,11 @@ fn on_history(room: &mut RoomState, page: HistoryEvent, me: Option<&str>, highli
                 Older::Idle
             };
             if room.older == Older::Exhausted {
-                let text = if added < count {
-                    "scrollback is full: older messages are not loaded (/search finds them)"
+                room.note_at_top(if added < count {
+                    FULL_NOTE
                 } else {
-                    "the beginning of the room: nothing older is kept on the server"
-                };
-                room.lines.push_front(ChatLine::note(LineKind::Info, text));
-                room.first_seq -= 1;
+                    BEGINNING_NOTE
+                });
             }
         }
         AskedFor::Search => {

@@ -283,7 +283,7 @@ impl RoomState {
     }
 
     pub(super) fn push(&mut self, line: ChatLine) {
-        if self.lines.len() == MAX_LINES {
+        while self.lines.len() >= MAX_LINES {
             self.lines.pop_front();
             self.first_seq += 1;
         }
@@ -302,6 +302,13 @@ impl RoomState {
             added += 1;
         }
         added
+    }
+
+    /// Puts a note above every line (where loading older messages stopped).
+    pub(super) fn note_at_top(&mut self, text: &str) {
+        self.lines.push_front(ChatLine::note(LineKind::Info, text));
+        // One line over MAX_LINES at most: the next push drops it again.
+        self.first_seq -= 1;
     }
 
     /// The number of the newest line (none when the room has no lines).

@@ -460,6 +460,9 @@ fn scrollback_pages_and_marks_new_messages_below() {
     app.update(says("lobby", "bob", 61, "new one"));
     assert_eq!(app.rooms[0].new_below, 1);
     assert_eq!(app.rooms[0].scroll, page + 1, "the view stays put");
+    // The first Home at the top also says the room begins there (ids
+    // start at 1), a note above; the second reaches it.
+    app.update(key(KeyCode::Home));
     app.update(key(KeyCode::Home));
     let top = app.rooms[0].scroll;
     assert!(top > page);

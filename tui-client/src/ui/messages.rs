@@ -223,12 +223,12 @@ fn search_header(room: &RoomState, width: usize, theme: &Theme) -> Line<'static>
     let words = sanitize(&search.words).into_owned();
     let (text, style) = match &search.state {
         SearchState::Searching => (
-            format!(" searching for {words:?}… (Esc returns)"),
+            format!(" Esc returns · searching for {words:?}…"),
             dim(theme),
         ),
         SearchState::Failed(why) => (
             format!(
-                " search for {words:?} failed: {} (Esc returns)",
+                " Esc returns · search for {words:?} failed: {}",
                 sanitize(why)
             ),
             Style::new().fg(Color::LightRed),
@@ -241,12 +241,12 @@ fn search_header(room: &RoomState, width: usize, theme: &Theme) -> Line<'static>
                 n => format!("{n} messages"),
             };
             let more = if search.more {
-                " (the newest; more on the server: add a word)"
+                " (only the newest: add a word to narrow it)"
             } else {
                 ""
             };
             (
-                format!(" search {words:?}: {found}{more} · Esc returns"),
+                format!(" Esc returns · search {words:?}: {found}{more}"),
                 Style::new().add_modifier(Modifier::BOLD),
             )
         }

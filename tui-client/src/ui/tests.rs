@@ -286,3 +286,129 @@ fn nick_colours_are_stable_and_varied() {
     colours.dedup();
     assert!(colours.len() >= 4, "{colours:?}");
 }
+
+/// A chat event at `ts` (unix ms).
+fn chat_at(user: &str, id: u64, ts: u64, text: &str) -> Msg {
+    let mut event = crate::app::tests::chat("lobby", user, id, text);
+    event.ts = ts;
+    net("lobby", NetEvent::Server(ServerEvent::Chat(event)))
+}
+
+/// 2026-12-03 23:58:00 UTC, a Thursday.
+const THURSDAY_LATE: u64 = 1_796_342_280_000;
+
+#[test]
+fn day_changes_and_the_read_marker() {
+    let mut app = online(&["lobby", "dev"]);
+    app.update(chat_at("bob", 1, THURSDAY_LATE, "late on thursday"));
+    app.update(chat_at(
+        "carol",
+        2,
+        THURSDAY_LATE + 60_000,
+        "still thursday",
+    ));
+    app.update(chat_at("bob", 3, THURSDAY_LATE + 180_000, "past midnight"));
+    // Away in dev, and back: the marker is under what was seen.
+    app.update(crate::app::tests::alt('2'));
+    app.update(chat_at(
+        "carol",
+        4,
+        THURSDAY_LATE + 240_000,
+        "while you were away",
+    ));
+    app.update(crate::app::tests::alt('1'));
+    let terminal = render(&mut app, 80, 12);
+    let text = screen_text(&terminal);
+    assert!(text.contains("Friday 4 December 2026"), "{text}");
+    assert!(text.contains("new since you left"), "{text}");
+    insta::assert_snapshot!("days_marker_80x12", terminal.backend());
+}
+
+#[test]
+fn a_configured_time_format_and_the_topic_in_the_title() {
+    let mut app = App::new(crate::app::AppOptions {
+        time_format: crate::clock::TimeFormat::parse("%I:%M %p").unwrap(),
+        ..crate::app::AppOptions::new(
+            "ws://127.0.0.1:8000",
+            Some(chat_protocol::UserName::new("alice").unwrap()),
+        )
+    });
+    app.start(&[room("lobby")]);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    app.update(welcome("lobby", "alice", &["alice", "bob"], vec![]));
+    app.update(net(
+        "lobby",
+        NetEvent::Server(ServerEvent::Topic(chat_protocol::TopicEvent {
+            message: "bob set the topic: release on friday \u{1b}[2J".into(),
+            topic: "release on friday \u{1b}[2J".into(),
+            user: "bob".into(),
+            room: room("lobby"),
+            ts: THURSDAY_LATE,
+        })),
+    ));
+    app.update(chat_at("bob", 1, THURSDAY_LATE, "evening"));
+    let terminal = render(&mut app, 80, 8);
+    assert_every_cell_harmless(&terminal);
+    let text = screen_text(&terminal);
+    assert!(
+        text.starts_with(" lobby · release on friday ␛[2J"),
+        "{text}"
+    );
+    assert!(text.contains("11:58 PM"), "{text}");
+    insta::assert_snapshot!("time_format_topic_80x8", terminal.backend());
+}
+
+#[test]
+fn search_results_replace_the_room_until_esc() {
+    let mut app = online(&["lobby"]);
+    app.update(says("lobby", "bob", 20, "live line"));
+    enter(&mut app, "/search deploy");
+    app.update(net(
+        "lobby",
+        NetEvent::Server(ServerEvent::History(chat_protocol::HistoryEvent {
+            message: String::new(),
+            room: room("lobby"),
+            messages: vec![
+                crate::app::tests::chat("lobby", "bob", 3, "deploy on friday?"),
+                crate::app::tests::chat("lobby", "carol", 9, "the deploy went fine"),
+            ],
+            more: true,
+            before: None,
+            after: None,
+            q: Some("deploy".into()),
+            reference: Some("1".into()),
+            ts: 0,
+        })),
+    ));
+    let terminal = render(&mut app, 80, 10);
+    insta::assert_snapshot!("search_80x10", terminal.backend());
+    app.update(key(KeyCode::Esc));
+    let text = screen_text(&render(&mut app, 80, 10));
+    assert!(text.contains("live line") && !text.contains("deploy on friday"));
+}
+
+#[test]
+fn the_offline_bar_keeps_members_and_server_at_100_columns() {
+    let mut app = online(&["lobby", "dev"]);
+    app.update(says("dev", "bob", 1, "alice: ping"));
+    app.update(net(
+        "lobby",
+        NetEvent::Disconnected {
+            reason: "connection lost: the server went away without closing the connection".into(),
+            close_code: None,
+            retry_in: std::time::Duration::from_millis(2500),
+            at_ms: 0,
+            attempt: 2,
+        },
+    ));
+    let terminal = render(&mut app, 100, 6);
+    let text = screen_text(&terminal);
+    let bar = text.lines().nth(4).unwrap();
+    assert!(bar.contains("OFFLINE"), "{bar}");
+    assert!(bar.contains("[2 members]"), "{bar}");
+    assert!(bar.contains("[ws://127.0.0.1:8000]"), "{bar}");
+    assert!(
+        bar.contains("2:dev(1!)") || bar.contains("[Act: 1!]"),
+        "{bar}"
+    );
+}
