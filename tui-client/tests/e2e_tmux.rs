@@ -2,13 +2,22 @@
 //! message, another client gets it, its reply appears on screen; then the
 //! server stops and starts again on the same port, and the client comes
 //! back by itself, delivers what was typed while it was down, and still
-//! works. Needs tmux (skips loudly without it, fails under CI).
+//! works. Round 2 (#13, #12): the bell seen by tmux, the read marker,
+//! names that belong to someone (a second chat-tui and a rename refused),
+//! PgUp loading older messages from a `--db` server and Ctrl+R / `/search`,
+//! and pipe mode from a shell (800 lines all delivered; an oversize line
+//! skipped, the rest delivered, exit 5). Needs tmux (skips loudly without
+//! it, fails under CI).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{BIN, Home, Tmux, any_port, client, recv_chat, start_server, tmux_available, url};
+use chat_protocol::{ClientMessage, ErrorCode, ServerEvent, UserName};
+use common::{
+    BIN, Home, Tmux, any_port, client, recv_chat, start_server, start_server_with, tmux_available,
+    url,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -127,6 +136,269 @@ async fn survives_a_tiny_terminal_and_restores_on_sigterm() {
     assert!(
         !screen.contains("[online]"),
         "the alternate screen is gone:\n{screen}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Issue #13, in the real terminal: a highlight in another room rings the
+/// bell (tmux's `#{window_bell_flag}`), the read marker is drawn after
+/// switching back, and a display name another person holds is refused,
+/// on joining (a second chat-tui with its own key) and on renaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bell_read_marker_and_names_that_belong_to_someone() {
+    if !tmux_available() {
+        return;
+    }
+    let server = start_server(any_port()).await;
+    let addr = server.local_addr();
+    let home = Home::new("round2");
+    let command = format!(
+        "{} '{BIN}' --server {} --room lobby,dev --name alice; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
+        url(addr)
+    );
+    let tmux = Tmux::start("round2", 100, 30, &command);
+    tmux.wait_for("1:lobby [online]", WAIT).await;
+    tmux.keys(&["M-2"]);
+    tmux.wait_for("2:dev [online]", WAIT).await;
+    tmux.keys(&["M-1"]);
+    tmux.wait_for("1:lobby [online]", WAIT).await;
+
+    // A mention in dev while alice reads lobby: the bell.
+    assert_eq!(tmux.format("#{window_bell_flag}"), "0", "no bell yet");
+    let (bob_dev, _bob_dev_events) = client(addr, "dev", "bob").await;
+    bob_dev.say("nothing for anyone").await.unwrap();
+    tmux.wait_for("2:dev(1)", WAIT).await;
+    assert_eq!(
+        tmux.format("#{window_bell_flag}"),
+        "0",
+        "only highlights ring"
+    );
+    bob_dev.say("alice: are you there?").await.unwrap();
+    tmux.wait_format("#{window_bell_flag}", "1", WAIT).await;
+    tmux.wait_for("2:dev(2!)", WAIT).await;
+
+    // The read marker: seen in lobby, away in dev, back in lobby.
+    let (bob, mut bob_events) = client(addr, "lobby", "bob").await;
+    bob.say("seen before leaving").await.unwrap();
+    tmux.wait_for("seen before leaving", WAIT).await;
+    tmux.keys(&["M-2"]);
+    tmux.wait_for("alice: are you there?", WAIT).await;
+    bob.say("said while you were in dev").await.unwrap();
+    tmux.wait_for("1:lobby(1)", WAIT).await;
+    tmux.keys(&["M-1"]);
+    let screen = tmux.wait_for("new since you left", WAIT).await;
+    let row = |needle: &str| {
+        screen
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{screen}"))
+    };
+    assert!(
+        row("seen before leaving") < row("new since you left")
+            && row("new since you left") < row("said while you were in dev"),
+        "the marker sits between what was seen and what was not:\n{screen}"
+    );
+
+    // Someone else (another key) asking for the name alice: refused, and
+    // told how to get in.
+    let other = Home::new("round2-other");
+    let impostor = Tmux::start(
+        "round2-impostor",
+        100,
+        30,
+        &format!(
+            "{} '{BIN}' --server {} --room lobby --name alice; echo EXITED:$?; sleep 30",
+            other.env_prefix(),
+            url(addr)
+        ),
+    );
+    let screen = impostor.wait_for("409", WAIT).await;
+    assert!(
+        screen.contains("taken") && screen.contains("/nick"),
+        "{screen}"
+    );
+    impostor.type_text("/nick mallory");
+    impostor.keys(&["Enter"]);
+    impostor.wait_for("1:lobby [online]", WAIT).await;
+    tmux.wait_for("mallory joined lobby", WAIT).await;
+
+    // Renaming onto alice is refused too; bob stays bob everywhere.
+    bob.send(&ClientMessage::Nick {
+        name: UserName::new("alice").unwrap(),
+    })
+    .await
+    .unwrap();
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match bob_events.next().await {
+                Some(Ok(ServerEvent::Error(e))) => return e,
+                Some(Ok(_)) => {}
+                other => panic!("bob's connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("bob is told within the wait");
+    assert_eq!(refused.code, ErrorCode::NameTaken, "{refused:?}");
+    bob.say("still bob").await.unwrap();
+    let screen = tmux.wait_for("bob │ still bob", WAIT).await;
+    assert!(!screen.contains("known as alice"), "{screen}");
+
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("EXITED:0", WAIT).await;
+    server.shutdown().await.unwrap();
+}
+
+/// Issue #12's client part, in the real terminal against a server with
+/// `--db`: PgUp at the top loads what the welcome did not carry, page by
+/// page, until the room's beginning is said; Ctrl+R finds an old message;
+/// Esc returns to the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgup_loads_older_messages_and_ctrl_r_searches() {
+    if !tmux_available() {
+        return;
+    }
+    let store = Home::new("history-db");
+    let config = chat_server::Config {
+        history_len: 20,
+        store: Some(chat_server::StoreConfig::new(store.dir.join("chat.db"))),
+        limits: chat_server::Limits {
+            rate_per_sec: 0.0,
+            ..chat_server::Limits::default()
+        },
+        ..chat_server::Config::default()
+    };
+    let server = start_server_with(any_port(), config).await;
+    let addr = server.local_addr();
+    let (bob, mut bob_events) = client(addr, "lobby", "bob").await;
+    for n in 1..=150 {
+        let text = if n == 5 {
+            "m005 has the needle".to_owned()
+        } else {
+            format!("m{n:03}")
+        };
+        bob.say(&text).await.unwrap();
+    }
+    recv_chat(&mut bob_events, "m150", WAIT).await;
+
+    let home = Home::new("older");
+    let command = format!(
+        "{} '{BIN}' --server {} --room lobby --name alice; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
+        url(addr)
+    );
+    let tmux = Tmux::start("older", 100, 16, &command);
+    let screen = tmux.wait_for("m150", WAIT).await;
+    assert!(
+        !screen.contains("m130"),
+        "the welcome carries 20:\n{screen}"
+    );
+
+    // Home goes to the top of what is held and asks for the page before
+    // it; the view stays on what was being read.
+    tmux.keys(&["Home"]);
+    let top = tmux.wait_for("m131", WAIT).await;
+    assert!(!top.contains("m130"), "{top}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(tmux.capture(), top, "the reading position stays");
+    // Further up: the older messages are there now.
+    tmux.keys(&["PageUp"]);
+    tmux.wait_for("m130", WAIT).await;
+    // Page after page to the beginning, which is said.
+    let deadline = std::time::Instant::now() + WAIT * 2;
+    loop {
+        let screen = tmux.capture();
+        if screen.contains("the beginning of the room") && screen.contains("m001") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the beginning; the pane shows:\n{screen}"
+        );
+        tmux.keys(&["PageUp"]);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+
+    // Ctrl+R: a search over everything stored, Esc back to the room.
+    tmux.keys(&["End"]);
+    tmux.keys(&["C-r"]);
+    tmux.wait_for("(search, Esc cancels)", WAIT).await;
+    tmux.type_text("needle");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("1 message", WAIT).await;
+    assert!(screen.contains("m005 has the needle"), "{screen}");
+    assert!(!screen.contains("m150"), "only the results:\n{screen}");
+    tmux.keys(&["Escape"]);
+    let screen = tmux.wait_for("m150", WAIT).await;
+    assert!(!screen.contains("Esc returns"), "{screen}");
+    // /search is the same.
+    tmux.type_text("/search m077");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("search \"m077\": 1 message", WAIT).await;
+    server.shutdown().await.unwrap();
+}
+
+/// Issue #13 bugs 2 and 3 run from a shell in tmux, as a user would: a
+/// flood of 800 lines is paced and every line delivered (exit 0), and an
+/// oversize line is skipped and reported while the lines around it are
+/// delivered (exit 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_flood_and_oversize_line_from_a_shell() {
+    if !tmux_available() {
+        return;
+    }
+    let config = chat_server::Config {
+        limits: chat_server::Limits {
+            rate_per_sec: 200.0,
+            rate_burst: 100,
+            ..chat_server::Limits::default()
+        },
+        ..chat_server::Config::default()
+    };
+    let server = start_server_with(any_port(), config).await;
+    let addr = server.local_addr();
+    let (_bob, mut flood_events) = client(addr, "flood", "bob").await;
+    let (_bob_big, mut big_events) = client(addr, "big", "bob").await;
+    let home = Home::new("pipe-shell");
+    let env = home.env_prefix();
+    let server_url = url(addr);
+    let command = format!(
+        "seq 800 | {env} '{BIN}' --server {server_url} --room flood --name flooder --pipe >/dev/null; \
+         echo FLOOD:$?; \
+         {{ echo before; head -c 70000 /dev/zero | tr '\\0' x; echo; echo after; }} \
+         | {env} '{BIN}' --server {server_url} --room big --name carol --pipe >/dev/null; \
+         echo BIG:$?; sleep 30"
+    );
+    let tmux = Tmux::start("pipe-shell", 120, 30, &command);
+    let mut received = Vec::new();
+    let wait = async {
+        while received.len() < 800 {
+            match flood_events.next().await {
+                Some(Ok(ServerEvent::Chat(chat))) if chat.user == "flooder" => {
+                    received.push(chat.message);
+                }
+                Some(Ok(_)) => {}
+                other => panic!("bob's connection ended: {other:?}"),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(WAIT * 2, wait).await;
+    let expected: Vec<String> = (1..=800).map(|n| n.to_string()).collect();
+    assert_eq!(received, expected, "all 800, in order, once");
+    tmux.wait_for("FLOOD:0", WAIT).await;
+
+    let screen = tmux.wait_for("BIG:", WAIT).await;
+    assert!(screen.contains("BIG:5"), "{screen}");
+    assert!(screen.contains("NOT delivered"), "{screen}");
+    assert_eq!(
+        recv_chat(&mut big_events, "before", WAIT).await.user,
+        "carol"
+    );
+    assert_eq!(
+        recv_chat(&mut big_events, "after", WAIT).await.user,
+        "carol"
     );
     server.shutdown().await.unwrap();
 }

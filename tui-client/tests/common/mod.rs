@@ -269,6 +269,34 @@ impl Tmux {
             .collect()
     }
 
+    /// A format variable of the session's window, e.g.
+    /// `#{window_bell_flag}`.
+    pub fn format(&self, variable: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", &self.session, variable])
+            .output()
+            .expect("tmux display-message");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Polls a format variable until it is `value`; fails with it shown.
+    pub async fn wait_format(&self, variable: &str, value: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.format(variable);
+            if now == value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{variable} is {now:?}, not {value:?}, after {within:?}; the pane shows:\n{}",
+                self.capture()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The visible pane as text.
     pub fn capture(&self) -> String {
         let out = self
