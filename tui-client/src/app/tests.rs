@@ -742,6 +742,14 @@ fn a_server_restarted_without_history_starts_its_ids_again() {
             .iter()
             .any(|t| t.contains("history was reset"))
     );
+    // Issue #13 bug 4: not also "nothing was missed" (it may have been).
+    assert!(
+        !texts(&app, 0)
+            .iter()
+            .any(|t| t.contains("nothing was missed")),
+        "{:?}",
+        texts(&app, 0)
+    );
     enter(&mut app, "after");
     app.update(says("lobby", "alice", 1, "after"));
     assert!(

@@ -412,3 +412,38 @@ fn the_offline_bar_keeps_members_and_server_at_100_columns() {
         "{bar}"
     );
 }
+
+/// Issue #13 bug 4: in a narrow pane the pending state (`queued`) took
+/// the time column and ran into the name (`queued er+`). Names stay whole.
+#[test]
+fn pending_labels_never_cut_names() {
+    let mut app = App::new(crate::app::AppOptions::new(
+        "ws://127.0.0.1:8000",
+        Some(chat_protocol::UserName::new("erin").unwrap()),
+    ));
+    app.start(&[room("lobby")]);
+    app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
+    app.update(welcome("lobby", "erin", &["erin", "bob"], vec![]));
+    enter(&mut app, "in flight");
+    app.update(net(
+        "lobby",
+        NetEvent::Disconnected {
+            reason: "lost".into(),
+            close_code: None,
+            retry_in: std::time::Duration::from_secs(1),
+            at_ms: 0,
+            attempt: 1,
+        },
+    ));
+    enter(&mut app, "typed offline");
+    for width in [36, 45, 59] {
+        let text = screen_text(&render(&mut app, width, 10));
+        for row in text
+            .lines()
+            .filter(|l| l.contains("in flight") || l.contains("typed offline"))
+        {
+            assert!(row.contains("erin │"), "width {width}: {row:?}");
+            assert!(!row.contains('+'), "width {width}: {row:?}");
+        }
+    }
+}
