@@ -5,6 +5,8 @@
 //! works. Round 2 (#13, #12): the bell seen by tmux, the read marker,
 //! names that belong to someone (a second chat-tui and a rename refused),
 //! PgUp loading older messages from a `--db` server and Ctrl+R / `/search`,
+//! emoji sequences and flags with no stray cells in tmux 3.3, the window
+//! title's unread count, `--log-dir`, the "more below" bar's row,
 //! and pipe mode from a shell (800 lines all delivered; an oversize line
 //! skipped, the rest delivered, exit 5). Needs tmux (skips loudly without
 //! it, fails under CI).
@@ -400,5 +402,123 @@ async fn pipe_flood_and_oversize_line_from_a_shell() {
         recv_chat(&mut big_events, "after", WAIT).await.user,
         "carol"
     );
+    server.shutdown().await.unwrap();
+}
+
+/// The cell (column) where `needle` starts in `row`, counting wide
+/// characters as two cells (as tmux lays them out).
+fn cell_of(row: &str, needle: char) -> Option<usize> {
+    let byte = row.rfind(needle)?;
+    Some(chat_tui::wrap::width(&row[..byte]))
+}
+
+/// Issue #13 in tmux 3.3: emoji sequences and flags leave no stray cells
+/// (the member list's border stays in its column on their row, and the
+/// rows around them are intact); the window title carries the unread
+/// count; `--log-dir` keeps a safe plain-text log; the "more below" bar
+/// leaves nothing on the row under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emoji_title_logs_and_the_scrolled_bar() {
+    if !tmux_available() {
+        return;
+    }
+    let server = start_server(any_port()).await;
+    let addr = server.local_addr();
+    let home = Home::new("emoji");
+    let logs = home.dir.join("logs");
+    let command = format!(
+        "{} '{BIN}' --server {} --room lobby,dev --name alice --log-dir '{}'; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
+        url(addr),
+        logs.display()
+    );
+    let tmux = Tmux::start("emoji", 100, 30, &command);
+    tmux.wait_for("1:lobby [online]", WAIT).await;
+    let (bob, _bob_events) = client(addr, "lobby", "bob").await;
+    bob.say("family 👨\u{200d}👩\u{200d}👧\u{200d}👦 flag 🇷🇺 thumb 👍🏽 end")
+        .await
+        .unwrap();
+    bob.say("red \u{1b}[31mtext\u{1b}[0m and a bell \u{7}")
+        .await
+        .unwrap();
+    let screen = tmux.wait_for("[RU]", WAIT).await;
+    let rows: Vec<&str> = screen.lines().collect();
+    let family = rows
+        .iter()
+        .find(|r| r.contains("family"))
+        .expect("the family row");
+    let welcome = rows
+        .iter()
+        .find(|r| r.contains("Welcome to lobby"))
+        .expect("the welcome row");
+    assert_eq!(
+        cell_of(family, '│'),
+        cell_of(welcome, '│'),
+        "the member list's border stays in its column:\n{screen}"
+    );
+    assert!(family.contains(" end "), "{family:?}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("1:lobby [online]")),
+        "{screen}"
+    );
+    assert!(screen.contains("␛[31mtext␛[0m"), "{screen}");
+
+    // The title: the unread count of the other rooms.
+    let (bob_dev, _dev_events) = client(addr, "dev", "bob").await;
+    bob_dev.say("alice: look at the title").await.unwrap();
+    tmux.wait_format("#{pane_title}", "(1!) chat-tui: lobby", WAIT)
+        .await;
+
+    // The log: one file per room, every line made safe.
+    let file = logs
+        .join(format!("127.0.0.1_{}", addr.port()))
+        .join("lobby.log");
+    let deadline = std::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = std::fs::read_to_string(&file).unwrap_or_default();
+        if log.contains("and a bell") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} holds:\n{log}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(log.contains("\tbob\tfamily 👨👩👧👦 flag [RU]"), "{log}");
+    assert!(
+        log.contains("\tbob\tred ␛[31mtext␛[0m and a bell ␇"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log}");
+
+    // Scrolled up with news below: the bar sits on the pane's last row
+    // and the status bar under it is intact, also after Ctrl+L.
+    for n in 1..=40 {
+        bob.say(&format!("filler {n}")).await.unwrap();
+    }
+    tmux.wait_for("filler 40", WAIT).await;
+    tmux.keys(&["PageUp"]);
+    tmux.wait_for("more below - End to jump", WAIT).await;
+    bob.say("news while scrolled").await.unwrap();
+    for redraw in [false, true] {
+        if redraw {
+            tmux.keys(&["C-l"]);
+        }
+        let screen = tmux
+            .wait_for("1 new message below - End to jump", WAIT)
+            .await;
+        let rows: Vec<&str> = screen.lines().collect();
+        let bar = rows
+            .iter()
+            .position(|r| r.contains("new message below"))
+            .expect("the bar");
+        assert_eq!(screen.matches("End to jump").count(), 1, "{screen}");
+        assert!(
+            rows[bar + 1].starts_with("1:lobby [online]"),
+            "the row under the bar is the status bar:\n{screen}"
+        );
+    }
     server.shutdown().await.unwrap();
 }
