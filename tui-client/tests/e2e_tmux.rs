@@ -522,3 +522,52 @@ async fn emoji_title_logs_and_the_scrolled_bar() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// Issue #12/#13: on a server without paging (the tutorial's plain
+/// protocol, as a Django Channels app speaks it; `--plain` makes chat-tui
+/// speak only that) PgUp at the top and Ctrl+R say they cannot, instead
+/// of failing or waiting; `/reconnect` drops the connection and makes a
+/// new one at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_paging_older_and_search_degrade_and_reconnect_works() {
+    if !tmux_available() {
+        return;
+    }
+    let server = start_server(any_port()).await;
+    let addr = server.local_addr();
+    let (bob, _bob_events) = client(addr, "lobby", "bob").await;
+    let home = Home::new("plain");
+    let command = format!(
+        "{} '{BIN}' --server {} --room lobby --name alice --plain; echo EXITED:$?; sleep 30",
+        home.env_prefix(),
+        url(addr)
+    );
+    let tmux = Tmux::start("plain", 100, 12, &command);
+    tmux.wait_for("connected in plain mode", WAIT).await;
+    for n in 1..=20 {
+        bob.say(&format!("plain line {n}")).await.unwrap();
+    }
+    tmux.wait_for("plain line 20", WAIT).await;
+    tmux.keys(&["Home"]);
+    tmux.keys(&["PageUp"]);
+    tmux.wait_for("does not keep older messages", WAIT).await;
+    tmux.keys(&["C-r"]);
+    tmux.type_text("line");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("cannot search", WAIT).await;
+    assert!(screen.contains("Esc returns"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_until("the search closed", WAIT, |s| !s.contains("Esc returns"))
+        .await;
+
+    tmux.type_text("/reconnect");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("reconnected (plain mode)", WAIT).await;
+    tmux.type_text("after reconnecting");
+    tmux.keys(&["Enter"]);
+    tmux.wait_until("the echo", WAIT, |s| {
+        s.contains("after reconnecting") && !s.contains("sending")
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
