@@ -83,6 +83,7 @@ impl App {
             Msg::Tick { now_ms } => {
                 self.now_ms = self.now_ms.max(now_ms);
                 self.dirty = self.is_animating();
+                self.expire_history_requests(now_ms);
                 Vec::new()
             }
             Msg::Rooms(result) => {

@@ -220,6 +220,7 @@ impl App {
         room.asked = Some(Asked {
             reference: reference.clone(),
             kind: AskedFor::Older,
+            since_ms: 0,
         });
         let effect = Effect::History {
             room: room.name.clone(),

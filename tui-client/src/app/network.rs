@@ -500,6 +500,32 @@ fn on_history(room: &mut RoomState, page: HistoryEvent, me: Option<&str>, highli
     }
 }
 
+impl App {
+    /// Gives up on history requests unanswered for [`super::state::HISTORY_WAIT_MS`]
+    /// (timed from the first tick after asking).
+    pub(super) fn expire_history_requests(&mut self, now_ms: u64) {
+        for room in &mut self.rooms {
+            let Some(asked) = &mut room.asked else {
+                continue;
+            };
+            if asked.since_ms == 0 || asked.since_ms > now_ms {
+                asked.since_ms = now_ms;
+                continue;
+            }
+            if now_ms - asked.since_ms >= super::state::HISTORY_WAIT_MS {
+                let kind = asked.kind;
+                history_failed(room, "the server did not answer; try again", false);
+                if kind == AskedFor::Older {
+                    room.note_at_top(
+                        "older messages did not come (no answer from the server); PgUp at the top asks again",
+                    );
+                }
+                self.dirty = true;
+            }
+        }
+    }
+}
+
 /// A history request was refused (`unsupported`: the server has no
 /// paging at all, e.g. an older server).
 fn history_failed(room: &mut RoomState, reason: &str, unsupported: bool) {

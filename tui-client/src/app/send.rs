@@ -267,6 +267,7 @@ impl App {
         room.asked = Some(Asked {
             reference: reference.clone(),
             kind: AskedFor::Search,
+            since_ms: 0,
         });
         let effect = Effect::History {
             room: room.name.clone(),

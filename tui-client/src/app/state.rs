@@ -15,6 +15,11 @@ use crate::clock::TimeFormat;
 use crate::msg::Effect;
 use crate::theme::Theme;
 
+/// How long a history request (older messages, a search) may go
+/// unanswered before the client gives up on it and says so: a server that
+/// ignores the request must not leave "loading" forever.
+pub const HISTORY_WAIT_MS: u64 = 10_000;
+
 /// How many lines a room keeps; older ones are dropped.
 pub const MAX_LINES: usize = 5_000;
 
@@ -213,6 +218,9 @@ pub struct Asked {
     pub reference: String,
     /// Older messages or a search.
     pub kind: AskedFor,
+    /// The first tick's time after asking (unix ms; 0: no tick yet), to
+    /// give up on a server that never answers.
+    pub since_ms: u64,
 }
 
 /// What a history request was for.
@@ -556,11 +564,13 @@ impl App {
     }
 
     /// Whether something on screen counts down, so that the runtime should
-    /// send [`crate::msg::Msg::Tick`]s: a room waiting to reconnect.
+    /// send [`crate::msg::Msg::Tick`]s: a room waiting to reconnect, or a
+    /// history request waiting for its answer (given up after
+    /// [`HISTORY_WAIT_MS`]).
     pub fn is_animating(&self) -> bool {
         self.rooms
             .iter()
-            .any(|r| matches!(r.conn, ConnState::Offline { .. }))
+            .any(|r| matches!(r.conn, ConnState::Offline { .. }) || r.asked.is_some())
     }
 
     /// The room shown, if any.

@@ -221,18 +221,32 @@ fn pgup_at_the_top_loads_older_messages_and_keeps_the_view() {
     assert_eq!(asked(&effects), Some((Some(101), "1".into(), None)));
     assert_eq!(app.rooms[0].older, Older::Loading);
     assert_eq!(asked(&app.update(key(KeyCode::PageUp))), None);
-    let before = screen(&app, 80, 20);
+    assert!(screen(&app, 80, 20).contains("[loading…]"));
+    let trimmed = |screen: String| -> String {
+        screen
+            .replace("[loading…] ", "")
+            .lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = trimmed(screen(&app, 80, 20));
     // An answer to something else is ignored.
     app.update(page("lobby", "other", 1..=5, true));
     assert!(!texts(&app, 0).contains(&"message 1".to_owned()));
     // The page arrives: the lines go above, the view does not move.
     app.update(page("lobby", "1", 51..=100, true));
     assert_eq!(app.rooms[0].older, Older::Idle);
-    assert_eq!(screen(&app, 80, 20), before, "the reading position stays");
+    assert_eq!(
+        trimmed(screen(&app, 80, 20)),
+        before,
+        "the reading position stays"
+    );
+    assert!(!screen(&app, 80, 20).contains("loading"));
     assert_eq!(app.rooms[0].lines[0].text, "message 51");
     // Further up, and at the top again: the next page.
     app.update(key(KeyCode::PageUp));
-    assert_ne!(screen(&app, 80, 20), before);
+    assert_ne!(trimmed(screen(&app, 80, 20)), before);
     let effects = app.update(key(KeyCode::Home));
     assert_eq!(asked(&effects), Some((Some(51), "2".into(), None)));
     app.update(page("lobby", "2", 1..=50, false));
@@ -541,5 +555,38 @@ fn a_search_result_highlights_like_a_live_line() {
     assert!(matches!(
         search.results[0].kind,
         LineKind::Chat { mention: true, .. }
+    ));
+}
+
+#[test]
+fn a_history_request_nobody_answers_is_given_up_and_said() {
+    let mut app = online(&["lobby"]);
+    app.update(welcome_with("lobby", 101, 160));
+    assert!(!app.is_animating());
+    assert!(asked(&app.update(key(KeyCode::Home))).is_some());
+    assert!(app.is_animating(), "ticks come while an answer is awaited");
+    // Timed from the first tick after asking (the app has no clock).
+    app.update(Msg::Tick { now_ms: 50_000 });
+    app.update(Msg::Tick { now_ms: 59_999 });
+    assert_eq!(app.rooms[0].older, Older::Loading);
+    app.update(Msg::Tick { now_ms: 60_000 });
+    assert_eq!(app.rooms[0].older, Older::Idle);
+    assert!(texts(&app, 0)[0].contains("did not come"));
+    assert!(!app.is_animating());
+    // A late answer is ignored; PgUp at the top asks again.
+    app.update(page("lobby", "1", 51..=100, true));
+    assert!(!texts(&app, 0).contains(&"message 51".to_owned()));
+    assert_eq!(
+        asked(&app.update(key(KeyCode::Home))).map(|a| a.1),
+        Some("2".to_owned())
+    );
+    // A search too.
+    let mut app = online(&["lobby"]);
+    enter(&mut app, "/search words");
+    app.update(Msg::Tick { now_ms: 1_000 });
+    app.update(Msg::Tick { now_ms: 11_000 });
+    assert!(matches!(
+        &app.rooms[0].search.as_ref().unwrap().state,
+        SearchState::Failed(why) if why.contains("did not answer")
     ));
 }

@@ -193,6 +193,13 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
             bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
         )
     });
+    // An answer awaited from the server (older messages, a search).
+    let loading = room.asked.is_some().then(|| {
+        Span::styled(
+            "[loading…] ",
+            bar.fg(Color::LightYellow).add_modifier(Modifier::BOLD),
+        )
+    });
     let w = |span: &Option<Span>| span.as_ref().map_or(0, |s| wrap::width(&s.content));
     // The state's brackets and its space take 3 cells; keep at least a
     // word of it.
@@ -202,6 +209,7 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
             + if members { w(&members_span) } else { 0 }
             + w(act)
             + w(&more)
+            + w(&loading)
             + if server {
                 wrap::width(&server_text(app))
             } else {
@@ -241,6 +249,7 @@ pub fn status(app: &App, area: Rect, buf: &mut Buffer) {
     }
     spans.extend(activity);
     spans.extend(more);
+    spans.extend(loading);
     if with_server {
         spans.push(server);
     }
