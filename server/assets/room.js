@@ -232,11 +232,18 @@
     const first = lastDay === null;
     lastDay = key;
     if (first && key === new Date().toDateString()) return;
+    addRow(dividerRow(ts));
+    lastChat = null;
+  }
+
+  /** The line naming the day of `ts`, above that day's first row. */
+  function dividerRow(ts) {
+    const date = new Date(ts);
     const divider = element("div", "day-divider");
     divider.setAttribute("role", "separator");
+    divider.dataset.day = date.toDateString();
     divider.append(element("span", null, dayLabel(date)));
-    addRow(divider);
-    lastChat = null;
+    return divider;
   }
 
   function chatRow(event, { history = false } = {}) {
@@ -269,6 +276,7 @@
     row.classList.toggle("emote", Boolean(event.emote));
     row.classList.toggle("from-history", history);
     if (event.id) row.dataset.id = String(event.id);
+    row.dataset.day = new Date(ts).toDateString();
     row.style.setProperty("--hue", String(hue(user)));
 
     const gutter = element("div", "gutter");
@@ -301,6 +309,7 @@
     const when = ts || Date.now();
     dayDivider(when);
     const row = element("div", "notice notice-" + kind);
+    row.dataset.day = new Date(when).toDateString();
     row.append(element("span", "notice-text", text), timeElement(when, "time"));
     addRow(row, { follow: kind === "error" || kind === "warning" });
     lastChat = null;
@@ -379,14 +388,31 @@
     const rows = document.createDocumentFragment();
     const texts = [];
     let previous = null;
+    let day = null;
     for (const m of messages) {
       const user = typeof m.user === "string" ? m.user : "";
       const ts = m.ts || 0;
+      // Each day's first message gets its day line, as live ones do.
+      const key = new Date(ts).toDateString();
+      if (key !== day) {
+        rows.append(dividerRow(ts));
+        day = key;
+        previous = null;
+      }
       const grouped = previous !== null && previous.user === user && !previous.emote && !m.emote &&
         ts - previous.ts < GROUP_MS;
       rows.append(renderChat(m, { grouped, history: true }));
       texts.push(typeof m.message === "string" ? m.message : "");
       previous = { user, ts, emote: Boolean(m.emote) };
+    }
+    // Where the page meets what was shown: one day line per day.
+    const next = log.firstElementChild;
+    if (day !== null && next !== null && next.dataset.day) {
+      if (next.classList.contains("day-divider")) {
+        if (next.dataset.day === day) next.remove();
+      } else if (next.dataset.day !== day) {
+        next.before(dividerRow(new Date(next.dataset.day).getTime()));
+      }
     }
     log.prepend(rows);
     chatTexts.unshift(...texts);

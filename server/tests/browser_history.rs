@@ -2,9 +2,10 @@
 //! Chromium over WebDriver): scrolled to the top of the log, it asks the
 //! server (`--db`, a real SQLite file) for the page before the oldest
 //! message shown, puts it above without moving what the reader looks at,
-//! and says when the room's first message is reached. `#chat-log.value`
-//! then holds every message once, oldest first, as the tutorial's textarea
-//! would.
+//! and says when the room's first message is reached, with a day line above
+//! each day's first message (older days than today included).
+//! `#chat-log.value` then holds every message once, oldest first, as the
+//! tutorial's textarea would.
 //!
 //! Without `chromium` and `chromedriver` the test says so loudly and skips;
 //! with `CI` set it fails instead.
@@ -44,17 +45,18 @@ async fn scrolling_to_the_top_loads_older_messages_in_place_until_the_beginning(
     };
     let test = async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = TestServer::start_with(Config {
+        let db = dir.path().join("chat.db");
+        let config = || Config {
             // The welcome holds 20; the other 130 come from scrolling.
             history_len: 20,
-            store: Some(StoreConfig::new(dir.path().join("chat.db"))),
+            store: Some(StoreConfig::new(&db)),
             limits: Limits {
                 rate_per_sec: 0.0,
                 ..Limits::default()
             },
             ..Config::default()
-        })
-        .await;
+        };
+        let server = TestServer::start_with(config()).await;
         let (mut alice, _) = server.joined("older", "alice").await;
         for i in 1..=150 {
             alice.say(&format!("message {i}")).await.expect("say");
@@ -62,6 +64,20 @@ async fn scrolling_to_the_top_loads_older_messages_in_place_until_the_beginning(
         for _ in 1..=150 {
             next_chat(&mut alice).await;
         }
+        drop(alice);
+        server.shutdown().await;
+        // Messages 1-60 were said three days ago, 61-100 two days ago.
+        {
+            let conn = rusqlite::Connection::open(&db).expect("open");
+            let day: i64 = 86_400_000;
+            conn.execute(
+                "UPDATE messages SET ts = ts - ?1 * (CASE WHEN id <= 60 THEN 3 ELSE 2 END) WHERE id <= 100",
+                [day],
+            )
+            .expect("age");
+        }
+        let server = TestServer::start_with(config()).await;
+        let (mut alice, _) = server.joined("older", "alice").await;
 
         let browser = driver::Browser::open(
             &tools,
@@ -148,6 +164,26 @@ async fn scrolling_to_the_top_loads_older_messages_in_place_until_the_beginning(
             .js_string("return document.querySelector('#chat-log .older-notice').textContent")
             .await;
         assert_eq!(notice, "This is the beginning of #older.");
+        // One day line per day, each above that day's first message.
+        let days = browser
+            .js(
+                "const today = new Date().toDateString();
+                 let day = null;
+                 const lines = [];
+                 const wrong = [];
+                 for (const row of document.querySelector('#chat-log').children) {
+                     if (row.classList.contains('day-divider')) {
+                         day = row.dataset.day;
+                         lines.push(row.textContent);
+                     } else if (row.classList.contains('msg') && row.dataset.day !== (day || today)) {
+                         wrong.push(row.dataset.id);
+                     }
+                 }
+                 return [lines.length, new Set(lines).size, lines[lines.length - 1], wrong];",
+                vec![],
+            )
+            .await;
+        assert_eq!(days, json!([3, 3, "Today", []]), "day lines: {days}");
         // Live messages still arrive at the bottom.
         alice.say("live after paging").await.expect("say");
         browser
