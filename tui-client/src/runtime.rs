@@ -156,9 +156,7 @@ impl Runner {
                         let _ = tx.send(Msg::Rooms(result)).await;
                     });
                 }
-                Effect::Redraw => {
-                    let _ = terminal.clear();
-                }
+                Effect::Redraw => full_redraw(terminal),
                 Effect::Quit => return true,
             }
         }
@@ -306,6 +304,22 @@ pub async fn run(
     reader.abort();
     runner.shutdown().await;
     Ok(exit.unwrap_or(Exit::Quit))
+}
+
+/// Ctrl+L: clears the screen and makes the next draw write every cell.
+///
+/// Not `Terminal::clear`: ratatui 0.30's asks the terminal where the cursor
+/// is (`ESC [ 6 n`) and blocks up to 2 s for the reply on stdin, which the
+/// input task reads too. The loop froze, keys typed meanwhile were drawn
+/// late, and when the reply was lost the screen was not cleared at all
+/// (seen in tmux: PgUp, Ctrl+L, End left the old view on screen).
+fn full_redraw(terminal: &mut DefaultTerminal) {
+    use ratatui::backend::{Backend as _, ClearType};
+    let _ = terminal.backend_mut().clear_region(ClearType::All);
+    // Outside `draw` the buffer being drawn into is always blank; this
+    // blanks the other one (the last frame) too, so the next draw differs
+    // from "nothing" everywhere it shows something.
+    terminal.swap_buffers();
 }
 
 /// Forwards terminal input until the terminal or the loop goes away.

@@ -532,6 +532,22 @@ async fn emoji_title_logs_and_the_scrolled_bar() {
             "the row under the bar is the status bar:\n{screen}"
         );
     }
+    // Keys right after Ctrl+L are drawn at once (ratatui's clear asked the
+    // terminal for the cursor and froze the loop; the old view stayed).
+    tmux.keys(&["C-l", "End"]);
+    tmux.wait_until("the newest lines after Ctrl+L, End", WAIT, |s| {
+        s.contains("news while scrolled") && !s.contains("End to jump")
+    })
+    .await;
+    // Ctrl+L repaints what something else wrote over the screen.
+    let tty = tmux.format("#{pane_tty}");
+    std::fs::write(&tty, "\x1b[5;20HSTRAY-OUTPUT-XYZ").expect("write to the pane's tty");
+    tmux.wait_for("STRAY-OUTPUT-XYZ", WAIT).await;
+    tmux.keys(&["C-l"]);
+    tmux.wait_until("the stray text gone", WAIT, |s| {
+        !s.contains("STRAY-OUTPUT-XYZ") && s.contains("news while scrolled")
+    })
+    .await;
     server.shutdown().await.unwrap();
 }
 
