@@ -99,6 +99,10 @@ pub struct RedisConfig {
     /// Redis within it (less a margin for the reply) or it is refused to
     /// its sender. The health probe waits half of it.
     pub timeout: Duration,
+    /// The most bytes of live messages waiting for this instance's pub/sub
+    /// pump: past it, live messages are dropped from the queue and read
+    /// from history instead (nothing is lost while history holds them).
+    pub pump_bytes: usize,
 }
 
 impl RedisConfig {
@@ -113,6 +117,7 @@ impl RedisConfig {
             room_ttl: DEFAULT_ROOM_TTL,
             history_bytes: DEFAULT_HISTORY_BYTES,
             timeout: Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS),
+            pump_bytes: DEFAULT_PUMP_BYTES,
         }
     }
 
@@ -165,6 +170,11 @@ pub const DEFAULT_HISTORY_BYTES: usize = 1024 * 1024;
 /// that, none after.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 2000;
 
+/// How many bytes of live messages may wait for the pump by default: 8 MiB
+/// (about 60 of the largest messages in both wire formats, or tens of
+/// thousands of chat lines): a burst beyond it is read from history.
+pub const DEFAULT_PUMP_BYTES: usize = 8 * 1024 * 1024;
+
 /// Reconnect delays of the pub/sub connections: from this...
 const RECONNECT_MIN: Duration = Duration::from_millis(50);
 /// ...doubling up to this, so traffic resumes within about a second of
@@ -212,6 +222,8 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     /// Redis's clock minus ours, in ms (`i64::MIN`: not measured yet).
     clock_offset_ms: AtomicI64,
+    /// What the pub/sub connections hand the pump, bounded in bytes.
+    inbound: Arc<pump::Inbound>,
     publish_script: Script,
     snapshot_script: Script,
     catch_up_script: Script,
@@ -260,6 +272,7 @@ impl RedisLayer {
                 .map_err(|err| cannot_reach(&err))?;
 
         let (subscriptions, commands) = mpsc::unbounded_channel();
+        let pump_bytes = config.pump_bytes;
 
         let layer = Self {
             inner: Arc::new(Inner {
@@ -276,6 +289,7 @@ impl RedisLayer {
                 answering: AtomicBool::new(true),
                 last_error: Mutex::new(None),
                 clock_offset_ms: AtomicI64::new(i64::MIN),
+                inbound: Arc::new(pump::Inbound::new(pump_bytes)),
                 publish_script: Script::new(PUBLISH_LUA),
                 snapshot_script: Script::new(SNAPSHOT_LUA),
                 catch_up_script: Script::new(CATCH_UP_LUA),

@@ -17,8 +17,10 @@
 //! reading the cluster's slot map) runs as a future the loop polls, so
 //! one slow shard never holds up delivery on the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_protocol::{GapEvent, RoomName, ServerEvent, unix_millis};
@@ -28,7 +30,7 @@ use redis::aio::{AsyncPushSender, MultiplexedConnection, SendError};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ProtocolVersion, PushInfo, PushKind, Value,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -53,10 +55,10 @@ pub(super) enum SubCommand {
 /// with the largest messages.
 const CATCH_UP_BATCH: usize = 100;
 
-/// Live messages held per room while its catch-up runs, in bytes; past
-/// this, newer ones are dropped from the hold and read from history by
-/// another round instead.
-const HOLD_BYTES: usize = 4 * 1024 * 1024;
+/// Live messages held while catch-ups run, in bytes, all rooms together;
+/// past this, newer ones are dropped from the hold and read from history
+/// by another round instead.
+const HOLD_BYTES: usize = 8 * 1024 * 1024;
 
 /// How often the pump retries what failed (a connection, a subscription,
 /// a history read), at most.
@@ -65,15 +67,73 @@ const TICK: Duration = Duration::from_millis(100);
 /// A shard's address.
 type Addr = (String, u16);
 
-/// Tags each push with the connection it came from.
+/// What the pub/sub connections hand the pump: pushes waiting to be
+/// handled, bounded in bytes. The connections' readers cannot wait (the
+/// push sender is synchronous), so at the bound a live message is dropped
+/// instead of queued, and its room is noted: the pump then reads the room's
+/// history after the last id it delivered, as after any interruption. The
+/// zero-loss contract holds; only memory stops growing.
+#[derive(Debug)]
+pub(super) struct Inbound {
+    /// Bytes of the messages queued now.
+    bytes: AtomicUsize,
+    /// The bound on `bytes`.
+    limit: usize,
+    /// Channels whose live messages were dropped at the bound (at most
+    /// one entry per subscribed room).
+    dropped: Mutex<HashSet<Vec<u8>>>,
+    /// Wakes the pump when `dropped` gains a channel.
+    wake: Notify,
+}
+
+impl Inbound {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+            dropped: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        }
+    }
+}
+
+/// A push and what it counts in [`Inbound::bytes`].
+type Queued = (u64, PushInfo, usize);
+
+/// Tags each push with the connection it came from, and keeps the queue
+/// to the pump within its byte bound.
 struct Tagged {
     serial: u64,
-    tx: mpsc::UnboundedSender<(u64, PushInfo)>,
+    tx: mpsc::UnboundedSender<Queued>,
+    inbound: Arc<Inbound>,
 }
 
 impl AsyncPushSender for Tagged {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        self.tx.send((self.serial, info)).map_err(|_| SendError)
+        let size = match (&info.kind, info.data.first(), info.data.get(1)) {
+            (
+                PushKind::Message | PushKind::SMessage,
+                Some(Value::BulkString(channel)),
+                Some(Value::BulkString(payload)),
+            ) => {
+                let size = channel.len() + payload.len();
+                let queued = self.inbound.bytes.fetch_add(size, Ordering::Relaxed);
+                if queued + size > self.inbound.limit {
+                    self.inbound.bytes.fetch_sub(size, Ordering::Relaxed);
+                    if lock(&self.inbound.dropped).insert(channel.clone()) {
+                        self.inbound.wake.notify_one();
+                    }
+                    return Ok(());
+                }
+                size
+            }
+            // Everything else is small and rare (connection events).
+            _ => 0,
+        };
+        self.tx.send((self.serial, info, size)).map_err(|_| {
+            self.inbound.bytes.fetch_sub(size, Ordering::Relaxed);
+            SendError
+        })
     }
 }
 
@@ -145,7 +205,10 @@ struct Pump {
     layer: RedisLayer,
     mode: Mode,
     target: PubSubTarget,
-    pushes: mpsc::UnboundedSender<(u64, PushInfo)>,
+    pushes: mpsc::UnboundedSender<Queued>,
+    inbound: Arc<Inbound>,
+    /// Bytes held by every room's catch-up together (see [`HOLD_BYTES`]).
+    held_bytes: usize,
     shards: HashMap<Addr, Shard>,
     /// Cluster: which master owns which slots. Single: empty.
     slots: Vec<(u16, u16, Addr)>,
@@ -168,12 +231,15 @@ impl RedisLayer {
         shutdown: CancellationToken,
         ready: oneshot::Sender<()>,
     ) {
-        let (pushes_tx, mut pushes) = mpsc::unbounded_channel();
+        let (pushes_tx, mut pushes) = mpsc::unbounded_channel::<Queued>();
+        let inbound = Arc::clone(&self.inner.inbound);
         let mut pump = Pump {
             mode: self.inner.mode,
             layer: self,
             target,
             pushes: pushes_tx,
+            inbound: Arc::clone(&inbound),
+            held_bytes: 0,
             shards: HashMap::new(),
             slots: Vec::new(),
             topology_wanted: true,
@@ -190,7 +256,11 @@ impl RedisLayer {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                Some((serial, push)) = pushes.recv() => pump.on_push(serial, &push),
+                Some((serial, push, size)) = pushes.recv() => {
+                    inbound.bytes.fetch_sub(size, Ordering::Relaxed);
+                    pump.on_push(serial, &push);
+                }
+                () = inbound.wake.notified() => pump.on_dropped(),
                 Some(done) = pump.work.next(), if !pump.work.is_empty() => pump.on_done(done),
                 command = commands.recv() => match command {
                     Some(command) => pump.on_command(command),
@@ -286,6 +356,7 @@ impl Pump {
                 let Some(state) = self.rooms.remove(&room) else {
                     return;
                 };
+                self.held_bytes -= state.held_bytes;
                 let conn = state.on.and_then(|serial| self.conn_of(serial));
                 if let Some(conn) = conn {
                     let command = redis::cmd(self.mode.unsubscribe())
@@ -381,6 +452,7 @@ impl Pump {
             .set_push_sender(Tagged {
                 serial,
                 tx: self.pushes.clone(),
+                inbound: Arc::clone(&self.inbound),
             });
         let timeout = self.timeout();
         self.work.push(Box::pin(async move {
@@ -670,11 +742,40 @@ impl Pump {
                     self.deliver(room, frames);
                 } else {
                     // A hole in the ids: fill it from history first.
-                    hold(state, frames);
+                    hold(state, &mut self.held_bytes, frames);
                     self.start_catch_up(room);
                 }
             }
-            _ => hold(state, frames),
+            _ => hold(state, &mut self.held_bytes, frames),
+        }
+    }
+
+    /// Live messages were dropped at the inbound queue's bound: their
+    /// rooms read them from history.
+    fn on_dropped(&mut self) {
+        let channels = std::mem::take(&mut *lock(&self.inbound.dropped));
+        let rooms: Vec<RoomName> = channels
+            .iter()
+            .filter_map(|channel| std::str::from_utf8(channel).ok())
+            .filter_map(|channel| self.layer.inner.keys.room_of_channel(channel))
+            .collect();
+        if !rooms.is_empty() {
+            debug!(
+                rooms = rooms.len(),
+                "the pump fell behind: live messages dropped, catching up from history"
+            );
+        }
+        for room in rooms {
+            let Some(state) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            if state.catching_up {
+                state.again = true;
+            } else if state.last.is_some() && state.on.is_some() {
+                self.start_catch_up(&room);
+            }
+            // A room still opening reads where it stands once subscribed:
+            // what was dropped is before that.
         }
     }
 
@@ -808,7 +909,7 @@ impl Pump {
             return;
         };
         let held = std::mem::take(&mut state.held);
-        state.held_bytes = 0;
+        self.held_bytes -= std::mem::take(&mut state.held_bytes);
         let acks = std::mem::take(&mut state.acks);
         let again = std::mem::take(&mut state.again);
         let mut last = state.last.unwrap_or(0);
@@ -832,15 +933,21 @@ impl Pump {
 }
 
 /// Holds a live message until the room's catch-up ends; past the hold's
-/// budget, the newest are dropped and read from history by another round.
-fn hold(state: &mut Room, frames: Frames) {
+/// budget (`total`: every room's held bytes), the newest are dropped and
+/// read from history by another round.
+fn hold(state: &mut Room, total: &mut usize, frames: Frames) {
     let size = frames.events.len() + frames.plain.as_ref().map_or(0, |plain| plain.len());
-    if state.held_bytes + size > HOLD_BYTES {
+    if *total + size > HOLD_BYTES {
         state.again = true;
         return;
     }
+    *total += size;
     state.held_bytes += size;
-    state.held.insert(frames.id, frames);
+    if let Some(replaced) = state.held.insert(frames.id, frames) {
+        let size = replaced.events.len() + replaced.plain.as_ref().map_or(0, |plain| plain.len());
+        *total -= size;
+        state.held_bytes -= size;
+    }
 }
 
 /// The one Redis's address.
