@@ -13,7 +13,8 @@
 //! 4. the master holding a busy room SIGKILLed and its replica taking
 //!    over, mid-traffic: every message is echoed or refused, and every
 //!    accepted one reaches both live clients (plain and typed) exactly
-//!    once, in order, without them reconnecting.
+//!    once, in order, without them reconnecting; meanwhile `/healthz` is
+//!    503 and names the dead master, and 200 once the replica took over.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,15 +104,41 @@ async fn a_redis_cluster_shares_rooms_loses_nothing_and_survives_a_failover() {
     let victim = cluster.master_of(&channel("failover"));
     let cluster = Arc::new(Mutex::new(cluster));
     let handle = Arc::clone(&cluster);
+    let health_of = first.addr();
     let disrupt = async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         eprintln!("SIGKILL to the master on port {victim}");
         handle.lock().unwrap().kill(victim);
+        // /healthz names the master that is gone, until its replica is
+        // promoted and answers in its place.
+        let start = tokio::time::Instant::now();
+        loop {
+            let health = get(health_of, "/healthz").await;
+            // The pump's per-master report, not merely a failed command's text.
+            let named = format!("masters unwell: 127.0.0.1:{victim}: ");
+            if health.status == 503 && health.body.contains(&named) {
+                eprintln!(
+                    "/healthz {:?} after the kill: {}",
+                    start.elapsed(),
+                    health.body
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "/healthz does not name the dead master {victim}: {} {}",
+                health.status,
+                health.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     };
     let failover = run(&first, &second, "failover", disrupt).await;
     failover.assert_nothing_lost("cluster: master SIGKILLed, replica promoted");
     let new_master = cluster.lock().unwrap().master_of(&channel("failover"));
     assert_ne!(new_master, victim, "a replica took over");
+    let health = get(first.addr(), "/healthz").await;
+    assert_eq!(health.status, 200, "healthy again: {}", health.body);
 }
 
 /// Part 1: 50 rooms over both instances and every master.

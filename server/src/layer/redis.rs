@@ -11,6 +11,7 @@
 //! | `P:{P:room}:epoch` | string | names the id sequence; new when the sequence starts again |
 //! | `P:{P:room}:log` | stream | the last N chat events (at most `history_bytes`), entry id `{message id}-0` |
 //! | `P:{P:room}:bytes` | string | the bytes of the events `log` holds |
+//! | `P:{P:room}:pubs` | sorted set | ids of recent publishes (a resent publish runs once) |
 //! | `P:{P:room}:presence` | sorted set | `{node}:{name}` scored by expiry (unix ms) |
 //! | `P:{P:room}:ch` | channel | the room's live messages (sharded in a cluster) |
 //! | `P:rooms` | sorted set | rooms with members, scored by expiry (unix ms) |
@@ -222,6 +223,10 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     /// Redis's clock minus ours, in ms (`i64::MIN`: not measured yet).
     clock_offset_ms: AtomicI64,
+    /// The Redis nodes (each master, in a cluster) that do not answer or
+    /// cannot be reached now, each as `host:port: why`, from the pump's
+    /// pings.
+    unwell: Mutex<Vec<String>>,
     /// What the pub/sub connections hand the pump, bounded in bytes.
     inbound: Arc<pump::Inbound>,
     publish_script: Script,
@@ -289,6 +294,7 @@ impl RedisLayer {
                 answering: AtomicBool::new(true),
                 last_error: Mutex::new(None),
                 clock_offset_ms: AtomicI64::new(i64::MIN),
+                unwell: Mutex::new(Vec::new()),
                 inbound: Arc::new(pump::Inbound::new(pump_bytes)),
                 publish_script: Script::new(PUBLISH_LUA),
                 snapshot_script: Script::new(SNAPSHOT_LUA),
@@ -485,6 +491,7 @@ impl RedisLayer {
             .key(names.log)
             .key(names.channel)
             .key(names.bytes)
+            .key(names.pubs)
             .arg(before)
             .arg(after)
             .arg(plain)
@@ -495,10 +502,20 @@ impl RedisLayer {
             .arg(inner.mode.publish())
             .arg(inner.config.history_bytes)
             .arg(self.deadline())
+            .arg(format!(
+                "{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            ))
             .invoke_async(&mut conn)
             .await;
         match result {
-            Ok(id) if id >= 0 => {
+            // -2: a resend of a publish that already ran (its first reply
+            // was lost): delivered once, as it should be.
+            Ok(id) if id >= 0 || id == -2 => {
+                if id == -2 {
+                    info!(%room, "a resent publish had already run: not published twice");
+                }
                 inner.answering.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -607,11 +624,24 @@ impl RedisLayer {
     }
 
     pub(super) fn health(&self) -> Health {
-        let ok = self.inner.up.load(Ordering::Relaxed) && self.is_answering();
+        let unwell = lock(&self.inner.unwell).clone();
+        let ok = self.inner.up.load(Ordering::Relaxed) && self.is_answering() && unwell.is_empty();
         let detail = if ok {
             None
         } else {
-            lock(&self.inner.last_error).clone()
+            let nodes = (!unwell.is_empty()).then(|| {
+                let what = if self.inner.mode == Mode::Cluster {
+                    "masters unwell"
+                } else {
+                    "Redis unwell"
+                };
+                format!("{what}: {}", unwell.join("; "))
+            });
+            let last = lock(&self.inner.last_error).clone();
+            match (nodes, last) {
+                (Some(nodes), Some(last)) => Some(format!("{nodes}; last error: {last}")),
+                (nodes, last) => nodes.or(last),
+            }
         };
         Health {
             layer: if self.inner.mode == Mode::Cluster {

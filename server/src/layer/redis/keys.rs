@@ -52,24 +52,41 @@ impl Mode {
 /// `bytes` key and drops the oldest entries while either bound is passed
 /// (exact, not `MAXLEN ~`, so that the count stays true).
 ///
-/// KEYS: seq, epoch, log, channel, bytes. ARGV: the event before and after
-/// its id, the plain frame, history length, TTL (s), a new epoch name, the
-/// floor (the last id this instance delivered: ids never go below it, even
-/// when a failover lost the last increments), the publish command, the
-/// history's byte budget, a deadline (unix ms on Redis's clock; 0: none).
+/// KEYS: seq, epoch, log, channel, bytes, pubs. ARGV: the event before
+/// and after its id, the plain frame, history length, TTL (s), a new epoch
+/// name, the floor (the last id this instance delivered: ids never go below
+/// it, even when a failover lost the last increments), the publish command,
+/// the history's byte budget, a deadline (unix ms on Redis's clock; 0:
+/// none), the publish's own random id.
 ///
 /// Past the deadline the script does nothing and returns -1: by then the
 /// publisher has told its client "not delivered" (the command timed out,
 /// e.g. Redis was hung), so a command Redis reads late must not publish
 /// after all.
+///
+/// A publish runs at most once: the cluster client resends a command
+/// whose connection broke before the reply came back (a killed connection,
+/// a failover), although Redis may have run it. The script records each
+/// publish id in `pubs` (a sorted set scored by when the id may be
+/// forgotten: once the deadline has passed no resend can run anyway) and
+/// answers a resend with -2 ("already published") instead of publishing
+/// again. The record is written with the message, so a replica promoted
+/// after running the first has it too.
 pub(super) const PUBLISH_LUA: &str = r"
-local deadline = tonumber(ARGV[10])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > deadline then
-    return -1
-  end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if redis.call('ZSCORE', KEYS[6], ARGV[11]) then
+  return -2
 end
+local deadline = tonumber(ARGV[10])
+if deadline > 0 and now > deadline then
+  return -1
+end
+local forget_at = now + 60000
+if deadline > 0 then forget_at = deadline + 1000 end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+redis.call('ZADD', KEYS[6], forget_at, ARGV[11])
+redis.call('PEXPIREAT', KEYS[6], forget_at)
 local id = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[7])
 if id <= floor then
@@ -212,6 +229,9 @@ pub(super) struct RoomKeys {
     pub(super) channel: String,
     /// String: the bytes of the events `log` holds.
     pub(super) bytes: String,
+    /// Sorted set: ids of recent publishes, scored by when they may be
+    /// forgotten (unix ms), so that a resent publish runs once.
+    pub(super) pubs: String,
 }
 
 /// Key and channel names under one prefix.
@@ -261,6 +281,7 @@ impl Keys {
             presence: format!("{tag}:presence"),
             channel: format!("{tag}:ch"),
             bytes: format!("{tag}:bytes"),
+            pubs: format!("{tag}:pubs"),
         }
     }
 
@@ -443,6 +464,7 @@ mod tests {
             &names.presence,
             &names.channel,
             &names.bytes,
+            &names.pubs,
         ] {
             assert_eq!(slot(name), slot_of_room, "{name}");
         }

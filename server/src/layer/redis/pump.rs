@@ -198,6 +198,12 @@ enum Done {
         result: Result<CatchUp, redis::RedisError>,
     },
     Topology(Result<Vec<(u16, u16, Addr)>, String>),
+    /// A shard's answer to the health ping (on its pub/sub connection).
+    Pinged {
+        addr: Addr,
+        serial: u64,
+        result: Result<(), String>,
+    },
     Nothing,
 }
 
@@ -219,7 +225,24 @@ struct Pump {
     work: FuturesUnordered<BoxFuture<'static, Done>>,
     /// Something failed and waits for the next tick.
     retry: bool,
+    /// Each shard's last health ping.
+    pings: HashMap<Addr, Ping>,
+    /// When the shards are pinged next.
+    next_ping: Instant,
 }
+
+/// A shard's health ping: sent every [`PING_EVERY`] on its pub/sub
+/// connection, so `/healthz` can say which master does not answer.
+struct Ping {
+    /// The connection it went out on.
+    serial: u64,
+    pending: bool,
+    /// Why the last one failed.
+    failed: Option<String>,
+}
+
+/// How often every shard is pinged.
+const PING_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisLayer {
     /// Runs the pub/sub connections until `shutdown`; `ready` fires once
@@ -248,6 +271,8 @@ impl RedisLayer {
             rooms: HashMap::new(),
             work: FuturesUnordered::new(),
             retry: true,
+            pings: HashMap::new(),
+            next_ping: Instant::now(),
         };
         let mut ready = Some(ready);
         let mut tick = tokio::time::interval(TICK);
@@ -266,7 +291,10 @@ impl RedisLayer {
                     Some(command) => pump.on_command(command),
                     None => return,
                 },
-                _ = tick.tick() => pump.on_tick(),
+                _ = tick.tick() => {
+                    pump.on_tick();
+                    pump.ping_shards();
+                }
             }
             let up = pump.is_up();
             if up != pump.layer.inner.up.load(Ordering::Relaxed) {
@@ -556,6 +584,18 @@ impl Pump {
     fn on_done(&mut self, done: Done) {
         match done {
             Done::Nothing => {}
+            Done::Pinged {
+                addr,
+                serial,
+                result,
+            } => {
+                if let Some(ping) = self.pings.get_mut(&addr) {
+                    if ping.serial == serial {
+                        ping.pending = false;
+                        ping.failed = result.err();
+                    }
+                }
+            }
             Done::Connected {
                 addr,
                 serial,
@@ -677,6 +717,85 @@ impl Pump {
         let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
         for room in rooms {
             self.ensure(&room);
+        }
+    }
+
+    /// Pings every shard whose connection is up (once a second), and
+    /// publishes which shards are unwell for `/healthz`.
+    fn ping_shards(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_ping {
+            self.next_ping = now + PING_EVERY;
+            let timeout = self.timeout() / 2;
+            for (addr, shard) in &self.shards {
+                let Shard::Up { serial, conn } = shard else {
+                    continue;
+                };
+                let ping = self.pings.entry(addr.clone()).or_insert(Ping {
+                    serial: *serial,
+                    pending: false,
+                    failed: None,
+                });
+                if ping.serial != *serial {
+                    *ping = Ping {
+                        serial: *serial,
+                        pending: false,
+                        failed: None,
+                    };
+                }
+                if ping.pending {
+                    continue;
+                }
+                ping.pending = true;
+                let (addr, serial, mut conn) = (addr.clone(), *serial, conn.clone());
+                self.work.push(Box::pin(async move {
+                    let ping = redis::cmd("PING");
+                    let result =
+                        match tokio::time::timeout(timeout, ping.exec_async(&mut conn)).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(err)) => Err(err.to_string()),
+                            Err(_) => Err(format!("no answer within {timeout:?}")),
+                        };
+                    Done::Pinged {
+                        addr,
+                        serial,
+                        result,
+                    }
+                }));
+            }
+        }
+        let wanted: Vec<Addr> = match self.mode {
+            Mode::Single => vec![single_addr(&self.target)],
+            Mode::Cluster => {
+                let mut masters: Vec<Addr> =
+                    self.slots.iter().map(|(_, _, addr)| addr.clone()).collect();
+                masters.sort();
+                masters.dedup();
+                masters
+            }
+        };
+        let mut unwell = Vec::new();
+        for addr in wanted {
+            let name = format!("{}:{}", addr.0, addr.1);
+            let problem = match self.shards.get(&addr) {
+                Some(Shard::Up { serial, .. }) => self
+                    .pings
+                    .get(&addr)
+                    .filter(|ping| ping.serial == *serial)
+                    .and_then(|ping| ping.failed.clone()),
+                Some(Shard::Connecting) => Some("connecting".to_owned()),
+                Some(Shard::Down { .. }) | None => Some("no connection".to_owned()),
+            };
+            if let Some(problem) = problem {
+                unwell.push(format!("{name}: {problem}"));
+            }
+        }
+        let mut shared = lock(&self.layer.inner.unwell);
+        if *shared != unwell {
+            if !unwell.is_empty() {
+                warn!(shards = ?unwell, "Redis shards unwell");
+            }
+            *shared = unwell;
         }
     }
 
