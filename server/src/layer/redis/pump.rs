@@ -286,7 +286,12 @@ impl RedisLayer {
                     pump.on_push(serial, &push);
                 }
                 () = inbound.wake.notified() => pump.on_dropped(),
-                Some(done) = pump.work.next(), if !pump.work.is_empty() => pump.on_done(done),
+                Some(done) = pump.work.next(), if !pump.work.is_empty() => {
+                    pump.on_done(done);
+                    // A connection made or lost, or a ping answered, changes
+                    // what `/healthz` says at once, not at the next tick.
+                    pump.report_health();
+                }
                 command = commands.recv() => match command {
                     Some(command) => pump.on_command(command),
                     None => return,
@@ -294,6 +299,7 @@ impl RedisLayer {
                 _ = tick.tick() => {
                     pump.on_tick();
                     pump.ping_shards();
+                    pump.report_health();
                 }
             }
             let up = pump.is_up();
@@ -720,8 +726,7 @@ impl Pump {
         }
     }
 
-    /// Pings every shard whose connection is up (once a second), and
-    /// publishes which shards are unwell for `/healthz`.
+    /// Pings every shard whose connection is up (once a second).
     fn ping_shards(&mut self) {
         let now = Instant::now();
         if now >= self.next_ping {
@@ -764,6 +769,11 @@ impl Pump {
                 }));
             }
         }
+    }
+
+    /// Publishes which shards are unwell for `/healthz`: not connected, or
+    /// their last ping failed.
+    fn report_health(&self) {
         let wanted: Vec<Addr> = match self.mode {
             Mode::Single => vec![single_addr(&self.target)],
             Mode::Cluster => {
