@@ -599,3 +599,154 @@ async fn without_paging_older_and_search_degrade_and_reconnect_works() {
     .await;
     server.shutdown().await.unwrap();
 }
+
+/// Issue #13's features that the other tmux tests do not reach, driven by a
+/// config file alone (no flags): the server, the name, three rooms, a
+/// highlight word and a time format come from `config.toml`; a day-change
+/// line sits between yesterday's and today's messages (stored with
+/// `--db`, one aged in the file); a highlight word rings the bell; Alt+A
+/// jumps to the room with a highlight first, then to the one with
+/// activity; `/topic` sets the title line, and other members are told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_day_lines_alt_a_and_topic() {
+    if !tmux_available() {
+        return;
+    }
+    let store = Home::new("config-db");
+    let db = store.dir.join("chat.db");
+    let config = || chat_server::Config {
+        store: Some(chat_server::StoreConfig::new(db.clone())),
+        ..chat_server::Config::default()
+    };
+    let server = start_server_with(any_port(), config()).await;
+    let (bob, mut bob_events) = client(server.local_addr(), "lobby", "bob").await;
+    bob.say("said yesterday").await.unwrap();
+    bob.say("said today").await.unwrap();
+    recv_chat(&mut bob_events, "said today", WAIT).await;
+    drop((bob, bob_events));
+    server.shutdown().await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open the store");
+        let aged = conn
+            .execute(
+                "UPDATE messages SET ts = ts - 86400000 WHERE text = 'said yesterday'",
+                [],
+            )
+            .expect("age a message");
+        assert_eq!(aged, 1);
+    }
+    let today = local_day_title();
+    let server = start_server_with(any_port(), config()).await;
+    let addr = server.local_addr();
+
+    let home = Home::new("config");
+    home.write_config(&format!(
+        "server = \"{}\"\nname = \"carol\"\nrooms = [\"lobby\", \"dev\", \"ops\"]\n\
+         highlights = [\"deploy\"]\ntime_format = \"%Hh%M\"\n",
+        url(addr)
+    ));
+    let command = format!("{} '{BIN}'; echo EXITED:$?; sleep 30", home.env_prefix());
+    let tmux = Tmux::start("config", 100, 24, &command);
+    tmux.wait_for("1:lobby [online]", WAIT).await;
+    let screen = tmux.wait_for("said today", WAIT).await;
+    assert!(
+        screen.contains("2.dev") && screen.contains("3.ops") && screen.contains("carol"),
+        "the rooms of the config file:\n{screen}"
+    );
+    let row = |screen: &str, needle: &str| {
+        screen
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{screen}"))
+    };
+    // The day line: above today's message, below yesterday's.
+    let day = today
+        .iter()
+        .find(|title| screen.contains(title.as_str()))
+        .unwrap_or_else(|| panic!("no day line {today:?}:\n{screen}"));
+    assert!(
+        row(&screen, "said yesterday") < row(&screen, day)
+            && row(&screen, day) < row(&screen, "said today"),
+        "{screen}"
+    );
+    // The time format: "08h05" on each message's line.
+    let line = screen
+        .lines()
+        .find(|l| l.contains("said today"))
+        .unwrap_or_default();
+    let shape: Vec<char> = line
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert!(
+        shape.windows(5).any(|w| w == ['9', '9', 'h', '9', '9']),
+        "the config's time format (%Hh%M) on {line:?}"
+    );
+
+    // Activity in dev, a highlight word (not the name) in ops.
+    assert_eq!(tmux.format("#{window_bell_flag}"), "0", "no bell yet");
+    let (dave, _dave_events) = client(addr, "dev", "dave").await;
+    dave.say("plain words").await.unwrap();
+    tmux.wait_for("2:dev(1)", WAIT).await;
+    let (erin, mut erin_events) = client(addr, "ops", "erin").await;
+    erin.say("deploy at noon").await.unwrap();
+    tmux.wait_for("3:ops(1!)", WAIT).await;
+    tmux.wait_format("#{window_bell_flag}", "1", WAIT).await;
+
+    // Alt+A: the highlight first, then the other activity, then nowhere new.
+    tmux.keys(&["M-a"]);
+    let screen = tmux.wait_for("3:ops [online]", WAIT).await;
+    assert!(screen.contains("deploy at noon"), "{screen}");
+    tmux.keys(&["M-a"]);
+    let screen = tmux.wait_for("2:dev [online]", WAIT).await;
+    assert!(screen.contains("plain words"), "{screen}");
+
+    // /topic in ops: the title line shows it and members are told.
+    tmux.keys(&["M-3"]);
+    tmux.wait_for("3:ops [online]", WAIT).await;
+    tmux.type_text("/topic ship it friday");
+    tmux.keys(&["Enter"]);
+    let told = tokio::time::timeout(WAIT, async {
+        loop {
+            match erin_events.next().await {
+                Some(Ok(ServerEvent::Topic(topic))) => return topic,
+                Some(Ok(_)) => {}
+                other => panic!("erin's connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("erin is told of the topic");
+    assert_eq!(
+        (told.topic.as_str(), told.user.as_str()),
+        ("ship it friday", "carol")
+    );
+    let screen = tmux.wait_for("ship it friday", WAIT).await;
+    assert!(
+        row(&screen, "ship it friday") < row(&screen, "deploy at noon"),
+        "the topic is on the title line, above the messages:\n{screen}"
+    );
+
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("EXITED:0", WAIT).await;
+    drop((dave, erin));
+    server.shutdown().await.unwrap();
+}
+
+/// Today's day-line title as chat-tui writes it (`Saturday 5 December
+/// 2026`), from `date` in the local time zone, and tomorrow's in case the
+/// test runs across midnight.
+fn local_day_title() -> Vec<String> {
+    ["now", "now + 1 day"]
+        .iter()
+        .map(|when| {
+            let out = std::process::Command::new("date")
+                .args(["-d", when, "+%A %-d %B %Y"])
+                .env("LC_ALL", "C")
+                .output()
+                .expect("run date");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .collect()
+}

@@ -373,14 +373,16 @@ fn on_welcome(
     if room.older == Older::Unsupported {
         room.older = Older::Idle;
     }
-    if first {
-        room.push(ChatLine {
-            ts: welcome.ts,
-            id: 0,
-            kind: LineKind::Info,
-            text: welcome.message,
-        });
-    }
+    // The welcome line goes below the history it carries (and its divider),
+    // so that it is
+    // dated where it belongs: above it, it would start a day before
+    // yesterday's messages, and older pages loaded later would land above it.
+    let welcome_line = first.then_some(ChatLine {
+        ts: welcome.ts,
+        id: 0,
+        kind: LineKind::Info,
+        text: welcome.message,
+    });
     let me = welcome.user;
     let newest = welcome
         .history
@@ -421,13 +423,14 @@ fn on_welcome(
         room.push(line);
     }
     room.last_id = room.last_id.max(welcome.last_id);
-    if first {
+    if let Some(line) = welcome_line {
         if recovered > 0 {
             room.push(ChatLine::note(
                 LineKind::Divider,
                 "history above · live below",
             ));
         }
+        room.push(line);
     } else if !reset {
         let s = if recovered == 1 { "" } else { "s" };
         room.push(ChatLine::note(

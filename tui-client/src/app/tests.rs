@@ -264,7 +264,7 @@ fn missed_messages_are_reported() {
 }
 
 #[test]
-fn first_welcome_shows_history_above_a_divider() {
+fn first_welcome_shows_history_above_a_divider_then_the_welcome() {
     let mut app = new_app();
     app.start(&[room("lobby")]);
     app.update(net("lobby", NetEvent::Connected { mode: Mode::Events }));
@@ -277,7 +277,7 @@ fn first_welcome_shows_history_above_a_divider() {
     let kinds: Vec<&LineKind> = app.rooms[0].lines.iter().map(|l| &l.kind).collect();
     assert!(matches!(
         kinds[..],
-        [LineKind::Info, LineKind::Chat { .. }, LineKind::Divider]
+        [LineKind::Chat { .. }, LineKind::Divider, LineKind::Info]
     ));
     assert_eq!(app.rooms[0].last_id, 4);
     assert_eq!(app.rooms[0].unread, 0);
