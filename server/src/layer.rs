@@ -21,7 +21,6 @@ use chat_protocol::{
     ChatEvent, HISTORY_LIMIT_MAX, HistoryQuery, MessagePage, NickChange, Presence, RoomName,
     RoomSummary, ServerEvent, TopicEvent, unix_millis,
 };
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::warn;
 
 pub use memory::{HistoryLimits, MemoryLayer};
@@ -32,7 +31,8 @@ pub use redis::{
 pub(crate) use crate::names::NameCounts;
 use crate::names::{Identity, NameTaken};
 
-use crate::ring::{Format, Frames, Subscription};
+use crate::frames::Format;
+use crate::ring::Subscription;
 use crate::store::{Store, StoreError};
 use memory::{NotReady, Unpublished};
 
@@ -499,36 +499,6 @@ pub(crate) fn select_history<E: Into<Arc<ChatEvent>>>(
     let kept: Vec<Arc<ChatEvent>> = history.filter(|e| e.id > resume.since).collect();
     let first_kept = kept.first().map_or(last_id + 1, |e| e.id);
     (kept, first_kept.saturating_sub(resume.since + 1))
-}
-
-/// Serialises a chat event once per wire format that someone reads
-/// (`readers`: typed, plain): the typed event, and the plain frame byte
-/// for byte as Channels would send it. A format nobody reads is left empty.
-pub(crate) fn chat_frames(event: &ChatEvent, readers: (bool, bool)) -> Frames {
-    let events = if readers.0 {
-        Utf8Bytes::from(event.to_event_json())
-    } else {
-        Utf8Bytes::default()
-    };
-    let plain = if readers.1 {
-        Utf8Bytes::from(chat_protocol::PlainMessage::encode(&event.message))
-    } else {
-        Utf8Bytes::default()
-    };
-    Frames {
-        id: event.id,
-        events,
-        plain: Some(plain),
-    }
-}
-
-/// Serialises an event that only typed clients see.
-pub(crate) fn events_only(event: &ServerEvent) -> Frames {
-    Frames {
-        id: 0,
-        events: Utf8Bytes::from(event.to_json()),
-        plain: None,
-    }
 }
 
 #[cfg(test)]

@@ -15,17 +15,22 @@
 //! * `upgrade`: the `/ws/chat/<room>/` handshake and its refusals.
 //! * `access`, `limits`: who may connect, and how much.
 //! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
-//! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers).
+//! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers);
+//!   `frames`: what a ring stores (an event serialised once per format).
+//! * `sync`: the poison-tolerant `lock` every `std::sync::Mutex` goes through.
 //! * `layer`: ids, history, presence, topics and cross-instance delivery.
 //! * `names`: who may use a display name in a room (per-person keys).
 //! * `store`: `--db`, every message in SQLite behind the memory layer.
 //!
-//! The path of a message: `session` (socket in) -> `layer::Layer::publish`
-//! -> `rooms::RoomRegistry::deliver` -> the room's `ring` -> every
-//! `session` of the room (socket out).
+//! The path of a chat message: `session` (socket in) ->
+//! `layer::Layer::publish` -> `rooms::RoomRegistry::deliver_with` (memory
+//! layer; the Redis layer's pump calls `RoomRegistry::deliver` for what its
+//! subscription receives) -> the room's `ring` -> every `session` of the
+//! room (socket out).
 
 pub mod access;
 mod config;
+mod frames;
 mod history;
 mod launch;
 pub mod layer;
@@ -39,6 +44,7 @@ mod serve;
 mod session;
 mod state;
 pub mod store;
+mod sync;
 pub mod tls;
 mod upgrade;
 

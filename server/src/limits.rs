@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::rooms::lock;
+use crate::sync::lock;
 
 /// The limits' settings. `0` turns a cap or rate off.
 #[derive(Debug, Clone)]

@@ -21,40 +21,9 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::rooms::lock;
-
-/// The two serialisations of one published event.
-#[derive(Debug, Clone)]
-pub struct Frames {
-    /// The chat message id, or 0 for events that have none (join, leave,
-    /// nick). Sessions use it to skip what the welcome's history held.
-    pub id: u64,
-    /// The typed event, for clients that opted in.
-    pub events: Utf8Bytes,
-    /// `{"message": text}` for plain clients; `None` for events plain
-    /// clients never see (join, leave, nick).
-    pub plain: Option<Utf8Bytes>,
-}
-
-/// One event for one subscriber, in its format.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// See [`Frames::id`].
-    pub id: u64,
-    /// The JSON text frame.
-    pub frame: Utf8Bytes,
-}
-
-/// Which stream a subscriber reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// Typed events (`chat.v2` subprotocol or `?v=2`).
-    Events,
-    /// The tutorial's plain frames.
-    Plain,
-}
+use crate::frames::{Delivery, Format, Frames};
+use crate::sync::lock;
 
 /// The subscriber fell this many events behind and missed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +34,6 @@ struct Slot {
     frames: Frames,
     /// Subscribers that have not read this slot yet.
     unread: u32,
-}
-
-impl Frames {
-    /// The bytes this event holds in a ring.
-    fn len(&self) -> usize {
-        self.events.len() + self.plain.as_ref().map_or(0, |plain| plain.len())
-    }
 }
 
 #[derive(Debug, Default)]

@@ -2,7 +2,9 @@
 //! and the fan-out that hands one published event to all of them.
 //!
 //! Each room with local subscribers has one [`Ring`]. An event is
-//! serialised once per format by the publisher and stored once in the
+//! serialised once per format by the publisher (see `frames`; a chat
+//! message goes through [`RoomRegistry::deliver_with`], so that only the
+//! formats someone reads are made) and stored once in the
 //! ring; every subscriber reads a cheap clone of the same bytes, with no
 //! per-subscriber encoding or copy. The ring doubles as every subscriber's
 //! bounded outbound queue (see `ring`).
@@ -16,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use chat_protocol::RoomName;
 
-use crate::ring::{Format, Frames, Ring, Subscription};
+use crate::frames::{Format, Frames};
+use crate::ring::{Ring, Subscription};
+use crate::sync::lock;
 
 /// The local rooms of this instance.
 ///
@@ -103,15 +107,6 @@ impl RoomRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Locks a mutex, recovering from poisoning: the guarded data stays
-/// consistent because no code panics while holding these locks, and one
-/// panicking session must not take every other session down with it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //!    limit, and hands a [`Draft`] to the layer (`Layer::publish`), stamped
 //!    with this connection's name;
 //! 2. the layer assigns the id and serialises the event once per format
-//!    (`layer::chat_frames`), and the room registry stores the shared
-//!    bytes once in the room's ring (`RoomRegistry::deliver`);
+//!    (`frames::chat_frames`), and the room registry stores the shared
+//!    bytes once in the room's ring (`RoomRegistry::deliver_with`, which
+//!    serialises only the formats someone reads; the Redis layer's pump
+//!    uses `RoomRegistry::deliver` with both);
 //! 3. every session of the room wakes in [`Session::relay`], takes what is
 //!    queued for it and writes it to its socket in one batch and one flush
 //!    ([`Session::forward`]).
@@ -47,10 +49,11 @@ pub use echo::echo;
 use ending::{End, Hangup};
 
 use crate::AppState;
+use crate::frames::{Delivery, Format};
 use crate::layer::{Draft, Joined, LayerError};
 use crate::limits::{RateLimit, Ticket, Verdict};
 use crate::names::Identity;
-use crate::ring::{Delivery, Format, Subscription};
+use crate::ring::{Lagged, Subscription};
 
 /// The socket type of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -116,7 +119,7 @@ enum Woken {
     /// A keepalive tick or the shutdown (`false`: the server is gone).
     Signal(bool),
     /// The room's next event for this connection.
-    Delivery(Result<Delivery, crate::ring::Lagged>),
+    Delivery(Result<Delivery, Lagged>),
     /// The client's next frame.
     Inbound(Option<Result<Message, tungstenite::Error>>),
 }

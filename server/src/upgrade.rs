@@ -18,10 +18,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
+use crate::frames::Format;
 use crate::layer::{LayerError, Resume};
 use crate::limits::Refusal;
 use crate::names::Identity;
-use crate::ring::Format;
 use crate::session::{self, SessionParams};
 
 /// Query parameters of the socket URL.

@@ -23,14 +23,16 @@ use chat_protocol::{ChatEvent, HistoryQuery, MessagePage, RoomName, RoomSummary}
 use budget::{Budget, Eviction};
 
 use super::{
-    Draft, Joined, LayerError, NameCounts, Resume, chat_frames, events_only, presence_event,
-    rename_events, select_history, topic_event,
+    Draft, Joined, LayerError, NameCounts, Resume, presence_event, rename_events, select_history,
+    topic_event,
 };
+use crate::frames::{Format, chat_frames, events_only};
 use crate::metrics::HistoryMetrics;
 use crate::names::Identity;
-use crate::ring::{Format, Subscription};
-use crate::rooms::{RoomRegistry, lock};
+use crate::ring::Subscription;
+use crate::rooms::RoomRegistry;
 use crate::store::{LoadedRoom, Retention, Store, StoreError};
+use crate::sync::lock;
 
 /// How much history the layer keeps.
 #[derive(Debug, Clone, Copy)]

@@ -72,9 +72,11 @@ use self::keys::{
 };
 use self::pump::SubCommand;
 use super::{Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history};
+use crate::frames::Format;
 use crate::names::Identity;
-use crate::ring::{Format, Subscription};
-use crate::rooms::{RoomRegistry, lock};
+use crate::ring::Subscription;
+use crate::rooms::RoomRegistry;
+use crate::sync::lock;
 
 /// How to reach Redis and how to use it.
 #[derive(Debug, Clone)]

@@ -10,8 +10,7 @@
 use chat_protocol::{ChatEvent, RoomName, ServerEvent};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::layer::chat_frames;
-use crate::ring::Frames;
+use crate::frames::{Frames, chat_frames};
 
 /// One Redis, or a Redis Cluster: which pub/sub commands a room's
 /// channel uses.

@@ -25,7 +25,7 @@ use super::RedisLayer;
 use super::keys::{CLAIM_NAME_LUA, envelope, owner_member};
 use crate::layer::{LayerError, NameCounts, topic_event};
 use crate::names::{Identity, NameTaken, name_fold};
-use crate::rooms::lock;
+use crate::sync::lock;
 
 /// The claim script, hashed once.
 static CLAIM_NAME: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_NAME_LUA));

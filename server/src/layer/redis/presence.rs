@@ -18,7 +18,7 @@ use tracing::{debug, info};
 use super::keys::{envelope, presence_member};
 use super::{CONCURRENT_COMMANDS, RedisLayer};
 use crate::layer::presence_event;
-use crate::rooms::lock;
+use crate::sync::lock;
 
 /// How often the probe asks Redis the time.
 const PROBE_EVERY: Duration = Duration::from_secs(1);

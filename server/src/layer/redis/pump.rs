@@ -39,8 +39,8 @@ use tracing::{debug, info, warn};
 use super::commands::PubSubTarget;
 use super::keys::{Entry, Mode, entry, entry_frames, parse_envelope, slot};
 use super::{RECONNECT_MAX, RECONNECT_MIN, RedisLayer};
-use crate::ring::Frames;
-use crate::rooms::lock;
+use crate::frames::Frames;
+use crate::sync::lock;
 
 /// What the pump is asked to do with subscriptions.
 #[derive(Debug)]
