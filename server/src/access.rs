@@ -7,13 +7,23 @@
 //! scheme, host and port it asked for, exactly) or an origin on the
 //! allow-list; a client that sends no `Origin` (terminals, scripts, bots)
 //! is not a browser page and is accepted.
+//!
+//! The checks of a request against the server's rules are here too
+//! ([`check_socket`], [`check_request_token`], [`require_host`]), each
+//! refusing with a [`Rejection`], for the socket endpoint and the pages.
 
 mod hosts;
 
 use std::fmt;
 
-use axum::http::{HeaderMap, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::rejection::{Rejection, query_param};
 
 pub use hosts::{AllowedHosts, BadPattern, Host, HostRefusal};
 
@@ -213,6 +223,64 @@ pub enum OriginRefusal {
         /// This server, as the request named it.
         server: String,
     },
+}
+
+/// The token (401), host (400) and origin (403) checks of a socket
+/// request.
+///
+/// # Errors
+///
+/// The first check that fails.
+pub(crate) fn check_socket(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), Rejection> {
+    check_request_token(state, headers, uri)?;
+    let host = state
+        .hosts()
+        .check(headers, &Uri::default())
+        .map_err(|refusal| Rejection::bad_request("bad_host", refusal.to_string()))?;
+    state
+        .config()
+        .access
+        .check_origin(headers, &host, state.scheme(headers))
+        .map_err(|refusal| Rejection::new(StatusCode::FORBIDDEN, "origin", refusal.to_string()))
+}
+
+/// The token check (401), for sockets and pages alike: the token comes
+/// from `Authorization: Bearer` or the `token` query parameter.
+///
+/// # Errors
+///
+/// No token, or not a valid one, when the server has tokens.
+pub(crate) fn check_request_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), Rejection> {
+    let token = query_param(uri, "token");
+    state
+        .config()
+        .access
+        .check_token(headers, token.as_deref())
+        .map_err(|reason| {
+            Rejection::new(StatusCode::UNAUTHORIZED, "unauthorized", reason)
+                .with_header(header::WWW_AUTHENTICATE, "Bearer")
+        })
+}
+
+/// Refuses requests for a host this server does not answer to (400): DNS
+/// rebinding.
+pub(crate) async fn require_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.hosts().check(request.headers(), request.uri()) {
+        Ok(_) => next.run(request).await,
+        Err(refusal) => Rejection::bad_request("bad_host", refusal.to_string()).respond(&state),
+    }
 }
 
 /// Compares two byte strings of up to [`MAX_TOKEN_LEN`] bytes without

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::{AllowedHosts, AppState, Config, ServerError, pages, serve, tls, upgrade};
+use crate::{AllowedHosts, AppState, Config, ServerError, access, pages, serve, tls, upgrade};
 
 /// All routes of the server. Every request but the health check must be
 /// for a host the server answers to (see `access::AllowedHosts`).
@@ -24,7 +24,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(pages::routes(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            pages::require_host,
+            access::require_host,
         ))
         .merge(pages::health_routes())
         .with_state(state)

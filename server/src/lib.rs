@@ -12,8 +12,10 @@
 //! * `pages`: the HTML pages, static assets, `/api/rooms`, `/healthz`, `/metrics`.
 //! * `history`: paging and search (`/api/rooms/<room>/messages`, the
 //!   typed `history` frame).
-//! * `upgrade`: the `/ws/chat/<room>/` handshake and its refusals.
-//! * `access`, `limits`: who may connect, and how much.
+//! * `upgrade`: the `/ws/chat/<room>/` handshake.
+//! * `rejection`: `Rejection`, how a request is refused
+//!   before any work, and what handlers read alike from a request.
+//! * `access`, `limits`: who may connect (and the checks that refuse), and how much.
 //! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
 //! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers);
 //!   `frames`: what a ring stores (an event serialised once per format).
@@ -38,6 +40,7 @@ pub mod limits;
 mod metrics;
 pub mod names;
 mod pages;
+mod rejection;
 pub mod ring;
 pub mod rooms;
 mod serve;

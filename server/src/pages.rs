@@ -17,7 +17,8 @@ use axum::routing::get;
 use chat_protocol::RoomList;
 
 use crate::AppState;
-use crate::upgrade::{parse_room_path, refuse};
+use crate::access;
+use crate::rejection::parse_room_path;
 
 /// Only our own origin, no inline script, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -108,24 +109,6 @@ pub(crate) fn health_routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
-/// Refuses requests for a host this server does not answer to (400): DNS
-/// rebinding.
-pub(crate) async fn require_host(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    match state.hosts().check(request.headers(), request.uri()) {
-        Ok(_) => next.run(request).await,
-        Err(refusal) => refuse(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "bad_host",
-            &refusal.to_string(),
-        ),
-    }
-}
-
 /// Refuses requests without a valid token (401), when tokens are set.
 async fn require_token(
     State(state): State<AppState>,
@@ -135,26 +118,17 @@ async fn require_token(
     if !state.config().access.requires_token() {
         return next.run(request).await;
     }
-    let query_token = request.uri().query().and_then(|query| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "token")
-            .map(|(_, value)| value.into_owned())
-    });
-    let access = &state.config().access;
-    let Err(reason) = access.check_token(request.headers(), query_token.as_deref()) else {
+    let Err(rejection) = access::check_request_token(&state, request.headers(), request.uri())
+    else {
         return next.run(request).await;
     };
     if !request.uri().path().starts_with("/chat") {
-        let mut response = refuse(&state, StatusCode::UNAUTHORIZED, "unauthorized", reason);
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return rejection.respond(&state);
     }
     // A page gets a page, which brings the tab's token back on a reload
     // (the pages take it out of the address bar).
-    state.metrics().refused("unauthorized");
-    let body = render(TOKEN_HTML, &[("reason", &escape_html(reason))]);
+    state.metrics().refused(rejection.label());
+    let body = render(TOKEN_HTML, &[("reason", &escape_html(rejection.reason()))]);
     let mut page = html_page(StatusCode::UNAUTHORIZED, body);
     page.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -190,7 +164,7 @@ async fn room_page(
 ) -> Response {
     let room = match path
         .map_err(|err| err.body_text())
-        .and_then(|Path(raw)| parse_room_path(&raw))
+        .and_then(|Path(raw)| parse_room_path(&raw).map_err(|err| err.to_string()))
     {
         Ok(room) => room,
         Err(reason) => {
@@ -274,7 +248,7 @@ async fn api_name(
     };
     let room = match parse_room_path(&room) {
         Ok(room) => room,
-        Err(reason) => return bad(reason),
+        Err(err) => return bad(err.to_string()),
     };
     let name = match chat_protocol::UserName::new(name) {
         Ok(name) => name,

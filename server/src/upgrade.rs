@@ -2,15 +2,27 @@
 //! the handshake, and hands the upgraded connection to a session.
 //!
 //! Everything that can be refused is refused here, before the upgrade, with
-//! an HTTP status and a reason in the body: a bad room name, a bad display
-//! name, a request that is not a WebSocket handshake.
+//! an HTTP status and a reason in the body ([`Rejection`]): no access (see
+//! `access`), a bad room name, a bad display name, a request that is not a
+//! WebSocket handshake, a limit reached.
+//!
+//! The handshake is answered here rather than with axum's
+//! `WebSocketUpgrade`, for three reasons: the session writes raw
+//! `Message::Frame`s (large messages go out as fragments flushed one by
+//! one, see `session::fragments_of`), which axum's `ws::Message` cannot
+//! express; the session task is spawned on the server's `TaskTracker`,
+//! so that shutdown waits for it, where axum's `on_upgrade` spawns a task
+//! nothing tracks (axum #3003); and the refusals keep their own statuses
+//! and reasons (426 naming the version, a checked `Sec-WebSocket-Key`),
+//! which axum's extractor words differently.
 
 use std::net::SocketAddr;
 
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chat_protocol::{QUERY_OPT_IN, RoomName, SUBPROTOCOL_V2, UserName};
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -18,10 +30,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
+use crate::access;
 use crate::frames::Format;
 use crate::layer::{LayerError, Resume};
 use crate::limits::Refusal;
 use crate::names::Identity;
+use crate::rejection::{Rejection, parse_room_path};
 use crate::session::{self, SessionParams};
 
 /// Query parameters of the socket URL.
@@ -44,77 +58,66 @@ pub struct SocketQuery {
 pub async fn ws_chat(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<SocketQuery>, axum::extract::rejection::QueryRejection>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SocketQuery>, QueryRejection>,
     request: Request,
 ) -> Response {
+    match accept_chat(&state, peer, path, query, request).await {
+        Ok(response) => response,
+        Err(rejection) => rejection.respond(&state),
+    }
+}
+
+/// Checks a chat socket request, joins the room and answers the handshake;
+/// the checks run in the order a client would fix them in.
+async fn accept_chat(
+    state: &AppState,
+    peer: SocketAddr,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SocketQuery>, QueryRejection>,
+    request: Request,
+) -> Result<Response, Rejection> {
     let headers = request.headers();
     // Access first: a stranger learns nothing else about the server.
-    let query_token = query_param(request.uri(), "token");
-    if let Err(response) = check_access(&state, headers, query_token.as_deref()) {
-        return response;
-    }
+    access::check_socket(state, headers, request.uri())?;
     let room = match path {
-        Ok(Path(raw)) => match parse_room_path(&raw) {
-            Ok(room) => room,
-            Err(reason) => return refuse(&state, StatusCode::BAD_REQUEST, "bad_room", &reason),
-        },
+        Ok(Path(raw)) => parse_room_path(&raw)
+            .map_err(|err| Rejection::bad_request("bad_room", err.to_string()))?,
         Err(err) => {
             let reason = format!("invalid room in the URL: {err}");
-            return refuse(&state, StatusCode::BAD_REQUEST, "bad_room", &reason);
+            return Err(Rejection::bad_request("bad_room", reason));
         }
     };
     if !query_is_utf8(request.uri()) {
         // Decoding it anyway would turn a name into U+FFFD look-alikes.
         let reason = "the query string (?name=...) is not valid UTF-8 once percent-decoded";
-        return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
+        return Err(Rejection::bad_request("bad_query", reason));
     }
     let Ok(Query(query)) = query else {
         let reason = "the query string could not be read";
-        return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
+        return Err(Rejection::bad_request("bad_query", reason));
     };
     let user = match query.name.as_deref() {
         None | Some("") => guest_name(),
-        Some(name) => match UserName::new(name) {
-            Ok(user) => user,
-            Err(err) => {
-                return refuse(
-                    &state,
-                    StatusCode::BAD_REQUEST,
-                    "bad_name",
-                    &err.to_string(),
-                );
-            }
-        },
+        Some(name) => UserName::new(name)
+            .map_err(|err| Rejection::bad_request("bad_name", err.to_string()))?,
     };
     let identity = match query.key.as_deref() {
         None | Some("") => Identity::anonymous(),
-        Some(key) => match Identity::from_key(key) {
-            Ok(identity) => identity,
-            Err(err) => {
-                return refuse(&state, StatusCode::BAD_REQUEST, "bad_key", &err.to_string());
-            }
-        },
+        Some(key) => Identity::from_key(key)
+            .map_err(|err| Rejection::bad_request("bad_key", err.to_string()))?,
     };
     let since = match query.since.as_deref().map(str::parse::<u64>) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
             let reason = "since must be a message id (a whole number)";
-            return refuse(&state, StatusCode::BAD_REQUEST, "bad_query", reason);
+            return Err(Rejection::bad_request("bad_query", reason));
         }
     };
-    let key = match handshake_key(&state, headers) {
-        Ok(key) => key,
-        Err(response) => return response,
-    };
-    if let Err(refusal) = check_room_caps(&state, &room) {
-        return refuse_for(&state, &refusal);
-    }
-    let ticket = match state.admission().admit(peer.ip()) {
-        Ok(ticket) => ticket,
-        Err(refusal) => return refuse_for(&state, &refusal),
-    };
+    let key = handshake_key(headers)?;
+    check_room_caps(state, &room)?;
+    let ticket = state.admission().admit(peer.ip())?;
     let offers_v2 = offered_protocols(headers).any(|p| p == SUBPROTOCOL_V2);
     let format = if offers_v2 || query.v.as_deref() == Some(QUERY_OPT_IN.1) {
         Format::Events
@@ -129,25 +132,19 @@ pub async fn ws_chat(
         since,
         epoch: query.epoch.clone(),
     });
-    let joined = match state
+    let joined = state
         .layer()
         .join(&room, user.as_str(), &identity, format, resume)
         .await
-    {
-        Ok(joined) => joined,
-        Err(LayerError::NameTaken(taken)) => {
-            return refuse(
-                &state,
-                StatusCode::CONFLICT,
-                "name_taken",
-                &taken.to_string(),
-            );
-        }
-        Err(err) => {
-            debug!(%room, %err, "join failed");
-            return refuse_for(&state, &Refusal::Unavailable);
-        }
-    };
+        .map_err(|err| match err {
+            LayerError::NameTaken(taken) => {
+                Rejection::new(StatusCode::CONFLICT, "name_taken", taken.to_string())
+            }
+            err => {
+                debug!(%room, %err, "join failed");
+                Rejection::from(Refusal::Unavailable)
+            }
+        })?;
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
     let pending = Box::new(session::Pending {
@@ -165,16 +162,16 @@ pub async fn ws_chat(
         state: state.clone(),
     });
     state.tracker().spawn(session::run(on_upgrade, pending));
-    response
+    Ok(response)
 }
 
 /// `GET /ws/echo`: echoes every message back, over the same socket
 /// settings and close handling as the chat endpoint (for conformance
 /// tests; only served with `--echo-endpoint`).
 pub async fn ws_echo(State(state): State<AppState>, request: Request) -> Response {
-    let key = match handshake_key(&state, request.headers()) {
+    let key = match handshake_key(request.headers()) {
         Ok(key) => key,
-        Err(response) => return response,
+        Err(rejection) => return rejection.respond(&state),
     };
     let response = switching_protocols(&key, None);
     let on_upgrade = hyper::upgrade::on(request);
@@ -207,47 +204,6 @@ fn switching_protocols(key: &str, protocol: Option<&'static str>) -> Response {
     response
 }
 
-/// The token (401) and origin (403) checks of a socket request.
-#[allow(clippy::result_large_err)] // the refusal is the response itself
-fn check_access(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: Option<&str>,
-) -> Result<(), Response> {
-    check_access_token(state, headers, token)?;
-    let access = &state.config().access;
-    let host = match state.hosts().check(headers, &axum::http::Uri::default()) {
-        Ok(host) => host,
-        Err(refusal) => {
-            let reason = refusal.to_string();
-            return Err(refuse(state, StatusCode::BAD_REQUEST, "bad_host", &reason));
-        }
-    };
-    if let Err(refusal) = access.check_origin(headers, &host, state.scheme(headers)) {
-        let reason = refusal.to_string();
-        return Err(refuse(state, StatusCode::FORBIDDEN, "origin", &reason));
-    }
-    Ok(())
-}
-
-/// The token check (401), for sockets and pages alike.
-#[allow(clippy::result_large_err)] // the refusal is the response itself
-pub(crate) fn check_access_token(
-    state: &AppState,
-    headers: &HeaderMap,
-    token: Option<&str>,
-) -> Result<(), Response> {
-    let access = &state.config().access;
-    if let Err(reason) = access.check_token(headers, token) {
-        let mut response = refuse(state, StatusCode::UNAUTHORIZED, "unauthorized", reason);
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Err(response);
-    }
-    Ok(())
-}
-
 /// Refuses a new room past `--max-rooms`, a member past `--max-members-per-room`.
 fn check_room_caps(state: &AppState, room: &RoomName) -> Result<(), Refusal> {
     let limits = &state.config().limits;
@@ -259,16 +215,6 @@ fn check_room_caps(state: &AppState, room: &RoomName) -> Result<(), Refusal> {
         return Err(Refusal::TooManyRooms(limits.max_rooms));
     }
     Ok(())
-}
-
-fn refuse_for(state: &AppState, refusal: &Refusal) -> Response {
-    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = refuse(state, status, refusal.label(), &refusal.to_string());
-    // Clients should not come back at once.
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
 }
 
 /// tungstenite's defaults (128 KiB read buffer allocated per connection,
@@ -296,8 +242,7 @@ const READ_BUFFER_BYTES: usize = 256;
 const WRITE_THRESHOLD_BYTES: usize = 128 * 1024;
 
 /// Checks the WebSocket handshake headers and returns the client's key.
-#[allow(clippy::result_large_err)] // the refusal is the response itself; it is built once
-fn handshake_key(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+fn handshake_key(headers: &HeaderMap) -> Result<String, Rejection> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -309,32 +254,23 @@ fn handshake_key(state: &AppState, headers: &HeaderMap) -> Result<String, Respon
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         let reason = "this is a WebSocket endpoint: connect with a WebSocket client \
                       (the chat page is at /chat/<room>/)";
-        return Err(refuse(
-            state,
-            StatusCode::BAD_REQUEST,
-            "not_websocket",
-            reason,
-        ));
+        return Err(Rejection::bad_request("not_websocket", reason));
     }
     let version = headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok());
     if version != Some("13") {
         let reason = "only WebSocket version 13 is supported";
-        let mut response = refuse(state, StatusCode::UPGRADE_REQUIRED, "not_websocket", reason);
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
+        return Err(
+            Rejection::new(StatusCode::UPGRADE_REQUIRED, "not_websocket", reason)
+                .with_header(header::SEC_WEBSOCKET_VERSION, "13"),
         );
-        return Err(response);
     }
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     let key = keys.next().and_then(|v| v.to_str().ok());
     match key {
         Some(key) if keys.next().is_none() && is_handshake_key(key) => Ok(key.to_owned()),
-        _ => Err(refuse(
-            state,
-            StatusCode::BAD_REQUEST,
+        _ => Err(Rejection::bad_request(
             "not_websocket",
             "Sec-WebSocket-Key must be one header holding 16 bytes in base64 (24 characters)",
         )),
@@ -350,15 +286,6 @@ fn is_handshake_key(key: &str) -> bool {
         && key[..22]
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-}
-
-/// The first value of the query parameter `name` (decoded leniently: for
-/// a token, which is compared, not shown).
-fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
-    let query = uri.query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
 }
 
 /// Whether the query string is valid UTF-8 once percent-decoded (the `&`
@@ -397,13 +324,6 @@ fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(str::trim)
 }
 
-/// The room from what follows `/ws/chat/` or `/chat/` (already
-/// percent-decoded by the router), with one optional trailing slash.
-pub fn parse_room_path(raw: &str) -> Result<RoomName, String> {
-    let name = raw.strip_suffix('/').unwrap_or(raw);
-    RoomName::new(name).map_err(|err| err.to_string())
-}
-
 /// A display name for a client that gave none.
 fn guest_name() -> UserName {
     let name = format!("guest-{:06x}", fastrand::u32(..0x100_0000));
@@ -411,32 +331,9 @@ fn guest_name() -> UserName {
     UserName::new(name).expect("guest names are valid display names")
 }
 
-/// A refusal before the upgrade: the status and the reason as plain text,
-/// counted in the metrics under `label`.
-pub fn refuse(state: &AppState, status: StatusCode, label: &'static str, reason: &str) -> Response {
-    debug!(%status, reason, "refused a socket request");
-    state.metrics().refused(label);
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{reason}\n"),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn room_paths_take_one_optional_trailing_slash() {
-        assert_eq!(parse_room_path("lobby/").unwrap().as_str(), "lobby");
-        assert_eq!(parse_room_path("lobby").unwrap().as_str(), "lobby");
-        assert!(parse_room_path("lobby//").is_err());
-        assert!(parse_room_path("../x/").is_err());
-        assert!(parse_room_path("/").is_err());
-        assert!(parse_room_path("</script>/").unwrap_err().contains('<'));
-    }
 
     #[test]
     fn handshake_keys_are_16_bytes_of_base64() {
