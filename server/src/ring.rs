@@ -414,9 +414,14 @@ mod tests {
         publisher.await.unwrap();
     }
 
+    /// A lost message fails the test instead of hanging it: a reader
+    /// stops once every publisher has finished and nothing is left for it.
     #[test]
     fn many_threads_publish_and_read_without_loss() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
         let ring = Ring::new(1 << 16, usize::MAX);
+        let published = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = (0..4).map(|_| ring.subscribe(Format::Events)).collect();
         let publishers: Vec<_> = (0..4u64)
             .map(|p| {
@@ -431,11 +436,17 @@ mod tests {
         let consumers: Vec<_> = readers
             .into_iter()
             .map(|mut reader| {
+                let published = Arc::clone(&published);
                 std::thread::spawn(move || {
                     let mut seen = Vec::new();
                     while seen.len() < 4000 {
-                        if let Some(d) = reader.try_next().unwrap() {
-                            seen.push(d.id);
+                        // Read the flag before looking: when it was already
+                        // set, an empty ring means nothing more will come.
+                        let done = published.load(Ordering::Acquire);
+                        match reader.try_next().unwrap() {
+                            Some(d) => seen.push(d.id),
+                            None if done => break,
+                            None => std::thread::yield_now(),
                         }
                     }
                     seen
@@ -445,8 +456,10 @@ mod tests {
         for p in publishers {
             p.join().unwrap();
         }
+        published.store(true, Ordering::Release);
         let orders: Vec<Vec<u64>> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
         for order in &orders {
+            assert_eq!(order.len(), 4000, "every message read");
             assert_eq!(order, &orders[0], "one order for all");
         }
         assert_eq!(ring.stored(), 0);

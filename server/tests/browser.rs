@@ -20,19 +20,16 @@ mod driver;
 mod proxy;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chat_protocol::{
-    Client, ClientMessage, ConnectOptions, RoomName, ServerEvent, ServerUrl, UserName,
-};
-use chat_server::{Config, ServerHandle};
+use chat_protocol::{Client, ClientMessage, ServerEvent};
+use chat_server::Config;
 use driver::{Browser, BrowserOptions, Tools, Viewport};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 
-use common::{PlainSocket, next_chat, next_event, next_text, within};
+use common::{TestServer, next_chat, next_event, next_text};
 
 /// No browser test may take longer than this, whatever hangs.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -56,7 +53,7 @@ const RELEASE_MODIFIERS: &str = "\u{e000}";
 #[tokio::test]
 async fn picker_focuses_the_input_rejects_bad_names_and_navigates() {
     browser_test("picker", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let browser = server.browser(&tools, BrowserOptions::default()).await;
 
         browser.goto("/chat/").await;
@@ -152,7 +149,7 @@ async fn picker_focuses_the_input_rejects_bad_names_and_navigates() {
             .await;
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -165,7 +162,7 @@ async fn picker_focuses_the_input_rejects_bad_names_and_navigates() {
 #[tokio::test]
 async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() {
     browser_test("two browsers", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let one = server.browser(&tools, BrowserOptions::default()).await;
         let two = server.browser(&tools, BrowserOptions::default()).await;
 
@@ -259,7 +256,7 @@ async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() 
         }
         one.close().await;
         two.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -267,7 +264,7 @@ async fn two_browsers_in_one_room_chat_both_ways_and_other_rooms_hear_nothing() 
 #[tokio::test]
 async fn a_browser_and_protocol_clients_chat_both_ways() {
     browser_test("browser and protocol client", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let (mut alice, _) = server.joined("mixed", "alice").await;
         let mut plain = server.plain("mixed").await;
         let browser = server.browser(&tools, BrowserOptions::default()).await;
@@ -398,7 +395,7 @@ async fn a_browser_and_protocol_clients_chat_both_ways() {
 
         browser.assert_clean_console().await;
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -410,7 +407,7 @@ async fn a_browser_and_protocol_clients_chat_both_ways() {
 #[tokio::test]
 async fn a_taken_name_is_refused_a_new_one_joins_and_the_topic_shows() {
     browser_test("name taken", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let (mut alice, _) = server.joined("names", "alice").await;
         let browser = server.browser(&tools, BrowserOptions::default()).await;
         browser.goto("/chat/").await;
@@ -471,7 +468,7 @@ async fn a_taken_name_is_refused_a_new_one_joins_and_the_topic_shows() {
         }
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -481,7 +478,7 @@ async fn messages_and_names_are_text_never_html() {
     browser_test("xss", |tools| async move {
         const IMG: &str = "<img src=x onerror=alert(1)>";
         const SCRIPT: &str = "<script>alert(2)</script>";
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let (mut mallory, _) = server.joined("xss", "<i>mallory</i>").await;
         // One before the browser arrives (history), the rest live.
         mallory.say(IMG).await.expect("say");
@@ -528,7 +525,7 @@ async fn messages_and_names_are_text_never_html() {
         );
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -536,7 +533,7 @@ async fn messages_and_names_are_text_never_html() {
 #[tokio::test]
 async fn auto_scroll_follows_new_messages_until_the_reader_scrolls_up() {
     browser_test("auto-scroll", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let (mut alice, _) = server.joined("scroll", "alice").await;
         let browser = server.browser(&tools, BrowserOptions::default()).await;
         browser.goto("/chat/scroll/").await;
@@ -597,7 +594,7 @@ async fn auto_scroll_follows_new_messages_until_the_reader_scrolls_up() {
             .await;
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -608,7 +605,7 @@ async fn auto_scroll_follows_new_messages_until_the_reader_scrolls_up() {
 #[tokio::test]
 async fn the_page_reconnects_after_a_server_restart() {
     browser_test("restart", |tools| async move {
-        let mut server = Server::start().await;
+        let mut server = TestServer::start().await;
         let browser = server.browser(&tools, BrowserOptions::default()).await;
         browser.goto("/chat/restart/").await;
         wait_live(&browser).await;
@@ -649,7 +646,7 @@ async fn the_page_reconnects_after_a_server_restart() {
             .await;
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -657,8 +654,8 @@ async fn the_page_reconnects_after_a_server_restart() {
 #[tokio::test]
 async fn the_page_recovers_messages_missed_while_its_connection_was_down() {
     browser_test("recovery", |tools| async move {
-        let server = Server::start().await;
-        let proxy = proxy::Proxy::start(server.addr).await;
+        let server = TestServer::start().await;
+        let proxy = proxy::Proxy::start(server.addr()).await;
         let mut browser = server.browser(&tools, BrowserOptions::default()).await;
         browser.set_base(&format!("http://{}", proxy.addr()));
         browser.goto("/chat/recover/").await;
@@ -698,7 +695,7 @@ async fn the_page_recovers_messages_missed_while_its_connection_was_down() {
             .await;
 
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -755,7 +752,7 @@ async fn the_page_sees_every_close_the_server_starts_at_once() {
             ("shutdown", "", "wait", json!(0), 1001),
         ];
         for (case, query, action, arg, code) in cases {
-            let server = Server::start_with(Config {
+            let server = TestServer::start_with(Config {
                 max_message_size: 1024,
                 drain_window: Duration::ZERO,
                 limits: chat_server::Limits {
@@ -768,7 +765,7 @@ async fn the_page_sees_every_close_the_server_starts_at_once() {
             .await;
             let browser = server.browser(&tools, BrowserOptions::default()).await;
             browser.goto("/chat/").await;
-            let url = format!("ws://{}/ws/chat/close/{query}", server.addr);
+            let url = format!("ws://{}/ws/chat/close/{query}", server.addr());
             browser
                 .js(CLOSE_PROBE, vec![json!(url), json!(action), arg])
                 .await;
@@ -777,7 +774,7 @@ async fn the_page_sees_every_close_the_server_starts_at_once() {
                 .await;
             let stopped_at = std::time::Instant::now();
             let server = if action == "wait" {
-                server.stop().await;
+                server.shutdown().await;
                 None
             } else {
                 Some(server)
@@ -800,7 +797,7 @@ async fn the_page_sees_every_close_the_server_starts_at_once() {
             );
             browser.close().await;
             if let Some(server) = server {
-                server.stop().await;
+                server.shutdown().await;
             }
         }
     })
@@ -836,7 +833,7 @@ async fn wait_live_at(browser: &Browser, path: &str) -> String {
 #[tokio::test]
 async fn the_token_leaves_the_address_bar_and_a_reload_still_works() {
     browser_test("token", |tools| async move {
-        let server = Server::start_with(Config {
+        let server = TestServer::start_with(Config {
             access: chat_server::Access {
                 tokens: vec!["s3cret-token".into()],
                 ..chat_server::Access::new()
@@ -861,7 +858,7 @@ async fn the_token_leaves_the_address_bar_and_a_reload_still_works() {
         let href = browser.js_string("return location.href").await;
         assert!(!href.contains("token"), "the picker: {href}");
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -875,9 +872,9 @@ async fn the_token_leaves_the_address_bar_and_a_reload_still_works() {
 #[tokio::test]
 async fn a_rebound_name_gets_no_page_and_no_room_list() {
     browser_test("rebinding", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let (_alice, _) = server.joined("private", "alice").await;
-        let rebound = format!("http://rebound.example:{}", server.addr.port());
+        let rebound = format!("http://rebound.example:{}", server.addr().port());
         let options = BrowserOptions {
             host_resolver_rules: Some("MAP rebound.example 127.0.0.1"),
             ..BrowserOptions::default()
@@ -901,7 +898,7 @@ async fn a_rebound_name_gets_no_page_and_no_room_list() {
             "{rooms}"
         );
         browser.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -912,7 +909,7 @@ async fn a_rebound_name_gets_no_page_and_no_room_list() {
 #[tokio::test]
 async fn a_phone_sized_screen_shows_the_input_without_horizontal_scrolling() {
     browser_test("phone", |tools| async move {
-        let server = Server::start().await;
+        let server = TestServer::start().await;
         let phone = server
             .browser(
                 &tools,
@@ -979,7 +976,7 @@ async fn a_phone_sized_screen_shows_the_input_without_horizontal_scrolling() {
 
         phone.assert_clean_console().await;
         phone.close().await;
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -1041,7 +1038,7 @@ async fn assert_fits(browser: &Browser, selector: &str) {
 async fn screenshots_of_both_pages() {
     browser_test("screenshots", |tools| async move {
         let dir = screenshot_dir();
-        let server = Server::start().await;
+        let server = TestServer::start().await;
 
         // Some rooms for the picker, and a conversation to arrive into.
         let (mut alice, _) = server.joined("lobby", "alice").await;
@@ -1148,7 +1145,7 @@ async fn screenshots_of_both_pages() {
 
         desktop.close().await;
         eprintln!("screenshots written to {}", dir.display());
-        server.stop().await;
+        server.shutdown().await;
     })
     .await;
 }
@@ -1274,93 +1271,22 @@ async fn wait_live(browser: &Browser) {
         .await;
 }
 
-/// A server on a loopback port that can be stopped and started again on
-/// the same port.
-struct Server {
-    handle: Option<ServerHandle>,
-    addr: SocketAddr,
+/// What the browser tests need of a server besides what
+/// `common::TestServer` gives every test.
+trait Pages {
+    /// `http://<addr>`, where the pages are.
+    fn base(&self) -> String;
+
+    /// A browser on this server's pages.
+    async fn browser(&self, tools: &Tools, options: BrowserOptions) -> Browser;
 }
 
-impl Server {
-    async fn start() -> Self {
-        Self::start_with(Config::default()).await
-    }
-
-    async fn start_with(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let handle = chat_server::spawn(listener, config)
-            .await
-            .expect("spawn the server");
-        let addr = handle.local_addr();
-        Self {
-            handle: Some(handle),
-            addr,
-        }
-    }
-
-    /// Shuts the server down (clients get 1001) and starts a new one on the
-    /// same address.
-    async fn restart(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.shutdown().await.expect("clean shutdown");
-        }
-        let deadline = tokio::time::Instant::now() + common::WITHIN;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(err) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(%err, "address not free yet");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(err) => panic!("cannot bind {} again: {err}", self.addr),
-            }
-        };
-        self.handle = Some(
-            chat_server::spawn(listener, Config::default())
-                .await
-                .expect("spawn the server again"),
-        );
-    }
-
-    async fn stop(mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.shutdown().await.expect("clean shutdown");
-        }
-    }
-
+impl Pages for TestServer {
     fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     async fn browser(&self, tools: &Tools, options: BrowserOptions) -> Browser {
         Browser::open(tools, &self.base(), options).await
-    }
-
-    /// A typed protocol client that has read its welcome.
-    async fn joined(&self, room: &str, name: &str) -> (Client, chat_protocol::Welcome) {
-        let url = ServerUrl::parse(&format!("ws://{}", self.addr)).expect("url");
-        let options = ConnectOptions::new().name(UserName::new(name).expect("valid name"));
-        let mut client = within(Client::connect(
-            &url,
-            &RoomName::new(room).expect("valid room"),
-            &options,
-        ))
-        .await
-        .expect("connect");
-        match next_event(&mut client).await {
-            ServerEvent::Welcome(welcome) => (client, welcome),
-            other => panic!("expected a welcome, got {other:?}"),
-        }
-    }
-
-    /// A client written for the Channels tutorial.
-    async fn plain(&self, room: &str) -> PlainSocket {
-        let url = format!("ws://{}/ws/chat/{room}/", self.addr);
-        within(Box::pin(tokio_tungstenite::connect_async(url)))
-            .await
-            .expect("connect plain")
-            .0
     }
 }

@@ -332,23 +332,7 @@ async fn malformed_frames_close_plain_clients_with_1007_and_disturb_no_one() {
 
     let (mut typed, _) = server.joined("plainbad", "typed").await;
     typed.send_raw(Message::binary(vec![0xff])).await.unwrap();
-    let closed = loop {
-        match within(typed.next()).await {
-            Some(Err(err)) => break err,
-            Some(Ok(_)) => {}
-            None => panic!("no close"),
-        }
-    };
-    assert!(
-        matches!(
-            closed,
-            chat_protocol::ClientError::Closed {
-                code: Some(1003),
-                ..
-            }
-        ),
-        "{closed}"
-    );
+    assert_eq!(client_close_code(&mut typed).await, close::UNSUPPORTED_DATA);
 
     // Invalid UTF-8 in a text frame: close 1007.
     let mut raw = server.plain("plainbad").await;

@@ -67,8 +67,8 @@ use tracing::{info, warn};
 
 use self::commands::Commands;
 use self::keys::{
-    CATCH_UP_LUA, Entry, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, envelope, parse_entry,
-    presence_member, split_at_id, unique_names,
+    CATCH_UP_LUA, Entry, IdTemplate, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, envelope,
+    parse_entry, presence_member, unique_names,
 };
 use self::pump::SubCommand;
 use super::{Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history};
@@ -475,8 +475,7 @@ impl RedisLayer {
     pub(super) async fn publish(&self, room: &RoomName, draft: Draft) -> Result<(), LayerError> {
         let inner = &self.inner;
         let plain = chat_protocol::PlainMessage::encode(&draft.message);
-        let json = draft.into_event(room, u64::MAX).to_event_json();
-        let Some((before, after)) = split_at_id(&json) else {
+        let Some(template) = IdTemplate::new(room, draft) else {
             return Err(LayerError::Unavailable(
                 "could not encode the message".to_owned(),
             ));
@@ -494,8 +493,8 @@ impl RedisLayer {
             .key(names.channel)
             .key(names.bytes)
             .key(names.pubs)
-            .arg(before)
-            .arg(after)
+            .arg(template.before())
+            .arg(template.after())
             .arg(plain)
             .arg(inner.history_len)
             .arg(self.ttl_secs())

@@ -106,6 +106,15 @@ impl TestServer {
             handle.shutdown().await.expect("clean shutdown");
         }
     }
+
+    /// Shuts the server down (clients get 1001) and starts a new one, with
+    /// the default config, on the same address.
+    pub async fn restart(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+        *self = Self::start_on(self.addr, Config::default()).await;
+    }
 }
 
 impl Drop for TestServer {
@@ -196,6 +205,21 @@ pub async fn close_code(socket: &mut PlainSocket) -> (u16, String) {
             Some(Ok(Message::Close(None))) => panic!("close frame without a code"),
             Some(Ok(_)) => {}
             Some(Err(err)) => panic!("connection failed before a close frame: {err}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// Reads a typed client until the server closes it; returns the close
+/// code (panics if the connection ends any other way).
+pub async fn client_close_code(client: &mut Client) -> u16 {
+    loop {
+        match within(client.next()).await {
+            Some(Err(chat_protocol::ClientError::Closed {
+                code: Some(code), ..
+            })) => return code,
+            Some(Err(err)) => panic!("ended without a close code: {err}"),
+            Some(Ok(_)) => {}
             None => panic!("connection ended without a close frame"),
         }
     }

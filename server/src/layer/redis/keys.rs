@@ -11,6 +11,7 @@ use chat_protocol::{ChatEvent, RoomName, ServerEvent};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::frames::{Frames, chat_frames};
+use crate::layer::Draft;
 
 /// One Redis, or a Redis Cluster: which pub/sub commands a room's
 /// channel uses.
@@ -198,19 +199,43 @@ return 1
 /// The id the publisher writes where the script puts the real one.
 const ID_PLACEHOLDER: &str = ",\"id\":18446744073709551615,";
 
-/// Splits a chat event serialised with the id [`u64::MAX`] around that id:
-/// the publish script joins `before`, the id it allocates, and `after`.
-/// `None` if the placeholder is missing (an event that is not a chat
-/// event, or an encoder that changed).
-///
-/// The placeholder cannot occur inside the message text, where every
-/// quote is escaped, so the first match is the id field.
-pub(super) fn split_at_id(json: &str) -> Option<(&str, &str)> {
-    let at = json.find(ID_PLACEHOLDER)?;
-    Some((
-        &json[..at + ",\"id\":".len()],
-        &json[at + ID_PLACEHOLDER.len() - 1..],
-    ))
+/// A chat event as the publish script takes it: the typed event
+/// serialised with the id [`u64::MAX`], split around that id. The script
+/// joins [`IdTemplate::before`], the id it allocates, and
+/// [`IdTemplate::after`].
+pub(super) struct IdTemplate {
+    json: String,
+    /// Where the id's digits start.
+    id_start: usize,
+    /// Where the text after the id starts.
+    id_end: usize,
+}
+
+impl IdTemplate {
+    /// `draft` in `room`, split around its id. `None` if the placeholder
+    /// is missing (an encoder that changed).
+    ///
+    /// The placeholder cannot occur inside the message text, where every
+    /// quote is escaped, so the first match is the id field.
+    pub(super) fn new(room: &RoomName, draft: Draft) -> Option<Self> {
+        let json = draft.into_event(room, u64::MAX).to_event_json();
+        let at = json.find(ID_PLACEHOLDER)?;
+        Some(Self {
+            id_start: at + ",\"id\":".len(),
+            id_end: at + ID_PLACEHOLDER.len() - 1,
+            json,
+        })
+    }
+
+    /// The event up to the id.
+    pub(super) fn before(&self) -> &str {
+        &self.json[..self.id_start]
+    }
+
+    /// The event after the id.
+    pub(super) fn after(&self) -> &str {
+        &self.json[self.id_end..]
+    }
 }
 
 /// The names of one room's keys and channel.
@@ -424,7 +449,6 @@ pub(super) fn entry(entry: &Entry) -> Option<(u64, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Draft;
 
     #[test]
     fn envelopes_split_into_frames() {
@@ -513,9 +537,9 @@ mod tests {
                     message: text.to_owned(),
                     emote,
                 };
-                let json = draft.into_event(&room, u64::MAX).to_event_json();
-                let (before, after) = split_at_id(&json).expect("a chat event has the id field");
-                let rebuilt = format!("{before}42{after}");
+                let template =
+                    IdTemplate::new(&room, draft).expect("a chat event has the id field");
+                let rebuilt = format!("{}42{}", template.before(), template.after());
                 let chat = parse_entry(&rebuilt).expect("a chat event");
                 assert_eq!(
                     (chat.id, chat.message.as_str(), chat.emote),
@@ -523,6 +547,5 @@ mod tests {
                 );
             }
         }
-        assert!(split_at_id("{\"type\":\"join\"}").is_none());
     }
 }
