@@ -7,9 +7,12 @@
 //! PgUp loading older messages from a `--db` server and Ctrl+R / `/search`,
 //! emoji sequences and flags with no stray cells in tmux 3.3, the window
 //! title's unread count, `--log-dir`, the "more below" bar's row,
-//! and pipe mode from a shell (800 lines all delivered; an oversize line
-//! skipped, the rest delivered, exit 5). Needs tmux (skips loudly without
-//! it, fails under CI).
+//! pipe mode from a shell (800 lines all delivered; an oversize line
+//! skipped, the rest delivered, exit 5), a config file alone driving the
+//! client (day lines, a highlight word, Alt+A, `/topic`), and the bytes
+//! written to the terminal (`script(1)`): the OSC 777 notification and the
+//! title saved and given back. Needs tmux (skips loudly without it, fails
+//! under CI).
 
 mod common;
 
@@ -189,7 +192,12 @@ async fn bell_read_marker_and_names_that_belong_to_someone() {
     bob.say("said while you were in dev").await.unwrap();
     tmux.wait_for("1:lobby(1)", WAIT).await;
     tmux.keys(&["M-1"]);
-    let screen = tmux.wait_for("new since you left", WAIT).await;
+    // dev has its own marker: wait for lobby's.
+    let screen = tmux
+        .wait_until("lobby's read marker", WAIT, |screen| {
+            screen.contains("1:lobby [online]") && screen.contains("new since you left")
+        })
+        .await;
     let row = |needle: &str| {
         screen
             .lines()
@@ -749,4 +757,78 @@ fn local_day_title() -> Vec<String> {
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         })
         .collect()
+}
+
+/// What the binary writes to its terminal, recorded byte for byte by
+/// `script(1)` inside tmux: the window title is saved on the terminal's
+/// title stack at start (`CSI 22;0t`), set with the unread count, a
+/// highlight sends a desktop notification (OSC 777, `--notify osc777`)
+/// with the bell, and the title is given back on the way out (`CSI
+/// 23;0t`, after the last title the app set). tmux itself shows neither
+/// notifications nor a title stack, so the bytes are what can be checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_highlight_notifies_the_desktop_and_the_title_is_given_back() {
+    if !tmux_available() {
+        return;
+    }
+    let server = start_server(any_port()).await;
+    let addr = server.local_addr();
+    let home = Home::new("notify");
+    let typescript = home.dir.join("typescript");
+    let command = format!(
+        "script -qfc \"{} '{BIN}' --server {} --room lobby --name alice --notify osc777\" '{}'; \
+         echo EXITED:$?; sleep 30",
+        home.env_prefix(),
+        url(addr),
+        typescript.display()
+    );
+    let tmux = Tmux::start("notify", 100, 24, &command);
+    tmux.wait_for("1:lobby [online]", WAIT).await;
+    let (bob, _bob_events) = client(addr, "lobby", "bob").await;
+    bob.say("alice: the deploy is done").await.unwrap();
+    tmux.wait_format("#{window_bell_flag}", "1", WAIT).await;
+    let notification = b"\x1b]777;notify;bob in lobby;alice: the deploy is done\x1b\\";
+    let deadline = std::time::Instant::now() + WAIT;
+    while find(
+        &std::fs::read(&typescript).unwrap_or_default(),
+        notification,
+    )
+    .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no OSC 777 notification in what chat-tui wrote: {:?}",
+            String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux.type_text("/quit");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("EXITED:0", WAIT).await;
+
+    let written = std::fs::read(&typescript).expect("script's record");
+    let shown = String::from_utf8_lossy(&written);
+    let push = find(&written, b"\x1b[22;0t").unwrap_or_else(|| panic!("no title push: {shown:?}"));
+    let title = find(&written, b"\x1b]0;chat-tui: lobby\x07")
+        .unwrap_or_else(|| panic!("no title set: {shown:?}"));
+    let notified = find(&written, notification).expect("seen above");
+    let bell = written[..notified].iter().rposition(|&b| b == 0x07);
+    let last_title = rfind(&written, b"\x1b]0;").expect("a title was set");
+    let pop = rfind(&written, b"\x1b[23;0t").unwrap_or_else(|| panic!("no title pop: {shown:?}"));
+    assert!(
+        push < title && title < notified && last_title < pop,
+        "saved first, set, notified, given back last: push {push}, title {title}, \
+         notification {notified}, last title {last_title}, pop {pop}"
+    );
+    assert!(bell.is_some(), "the bell rings with the notification");
+    drop(bob);
+    server.shutdown().await.unwrap();
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }

@@ -337,8 +337,41 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Every process below the pane's shell, children first found first.
+    fn pane_descendants(&self) -> Vec<u32> {
+        let mut found = self.pane_children();
+        let mut next = 0;
+        while let Some(&pid) = found.get(next) {
+            next += 1;
+            found.extend(
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        found
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // What runs in the pane (chat-tui, or script(1) around it) can
+        // outlive the hang-up of a killed tmux when a test fails half-way:
+        // end it by PID first, so no test leaves a client running.
+        let pids: Vec<String> = self
+            .pane_descendants()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !pids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(&pids)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         let _ = self.cmd().arg("kill-server").status();
     }
 }
