@@ -296,18 +296,61 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
     left.ct_eq(&right) & same_len
 }
 
+/// Why tokens could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token file cannot be read.
+    #[error("cannot read the token file {}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not a token (never shows the line).
+    #[error("line {line}: a token is at most {MAX_TOKEN_LEN} bytes with no spaces")]
+    BadLine {
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// A bad line in the token file.
+    #[error("{}", path.display())]
+    InFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which line, and why.
+        #[source]
+        source: Box<TokenError>,
+    },
+    /// The token file has no token in it.
+    #[error("the token file {} holds no token", path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
 /// Reads tokens from a file: one per line; blank lines and lines starting
 /// with `#` are skipped.
 ///
 /// # Errors
 ///
-/// A message saying what is wrong with the file (never a token).
-pub fn read_token_file(path: &std::path::Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read the token file {}: {err}", path.display()))?;
-    let tokens = parse_tokens(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+/// [`TokenError`], saying what is wrong with the file (never a token).
+pub fn read_token_file(path: &std::path::Path) -> Result<Vec<String>, TokenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tokens = parse_tokens(&text).map_err(|err| TokenError::InFile {
+        path: path.to_owned(),
+        source: Box::new(err),
+    })?;
     if tokens.is_empty() {
-        return Err(format!("the token file {} holds no token", path.display()));
+        return Err(TokenError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok(tokens)
 }
@@ -316,8 +359,8 @@ pub fn read_token_file(path: &std::path::Path) -> Result<Vec<String>, String> {
 ///
 /// # Errors
 ///
-/// When a token is too long or has spaces.
-pub fn parse_tokens(text: &str) -> Result<Vec<String>, String> {
+/// [`TokenError::BadLine`] when a token is too long or has spaces.
+pub fn parse_tokens(text: &str) -> Result<Vec<String>, TokenError> {
     let mut tokens = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -325,10 +368,7 @@ pub fn parse_tokens(text: &str) -> Result<Vec<String>, String> {
             continue;
         }
         if line.len() > MAX_TOKEN_LEN || line.chars().any(char::is_whitespace) {
-            return Err(format!(
-                "line {}: a token is at most {MAX_TOKEN_LEN} bytes with no spaces",
-                n + 1
-            ));
+            return Err(TokenError::BadLine { line: n + 1 });
         }
         tokens.push(line.to_owned());
     }

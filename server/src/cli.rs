@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use chat_server::{Access, Config, Limits, RedisConfig, StoreConfig, TlsFiles};
 use clap::Parser;
 
@@ -304,17 +305,14 @@ impl Cli {
     ///
     /// # Errors
     ///
-    /// A message when the token file or `CHAT_TOKEN` is unusable.
-    pub fn config(&self, max_connections: usize) -> Result<Config, String> {
+    /// When the token file or `CHAT_TOKEN` is unusable (the cause chained).
+    pub fn config(&self, max_connections: usize) -> anyhow::Result<Config> {
         let mut tokens = match &self.token_file {
             Some(path) => chat_server::access::read_token_file(path)?,
             None => Vec::new(),
         };
         if let Ok(token) = std::env::var("CHAT_TOKEN") {
-            tokens.extend(
-                chat_server::access::parse_tokens(&token)
-                    .map_err(|err| format!("CHAT_TOKEN: {err}"))?,
-            );
+            tokens.extend(chat_server::access::parse_tokens(&token).context("CHAT_TOKEN")?);
         }
         let limits = Limits {
             rate_per_sec: self.rate_limit.max(0.0),

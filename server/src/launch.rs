@@ -99,7 +99,7 @@ pub struct ServerHandle {
 pub async fn spawn(listener: TcpListener, config: Config) -> Result<ServerHandle, ServerError> {
     let addr = listener.local_addr()?;
     let tls = match &config.tls {
-        Some(files) => Some(tls::acceptor(&files.cert, &files.key).map_err(ServerError::Tls)?),
+        Some(files) => Some(tls::acceptor(&files.cert, &files.key)?),
         None => None,
     };
     let hosts = AllowedHosts::new(&config.access.allowed_hosts, addr, config.tls.is_some())?;

@@ -36,19 +36,70 @@ use crate::ring::Subscription;
 use crate::store::{Store, StoreError};
 use memory::{NotReady, Unpublished};
 
+/// What made the layer fail, kept for the logs.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why the layer could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {
     /// The shared backend cannot be reached now; try again later.
-    #[error("the message bus is unavailable: {0}")]
-    Unavailable(String),
-    /// The backend could not be set up at start.
-    #[error("{0}")]
-    Setup(String),
+    #[error("the message bus is unavailable: {reason}")]
+    Unavailable {
+        /// What a client is told.
+        reason: String,
+        /// What failed, when something did.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The backend could not be set up at start: what was being set up
+    /// (the cause, such as Redis's answer, is the source).
+    #[error("{reason}")]
+    Setup {
+        /// What could not be set up, and what to check.
+        reason: String,
+        /// What failed, when something did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The display name is held in the room by someone else.
     #[error(transparent)]
     NameTaken(#[from] NameTaken),
+}
+
+impl LayerError {
+    /// The backend is unavailable, for `reason` (told to the client).
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The backend is unavailable because of `source`; the client is told
+    /// `reason`.
+    pub(crate) fn unavailable_because(reason: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The backend could not be set up: `reason` says what.
+    pub(crate) fn setup(reason: impl Into<String>) -> Self {
+        Self::Setup {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The backend could not be set up because of `source`.
+    pub(crate) fn setup_because(reason: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::Setup {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// A reconnecting client's place in a room's history.
@@ -164,15 +215,12 @@ impl Layer {
                         }
                         Err(NotReady::Refused(err)) => return Err(err),
                         Err(NotReady::NotLoaded) => {
-                            layer
-                                .load(room)
-                                .await
-                                .map_err(|err| store_unavailable(&err))?;
+                            layer.load(room).await.map_err(store_unavailable)?;
                         }
                     }
                 }
-                Err(LayerError::Unavailable(
-                    "the room could not be loaded from the message store".to_owned(),
+                Err(LayerError::unavailable(
+                    "the room could not be loaded from the message store",
                 ))
             }
             Self::Redis(layer) => {
@@ -187,8 +235,9 @@ impl Layer {
                         layer.leave(&room, &user, joined.subscription).await;
                     }
                 });
-                rx.await
-                    .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))?
+                rx.await.map_err(|err| {
+                    LayerError::unavailable_because("the join did not complete", err)
+                })?
             }
         }
     }
@@ -210,18 +259,15 @@ impl Layer {
                 for _ in 0..LOAD_TRIES {
                     match layer.publish(room, draft) {
                         Ok(()) => return Ok(()),
-                        Err(Unpublished::Store(err)) => return Err(store_unavailable(&err)),
+                        Err(Unpublished::Store(err)) => return Err(store_unavailable(err)),
                         Err(Unpublished::NotLoaded(back)) => {
                             draft = back;
-                            layer
-                                .load(room)
-                                .await
-                                .map_err(|err| store_unavailable(&err))?;
+                            layer.load(room).await.map_err(store_unavailable)?;
                         }
                     }
                 }
-                Err(LayerError::Unavailable(
-                    "the room could not be loaded from the message store".to_owned(),
+                Err(LayerError::unavailable(
+                    "the room could not be loaded from the message store",
                 ))
             }
             Self::Redis(layer) => layer.publish(room, draft).await,
@@ -268,7 +314,7 @@ impl Layer {
         match self {
             Self::Memory(layer) => layer
                 .set_topic(room, user, topic)
-                .map_err(|err| store_unavailable(&err)),
+                .map_err(store_unavailable),
             Self::Redis(layer) => layer.set_topic(room, user, topic).await,
         }
     }
@@ -282,10 +328,7 @@ impl Layer {
     ) -> Result<MessagePage, LayerError> {
         match self {
             Self::Memory(layer) => match layer.store() {
-                Some(store) => store
-                    .page(room, query)
-                    .await
-                    .map_err(|err| store_unavailable(&err)),
+                Some(store) => store.page(room, query).await.map_err(store_unavailable),
                 None => Ok(layer.history(room, query)),
             },
             Self::Redis(layer) => layer.history(room, query).await,
@@ -354,7 +397,7 @@ async fn catch_up(
         }
     });
     rx.await
-        .map_err(|_| LayerError::Unavailable("the join did not complete".to_owned()))
+        .map_err(|err| LayerError::unavailable_because("the join did not complete", err))
 }
 
 /// Puts the newest stored messages between `since` and the first one
@@ -403,8 +446,8 @@ async fn fill_from_store(store: &Store, room: &RoomName, joined: &mut Joined, si
 const LOAD_TRIES: usize = 4;
 
 /// The store's refusal as the layer's: the message was not delivered.
-fn store_unavailable(err: &StoreError) -> LayerError {
-    LayerError::Unavailable(err.to_string())
+fn store_unavailable(err: StoreError) -> LayerError {
+    LayerError::unavailable_because(err.to_string(), err)
 }
 
 impl Layer {

@@ -76,8 +76,8 @@ pub enum ServerError {
     #[error(transparent)]
     Layer(#[from] LayerError),
     /// The TLS certificate or key is unusable.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The message store (`--db`) could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -44,22 +44,40 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            error!("{err:#}");
+            error!("{}", chain(&err));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, `: `-separated as `{:#}` prints them, but
+/// without a cause whose text the error before it already shows (some
+/// libraries, redis-rs among them, print their source in their own
+/// message too).
+fn chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
+}
+
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     let files = raise_file_limit();
     // One file per connection, and some to spare for everything else.
-    let config = cli
-        .config(
-            usize::try_from(files.saturating_sub(128))
-                .unwrap_or(usize::MAX)
-                .max(1),
-        )
-        .map_err(anyhow::Error::msg)?;
+    let config = cli.config(
+        usize::try_from(files.saturating_sub(128))
+            .unwrap_or(usize::MAX)
+            .max(1),
+    )?;
     let listener = tokio::net::TcpListener::bind(cli.addr)
         .await
         .with_context(|| {

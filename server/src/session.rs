@@ -643,7 +643,7 @@ impl Session {
                     Ok(())
                 }
             },
-            Err(LayerError::Unavailable(reason) | LayerError::Setup(reason)) => {
+            Err(LayerError::Unavailable { reason, .. } | LayerError::Setup { reason, .. }) => {
                 match self.params.format {
                     Format::Events => {
                         let message = format!(

@@ -71,7 +71,9 @@ use self::keys::{
     parse_entry, presence_member, unique_names,
 };
 use self::pump::SubCommand;
-use super::{Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history};
+use super::{
+    Cause, Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history,
+};
 use crate::frames::Format;
 use crate::names::Identity;
 use crate::ring::Subscription;
@@ -259,24 +261,25 @@ impl RedisLayer {
         tracker: &TaskTracker,
     ) -> Result<Self, LayerError> {
         if !Keys::is_valid_prefix(&config.prefix) {
-            return Err(LayerError::Setup(format!(
+            return Err(LayerError::setup(format!(
                 "invalid Redis prefix {:?}: it must not contain '{{' or '}}' (they decide a key's cluster slot)",
                 config.prefix
             )));
         }
         let where_ = config.describe();
-        let cannot_reach = |err: &dyn std::fmt::Display| {
-            LayerError::Setup(format!(
-                "cannot reach Redis at {where_}: {err}; is redis-server running there?"
-            ))
+        let cannot_reach = |err: Cause| {
+            LayerError::setup_because(
+                format!("cannot reach Redis at {where_} (is redis-server running there?)"),
+                err,
+            )
         };
         let (conn, pubsub) = Commands::connect(&config).await?;
         let mut probe = conn.clone();
         let _: String =
             tokio::time::timeout(config.timeout, redis::cmd("PING").query_async(&mut probe))
                 .await
-                .map_err(|_| cannot_reach(&"no answer"))?
-                .map_err(|err| cannot_reach(&err))?;
+                .map_err(|_| cannot_reach("no answer".into()))?
+                .map_err(|err| cannot_reach(err.into()))?;
 
         let (subscriptions, commands) = mpsc::unbounded_channel();
         let pump_bytes = config.pump_bytes;
@@ -313,12 +316,12 @@ impl RedisLayer {
         layer
             .measure_clock()
             .await
-            .map_err(|err| cannot_reach(&err))?;
+            .map_err(|err| cannot_reach(err.into()))?;
         tracker.spawn(layer.clone().probe(shutdown.clone()));
         tokio::time::timeout(SUBSCRIBE_WAIT * 2, ready)
             .await
-            .map_err(|_| cannot_reach(&"the pub/sub connections did not come up"))?
-            .map_err(|_| cannot_reach(&"the pub/sub connections did not come up"))?;
+            .map_err(|_| cannot_reach("the pub/sub connections did not come up".into()))?
+            .map_err(|_| cannot_reach("the pub/sub connections did not come up".into()))?;
         info!(redis = %where_, node = %layer.inner.node, "sharing rooms through Redis");
         Ok(layer)
     }
@@ -395,7 +398,7 @@ impl RedisLayer {
                 topic: None,
             });
         }
-        let not_answering = || LayerError::Unavailable("Redis is not answering".to_owned());
+        let not_answering = || LayerError::unavailable("Redis is not answering");
         let snapshot = if answering {
             self.within(budget, "join (room snapshot)", self.snapshot(room))
                 .await
@@ -476,9 +479,7 @@ impl RedisLayer {
         let inner = &self.inner;
         let plain = chat_protocol::PlainMessage::encode(&draft.message);
         let Some(template) = IdTemplate::new(room, draft) else {
-            return Err(LayerError::Unavailable(
-                "could not encode the message".to_owned(),
-            ));
+            return Err(LayerError::unavailable("could not encode the message"));
         };
         let floor = lock(&inner.local)
             .get(room)
@@ -793,7 +794,10 @@ impl RedisLayer {
         warn!(%err, "Redis: {what} failed");
         *lock(&self.inner.last_error) = Some(reason);
         self.inner.answering.store(false, Ordering::Relaxed);
-        LayerError::Unavailable("the server cannot reach its message bus (Redis)".to_owned())
+        LayerError::unavailable_because(
+            "the server cannot reach its message bus (Redis)",
+            err.clone(),
+        )
     }
 
     fn set_up(&self, up: bool, reason: Option<String>) {

@@ -6,10 +6,12 @@
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{
+    Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value,
+};
 
 use super::{RECONNECT_MAX, RECONNECT_MIN, RedisConfig, redact};
-use crate::layer::LayerError;
+use crate::layer::{Cause, LayerError};
 
 /// Commands to one Redis or to a cluster.
 #[derive(Clone)]
@@ -44,17 +46,23 @@ impl Commands {
     ///
     /// [`LayerError::Setup`] for a bad URL or an unreachable Redis.
     pub(super) async fn connect(config: &RedisConfig) -> Result<(Self, PubSubTarget), LayerError> {
-        let invalid = |url: &str, err: &dyn std::fmt::Display| {
-            LayerError::Setup(format!(
-                "invalid Redis URL {:?}: {err}; expected redis://HOST:PORT/DB",
-                redact(url)
-            ))
+        let invalid = |url: &str, err: RedisError| {
+            LayerError::setup_because(
+                format!(
+                    "invalid Redis URL {:?} (expected redis://HOST:PORT/DB)",
+                    redact(url)
+                ),
+                err,
+            )
         };
-        let cannot_reach = |err: &dyn std::fmt::Display| {
-            LayerError::Setup(format!(
-                "cannot reach Redis at {}: {err}; is redis-server running there?",
-                config.describe()
-            ))
+        let cannot_reach = |err: Cause| {
+            LayerError::setup_because(
+                format!(
+                    "cannot reach Redis at {} (is redis-server running there?)",
+                    config.describe()
+                ),
+                err,
+            )
         };
         let timeout = config.timeout;
         if config.cluster.is_empty() {
@@ -62,8 +70,8 @@ impl Commands {
                 .url
                 .as_str()
                 .into_connection_info()
-                .map_err(|err| invalid(&config.url, &err))?;
-            let client = Client::open(info.clone()).map_err(|err| invalid(&config.url, &err))?;
+                .map_err(|err| invalid(&config.url, err))?;
+            let client = Client::open(info.clone()).map_err(|err| invalid(&config.url, err))?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -75,8 +83,8 @@ impl Commands {
                 client.get_connection_manager_with_config(manager_config),
             )
             .await
-            .map_err(|_| cannot_reach(&"no answer"))?
-            .map_err(|err| cannot_reach(&err))?;
+            .map_err(|_| cannot_reach("no answer".into()))?
+            .map_err(|err| cannot_reach(err.into()))?;
             return Ok((Self::Single(conn), PubSubTarget { info }));
         }
         let mut seeds = Vec::with_capacity(config.cluster.len());
@@ -84,7 +92,7 @@ impl Commands {
             seeds.push(
                 url.as_str()
                     .into_connection_info()
-                    .map_err(|err| invalid(url, &err))?,
+                    .map_err(|err| invalid(url, err))?,
             );
         }
         let info = seeds[0].clone();
@@ -95,11 +103,11 @@ impl Commands {
             .min_retry_wait(u64::try_from(RECONNECT_MIN.as_millis()).unwrap_or(50))
             .max_retry_wait(u64::try_from(RECONNECT_MAX.as_millis()).unwrap_or(800))
             .build()
-            .map_err(|err| invalid(&config.cluster.join(","), &err))?;
+            .map_err(|err| invalid(&config.cluster.join(","), err))?;
         let conn = tokio::time::timeout(timeout * 4, client.get_async_connection())
             .await
-            .map_err(|_| cannot_reach(&"no answer"))?
-            .map_err(|err| cannot_reach(&err))?;
+            .map_err(|_| cannot_reach("no answer".into()))?
+            .map_err(|err| cannot_reach(err.into()))?;
         Ok((Self::Cluster(conn), PubSubTarget { info }))
     }
 }
