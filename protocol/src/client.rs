@@ -79,8 +79,14 @@ pub enum ClientError {
         after: Duration,
     },
     /// TLS setup or handshake failed.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What failed, with the cause's text.
+        reason: String,
+        /// The cause (rustls's or the file system's error), when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The server answered the request with an HTTP error status.
     #[error("the server refused the request with HTTP {status}: {reason}")]
     Refused {
@@ -90,8 +96,14 @@ pub enum ClientError {
         reason: String,
     },
     /// An HTTP request failed.
-    #[error("HTTP: {0}")]
-    Http(String),
+    #[error("HTTP: {reason}")]
+    Http {
+        /// The request and what failed, with the cause's text.
+        reason: String,
+        /// The cause (hyper's or the JSON parser's error).
+        #[source]
+        source: Cause,
+    },
     /// The server closed the connection with a close frame.
     #[error("the server closed the connection ({}): {reason}", code.map_or_else(|| "no code".to_owned(), |c| c.to_string()))]
     Closed {
@@ -101,11 +113,23 @@ pub enum ClientError {
         reason: String,
     },
     /// The connection dropped without a close frame.
-    #[error("connection lost: {0}")]
-    Disconnected(String),
+    #[error("connection lost: {reason}")]
+    Disconnected {
+        /// How, with the cause's text.
+        reason: String,
+        /// The I/O error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// Another WebSocket protocol error.
-    #[error("WebSocket: {0}")]
-    WebSocket(String),
+    #[error("WebSocket: {reason}")]
+    WebSocket {
+        /// What went wrong, with the cause's text.
+        reason: String,
+        /// tungstenite's error, when there is one.
+        #[source]
+        source: Option<Box<tungstenite::Error>>,
+    },
     /// The connection's writer has stopped; the connection is gone.
     #[error("the connection is closed")]
     NotConnected,
@@ -117,7 +141,35 @@ pub enum ClientError {
     NoHistory,
 }
 
+/// The cause of a [`ClientError`], for `source()`.
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 impl ClientError {
+    /// The connection was lost for `reason` (no error behind it).
+    pub fn disconnected(reason: impl Into<String>) -> Self {
+        Self::Disconnected {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A WebSocket error with no error behind it.
+    pub(crate) fn websocket(reason: impl Into<String>) -> Self {
+        Self::WebSocket {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A TLS error: `reason` says what failed (and includes `source`'s text,
+    /// when there is one).
+    pub(crate) fn tls(reason: impl Into<String>, source: Option<Cause>) -> Self {
+        Self::Tls {
+            reason: reason.into(),
+            source,
+        }
+    }
+
     /// Whether the server refused the connection because the display name
     /// is held in the room by someone else (HTTP 409, `name_taken`).
     pub fn is_name_taken(&self) -> bool {
@@ -128,14 +180,14 @@ impl ClientError {
     /// [`crate::close`] for the table.
     pub fn advice(&self) -> Advice {
         match self {
-            Self::Url(_) | Self::Tls(_) | Self::NoHistory => Advice::Stop,
+            Self::Url(_) | Self::Tls { .. } | Self::NoHistory => Advice::Stop,
             Self::Refused { status, .. } => Advice::for_http_status(*status),
             Self::Closed { code, .. } => Advice::for_close_code(*code),
             Self::Connect { .. }
             | Self::Timeout { .. }
-            | Self::Http(_)
-            | Self::Disconnected(_)
-            | Self::WebSocket(_)
+            | Self::Http { .. }
+            | Self::Disconnected { .. }
+            | Self::WebSocket { .. }
             | Self::NotConnected => Advice::for_close_code(None),
         }
     }
@@ -160,12 +212,18 @@ fn map_ws_error(err: tungstenite::Error) -> ClientError {
                 });
             ClientError::Refused { status, reason }
         }
-        E::Io(err) => ClientError::Disconnected(err.to_string()),
+        E::Io(err) => ClientError::Disconnected {
+            reason: err.to_string(),
+            source: Some(err),
+        },
         E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            ClientError::Disconnected("the server went away without closing".to_owned())
+            ClientError::disconnected("the server went away without closing")
         }
         E::ConnectionClosed | E::AlreadyClosed => ClientError::NotConnected,
-        other => ClientError::WebSocket(other.to_string()),
+        other => ClientError::WebSocket {
+            reason: other.to_string(),
+            source: Some(Box::new(other)),
+        },
     }
 }
 
@@ -424,7 +482,7 @@ impl Client {
             return Self::handshake(server, room, options, Mode::Plain).await;
         }
         match Self::handshake(server, room, options, Mode::Events).await {
-            Err(ClientError::WebSocket(reason)) if reason == NO_SUBPROTOCOL => {
+            Err(ClientError::WebSocket { reason, .. }) if reason == NO_SUBPROTOCOL => {
                 tracing::info!(%server, "the server does not offer typed events; using the plain tutorial protocol");
                 Self::handshake(server, room, options, Mode::Plain).await
             }
@@ -472,14 +530,13 @@ impl Client {
         };
         if let Some(origin) = origin {
             let value = HeaderValue::from_str(&origin).map_err(|_| {
-                ClientError::WebSocket(format!("{origin:?} is not a valid Origin header"))
+                ClientError::websocket(format!("{origin:?} is not a valid Origin header"))
             })?;
             headers.insert("Origin", value);
         }
         if let Some(token) = &options.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ClientError::WebSocket("the token is not a valid header value".to_owned())
-            })?;
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ClientError::websocket("the token is not a valid header value"))?;
             headers.insert("Authorization", value);
         }
         let transport = transport::connect(server, &options.tls, options.timeout).await?;
@@ -495,7 +552,7 @@ impl Client {
             .map_err(|err| match err {
                 tungstenite::Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(
                     SubProtocolError::NoSubProtocol,
-                )) => ClientError::WebSocket(NO_SUBPROTOCOL.to_owned()),
+                )) => ClientError::websocket(NO_SUBPROTOCOL),
                 other => map_ws_error(other),
             })?;
         Ok(Self {

@@ -556,7 +556,7 @@ async fn tls_serves_wss_and_https_and_clients_trust_a_private_ca() {
     // Without the private CA the certificate is not trusted.
     let untrusting = ConnectOptions::new();
     match chat_protocol::Client::connect(&url, &RoomName::new("tls").unwrap(), &untrusting).await {
-        Err(ClientError::Tls(reason)) => assert!(
+        Err(ClientError::Tls { reason, .. }) => assert!(
             reason.contains("certificate") || reason.contains("handshake"),
             "{reason}"
         ),

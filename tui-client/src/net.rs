@@ -181,8 +181,8 @@ impl Room {
                     }
                     Some(Err(err)) => return End::Lost(err),
                     None => {
-                        return End::Lost(ClientError::Disconnected(
-                            "the server closed the connection".to_owned(),
+                        return End::Lost(ClientError::disconnected(
+                            "the server closed the connection",
                         ));
                     }
                 },

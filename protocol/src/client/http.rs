@@ -59,6 +59,14 @@ pub async fn fetch_messages(
     get_json(server, url, options, "a page of messages").await
 }
 
+/// An HTTP error: `reason` names the request and includes `source`'s text.
+fn http_error(reason: String, source: impl Into<super::Cause>) -> ClientError {
+    ClientError::Http {
+        reason,
+        source: source.into(),
+    }
+}
+
 /// `GET url` and parse the JSON body as `T` (`what` names it in errors).
 async fn get_json<T: serde::de::DeserializeOwned>(
     server: &ServerUrl,
@@ -71,7 +79,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         let io = transport::connect(server, tls, timeout).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
-            .map_err(|err| ClientError::Http(format!("GET {url}: {err}")))?;
+            .map_err(|err| http_error(format!("GET {url}: {err}"), err))?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%err, "room list connection ended");
@@ -93,16 +101,16 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         }
         let request = request
             .body(Empty::<Bytes>::new())
-            .map_err(|err| ClientError::Http(format!("GET {url}: {err}")))?;
+            .map_err(|err| http_error(format!("GET {url}: {err}"), err))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|err| ClientError::Http(format!("GET {url}: {err}")))?;
+            .map_err(|err| http_error(format!("GET {url}: {err}"), err))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|err| ClientError::Http(format!("GET {url}: reading the body: {err}")))?
+            .map_err(|err| http_error(format!("GET {url}: reading the body: {err}"), err))?
             .to_bytes();
         if !status.is_success() {
             return Err(ClientError::Refused {
@@ -111,7 +119,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
             });
         }
         serde_json::from_slice::<T>(&body)
-            .map_err(|err| ClientError::Http(format!("GET {url}: not {what}: {err}")))
+            .map_err(|err| http_error(format!("GET {url}: not {what}: {err}"), err))
     };
     tokio::time::timeout(timeout, fetch)
         .await

@@ -57,16 +57,19 @@ pub(crate) async fn connect(
         }
         let config = tls_config(tls)?;
         let name = ServerName::try_from(host.to_owned()).map_err(|err| {
-            ClientError::Tls(format!(
-                "{} is not a valid TLS server name: {err}",
-                server.host()
-            ))
+            ClientError::tls(
+                format!("{} is not a valid TLS server name: {err}", server.host()),
+                Some(err.into()),
+            )
         })?;
         let stream = TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|err| {
-                ClientError::Tls(format!("TLS handshake with {address} failed: {err}"))
+                ClientError::tls(
+                    format!("TLS handshake with {address} failed: {err}"),
+                    Some(err.into()),
+                )
             })?;
         Ok(Transport::Tls(Box::new(stream)))
     };
@@ -88,17 +91,17 @@ fn tls_config(options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, ClientE
     if let Some(path) = &options.ca_file {
         for cert in read_pem_certificates(path)? {
             roots.add(cert).map_err(|err| {
-                ClientError::Tls(format!(
-                    "{}: unusable CA certificate: {err}",
-                    path.display()
-                ))
+                ClientError::tls(
+                    format!("{}: unusable CA certificate: {err}", path.display()),
+                    Some(err.into()),
+                )
             })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| ClientError::Tls(err.to_string()))?
+        .map_err(|err| ClientError::tls(err.to_string(), Some(err.into())))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -108,13 +111,16 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Cl
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|err| {
-            ClientError::Tls(format!("cannot read CA file {}: {err}", path.display()))
+            ClientError::tls(
+                format!("cannot read CA file {}: {err}", path.display()),
+                Some(err.into()),
+            )
         })?;
     if certs.is_empty() {
-        return Err(ClientError::Tls(format!(
-            "CA file {} holds no PEM certificate",
-            path.display()
-        )));
+        return Err(ClientError::tls(
+            format!("CA file {} holds no PEM certificate", path.display()),
+            None,
+        ));
     }
     Ok(certs)
 }
