@@ -9,8 +9,8 @@
 //! is not a browser page and is accepted.
 //!
 //! The checks of a request against the server's rules are here too
-//! ([`check_socket`], [`check_request_token`], [`require_host`]), each
-//! refusing with a [`Rejection`], for the socket endpoint and the pages.
+//! (`check_socket`, `check_request_token`, `require_host`), each
+//! refusing with a `Rejection`, for the socket endpoint and the pages.
 
 mod hosts;
 

@@ -35,34 +35,35 @@ mod config;
 mod frames;
 mod history;
 mod launch;
-pub mod layer;
-pub mod limits;
+pub(crate) mod layer;
+pub(crate) mod limits;
 mod metrics;
-pub mod names;
+pub(crate) mod names;
 mod pages;
 mod rejection;
-pub mod ring;
-pub mod rooms;
+pub(crate) mod ring;
+pub(crate) mod rooms;
 mod serve;
 mod session;
 mod state;
 pub mod store;
 mod sync;
-pub mod tls;
+pub(crate) mod tls;
 mod upgrade;
 
 pub use access::{Access, AllowedHosts};
-pub use layer::{DEFAULT_HISTORY_BYTES, DEFAULT_REDIS_TIMEOUT_MS, DEFAULT_ROOM_TTL, RedisConfig};
+pub use layer::{
+    DEFAULT_HISTORY_BYTES, DEFAULT_REDIS_TIMEOUT_MS, DEFAULT_ROOM_TTL, LayerError, RedisConfig,
+};
 pub use limits::Limits;
 pub use store::StoreConfig;
-pub use upgrade::socket_config;
+pub use tls::TlsError;
 
 pub use config::{Config, TlsFiles};
 pub use launch::{ServerHandle, run, spawn};
 
 pub(crate) use state::AppState;
 
-use crate::layer::LayerError;
 use crate::store::StoreError;
 
 /// Why the server could not start or stopped with an error.

@@ -69,11 +69,6 @@ impl Identity {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// An identity read back from a layer's store.
-    pub fn from_stored(stored: &str) -> Self {
-        Self(stored.to_owned())
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -169,6 +169,7 @@ impl Ring {
     }
 
     /// Bytes of frames stored and not yet read by every subscriber.
+    #[cfg(test)]
     pub fn stored_bytes(&self) -> usize {
         lock(&self.state).bytes
     }

@@ -104,6 +104,7 @@ impl RoomRegistry {
     }
 
     /// Whether no room has local subscribers.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

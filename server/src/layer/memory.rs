@@ -286,7 +286,9 @@ pub struct MemoryLayer {
 
 impl MemoryLayer {
     /// A layer delivering through `registry`, keeping history within
-    /// `limits`, reporting its size in `metrics`.
+    /// `limits`, reporting its size in `metrics` (the server always goes
+    /// through [`MemoryLayer::with_store`]).
+    #[cfg(test)]
     pub fn new(
         registry: Arc<RoomRegistry>,
         limits: HistoryLimits,
@@ -295,7 +297,9 @@ impl MemoryLayer {
         Self::with_store(registry, limits, metrics, None)
     }
 
-    /// [`MemoryLayer::new`], keeping every message in `store` too.
+    /// A layer delivering through `registry`, keeping history within
+    /// `limits`, reporting its size in `metrics`, and keeping every
+    /// message in `store` too, if any.
     pub fn with_store(
         registry: Arc<RoomRegistry>,
         limits: HistoryLimits,
