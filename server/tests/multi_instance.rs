@@ -7,6 +7,7 @@
 // The bodies shared by each layer's #[test] are plain functions: unwrap is the test idiom there too.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -14,25 +15,6 @@ use std::time::{Duration, Instant};
 use chat_protocol::{ClientError, ConnectOptions, ErrorCode, ServerEvent};
 use chat_server::Config;
 use common::*;
-
-/// Generates `memory` and `redis` tests from one async body taking a `Backend`.
-macro_rules! on_both_layers {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::$body(Backend::Memory).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$body(Backend::Redis).await;
-            }
-        }
-    )*};
-}
 
 on_both_layers!(
     every_member_on_every_instance_gets_each_message_once_in_one_order,

@@ -2,26 +2,8 @@
 //! welcome announces: over real sockets against real servers, on the
 //! in-memory layer and on two instances sharing a real `redis-server`.
 
+#[macro_use]
 mod common;
-
-/// Generates `memory` and `redis` tests from one async body taking a `Backend`.
-macro_rules! on_both_layers {
-    ($($body:ident),* $(,)?) => {$(
-        mod $body {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::$body(Backend::Memory).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::$body(Backend::Redis).await;
-            }
-        }
-    )*};
-}
 
 on_both_layers!(
     someone_elses_name_is_refused_on_join_with_409,

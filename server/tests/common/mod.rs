@@ -369,6 +369,26 @@ pub async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
     }
 }
 
+/// Generates `memory` and `redis` tests from one async body taking a `Backend`.
+#[allow(unused_macros)] // not every test file runs on both layers
+macro_rules! on_both_layers {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$body(Backend::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$body(Backend::Redis).await;
+            }
+        }
+    )*};
+}
+
 /// Which layer a shared test body runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
