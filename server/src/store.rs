@@ -32,15 +32,16 @@
 //!
 //! Messages are delivered first and written a moment later (within about
 //! 10 ms: the writer commits at most every 10 ms, and every commit is
-//! fsynced, `synchronous = FULL`).
+//! fsynced, `synchronous = FULL`; within about 50 ms while more than 256
+//! messages arrive per 10 ms, see `writer.rs`).
 //! So:
 //!
 //! * a clean stop (SIGINT/SIGTERM) loses nothing, and ids continue exactly;
 //! * `kill -9`, a crash or a power cut loses at most the messages not yet
 //!   committed: those in the writer's queue and its current batch, at most
 //!   [`QUEUE_MAX_MESSAGES`] + [`BATCH_MAX`] in total (the queue is also
-//!   capped at [`QUEUE_MAX_BYTES`]), in practice the last few milliseconds
-//!   of traffic;
+//!   capped at [`QUEUE_MAX_BYTES`]), in practice the last 10 to 50
+//!   milliseconds of traffic;
 //! * ids are never reused: every room's `last_id` is committed together
 //!   with its messages, and a start after an unclean stop raises every
 //!   room's `last_id` by [`CRASH_ID_GAP`] (more than can have been handed

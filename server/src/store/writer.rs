@@ -24,8 +24,21 @@ use super::{BATCH_MAX, CRASH_ID_GAP, Command, LoadedRoom, Shared, StoreConfig, S
 /// microseconds of CPU, milliseconds of waiting) whatever its size, so at
 /// a trickle of messages the writer gathers for this long instead of
 /// committing each alone. It is also the longest a message waits to be
-/// written.
+/// written, unless the writer is busy (see [`COMMIT_EVERY_BUSY`]).
 const COMMIT_EVERY: Duration = Duration::from_millis(10);
+
+/// When a batch holds at least [`BUSY_BATCH`] messages when
+/// [`COMMIT_EVERY`] is up, the writer gathers until this long after the
+/// last commit instead (or until [`BATCH_MAX`] messages). A commit's cost
+/// is mostly the pages it writes, and with many rooms most of those are
+/// one leaf of the (room, id) index per room written to, whatever the
+/// number of messages: at 100 busy rooms, committing every 50 ms instead
+/// of every 10 ms stores a message for about a third less CPU (measured:
+/// BENCHMARKS.md, "The cost of keeping history").
+const COMMIT_EVERY_BUSY: Duration = Duration::from_millis(50);
+
+/// See [`COMMIT_EVERY_BUSY`]: more than 25,000 messages a second.
+const BUSY_BATCH: usize = 256;
 
 /// How long to wait before writing again after a failed write.
 const RETRY: Duration = Duration::from_millis(500);
@@ -190,7 +203,12 @@ impl Writer {
                 }
                 // Nothing more queued right now: gather until the next
                 // commit is due, asleep (see the module's doc).
-                let due = self.last_commit + COMMIT_EVERY;
+                let every = if self.batch.len() >= BUSY_BATCH {
+                    COMMIT_EVERY_BUSY
+                } else {
+                    COMMIT_EVERY
+                };
+                let due = self.last_commit + every;
                 let now = Instant::now();
                 if self.batch.len() >= BATCH_MAX
                     || !self.has_pending()
@@ -335,25 +353,50 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut new_rids = Vec::new();
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages (room, id, user, text, emote, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            // Each message's room row, looked up once per run of one
+            // room's messages, and the highest id written per room.
+            let mut rids = Vec::with_capacity(self.batch.len());
             let mut last: HashMap<i64, u64> = HashMap::new();
+            let mut previous: Option<(&RoomName, i64)> = None;
             for event in &self.batch {
-                let rid = rid_of(&mut self.rids, &tx, &event.room, &mut new_rids)?;
-                let inserted = insert.execute(params![
-                    rid,
-                    to_i64(event.id),
-                    event.user,
-                    event.message,
-                    event.emote,
-                    to_i64(event.ts),
-                ])?;
-                if inserted == 0 {
-                    warn!(room = %event.room, id = event.id, "a message id was already stored; the new message was not");
-                }
+                let rid = match previous {
+                    Some((room, rid)) if *room == event.room => rid,
+                    _ => {
+                        let rid = rid_of(&mut self.rids, &tx, &event.room, &mut new_rids)?;
+                        previous = Some((&event.room, rid));
+                        rid
+                    }
+                };
+                rids.push(rid);
                 let max = last.entry(rid).or_default();
                 *max = (*max).max(event.id);
+            }
+            // Whole chunks by one statement of INSERT_ROWS rows (a
+            // statement's run costs about as much as its rows), the rest
+            // one by one.
+            let mut chunk = tx.prepare_cached(&insert_sql(INSERT_ROWS))?;
+            let mut single = tx.prepare_cached(&insert_sql(1))?;
+            let mut events = self.batch.chunks_exact(INSERT_ROWS);
+            let mut chunk_rids = rids.chunks_exact(INSERT_ROWS);
+            for (events, rids) in events.by_ref().zip(chunk_rids.by_ref()) {
+                for (row, (event, &rid)) in events.iter().zip(rids).enumerate() {
+                    bind_message(&mut chunk, row * 6, rid, event)?;
+                }
+                let inserted = chunk.raw_execute()?;
+                if inserted < INSERT_ROWS {
+                    warn!(
+                        room = %events[0].room,
+                        ids = %format!("{}..={}", events[0].id, events[INSERT_ROWS - 1].id),
+                        skipped = INSERT_ROWS - inserted,
+                        "message ids already stored; those new messages were not"
+                    );
+                }
+            }
+            for (event, &rid) in events.remainder().iter().zip(chunk_rids.remainder()) {
+                bind_message(&mut single, 0, rid, event)?;
+                if single.raw_execute()? == 0 {
+                    warn!(room = %event.room, id = event.id, "a message id was already stored; the new message was not");
+                }
             }
             let mut raise =
                 tx.prepare_cached("UPDATE rooms SET last_id = max(last_id, ?2) WHERE rid = ?1")?;
@@ -500,6 +543,46 @@ impl Writer {
     }
 }
 
+/// Rows per multi-row INSERT (6 parameters each; SQLite allows 32,766).
+const INSERT_ROWS: usize = 16;
+
+/// `INSERT OR IGNORE` of `rows` messages in one statement.
+fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let n = row * 6;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6
+            )
+        })
+        .collect();
+    format!(
+        "INSERT OR IGNORE INTO messages (room, id, user, text, emote, ts) VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// Binds one message's six values from parameter `offset + 1` on.
+fn bind_message(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
+    rid: i64,
+    event: &ChatEvent,
+) -> rusqlite::Result<()> {
+    statement.raw_bind_parameter(offset + 1, rid)?;
+    statement.raw_bind_parameter(offset + 2, to_i64(event.id))?;
+    statement.raw_bind_parameter(offset + 3, event.user.as_str())?;
+    statement.raw_bind_parameter(offset + 4, event.message.as_str())?;
+    statement.raw_bind_parameter(offset + 5, event.emote)?;
+    statement.raw_bind_parameter(offset + 6, to_i64(event.ts))
+}
+
 /// The row id of `room` (known in `rids`, or read or created in `tx` and
 /// then listed in `new_rids`, to be forgotten if `tx` rolls back).
 fn rid_of(
@@ -546,5 +629,106 @@ fn describe(err: &rusqlite::Error) -> String {
         Some(ErrorCode::SystemIoFailure) => format!("an I/O error: {err}"),
         Some(ErrorCode::CannotOpen) => "the database file cannot be opened".to_owned(),
         _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    use std::sync::{Arc, Mutex};
+
+    use chat_protocol::{ChatEvent, RoomName};
+    use rusqlite::Connection;
+    use tokio::sync::watch;
+
+    use super::{INSERT_ROWS, Writer};
+    use crate::store::{Shared, StoreConfig, schema};
+
+    fn event(room: &RoomName, id: u64, text: &str) -> Arc<ChatEvent> {
+        Arc::new(ChatEvent {
+            message: text.to_owned(),
+            user: format!("user{}", id % 3),
+            room: room.clone(),
+            id,
+            ts: 1_700_000_000_000 + id,
+            emote: id % 5 == 0,
+        })
+    }
+
+    /// One batch: whole multi-row chunks and the rows left over, two rooms
+    /// interleaved, and ids already stored (kept, not replaced) inside a
+    /// chunk and among the rows left over.
+    #[test]
+    fn a_batch_is_stored_in_chunks_and_the_rest_one_by_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("chat.db");
+        let config = StoreConfig::new(&path);
+        let conn = schema::open_writer(&path, None).expect("open");
+        let (_commands, inbox) = std::sync::mpsc::sync_channel(1);
+        let shared = Arc::new(Shared {
+            queued_bytes: AtomicUsize::new(0),
+            enqueued: AtomicU64::new(0),
+            committed: watch::channel(0).0,
+            failing: Mutex::new(None),
+            is_failing: AtomicBool::new(false),
+        });
+        let mut writer = Writer::new(conn, inbox, shared, &config);
+        let (a, b) = (RoomName::new("a").unwrap(), RoomName::new("b").unwrap());
+        let mut expected = Vec::new();
+        for id in 1..=30 {
+            writer.batch.push(event(&a, id, &format!("a{id}")));
+            expected.push(("a".to_owned(), id, format!("a{id}")));
+            if id % 3 == 0 {
+                let id = id / 3;
+                writer.batch.push(event(&b, id, &format!("b{id}")));
+                expected.push(("b".to_owned(), id, format!("b{id}")));
+            }
+            if id == 12 {
+                // The first row of the second chunk.
+                assert_eq!(writer.batch.len(), INSERT_ROWS);
+                writer.batch.push(event(&a, 5, "again"));
+            }
+        }
+        writer.batch.push(event(&b, 10, "again"));
+        assert_eq!(writer.batch.len() % INSERT_ROWS, 10, "rows are left over");
+        writer.flush().expect("committed");
+        drop(writer);
+
+        let conn = Connection::open(&path).expect("reopen");
+        let mut statement = conn
+            .prepare(
+                "SELECT r.name, m.id, m.text, m.user, m.emote, m.ts FROM messages m \
+                 JOIN rooms r ON r.rid = m.room ORDER BY m.seq",
+            )
+            .expect("prepare");
+        let rows: Vec<(String, i64, String, String, bool, i64)> = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(rows.len(), 40, "every message once, the repeated ids not");
+        for (row, (room, id, text)) in rows.iter().zip(&expected) {
+            assert_eq!((&row.0, row.1, &row.2), (room, super::to_i64(*id), text));
+            assert_eq!(row.3, format!("user{}", id % 3));
+            assert_eq!(row.4, id % 5 == 0);
+            assert_eq!(row.5, super::to_i64(1_700_000_000_000 + id));
+        }
+        let last: Vec<(String, i64)> = conn
+            .prepare("SELECT name, last_id FROM rooms ORDER BY name")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(last, [("a".to_owned(), 30), ("b".to_owned(), 10)]);
     }
 }
