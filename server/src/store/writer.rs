@@ -217,7 +217,11 @@ impl Writer {
                 {
                     break;
                 }
-                std::thread::sleep(due - now);
+                // In slices of at most COMMIT_EVERY, taking what has
+                // queued meanwhile: asleep for all of COMMIT_EVERY_BUSY, a
+                // fast enough stream would fill the queue (and publishes
+                // would be refused) while the batch has room.
+                std::thread::sleep((due - now).min(COMMIT_EVERY));
                 next = self.inbox.try_recv().ok();
                 if next.is_none() {
                     break;
