@@ -47,9 +47,12 @@ const RETRY: Duration = Duration::from_millis(500);
 /// never holds up the messages queued behind it for long.
 const RETENTION_STEP: i64 = 2000;
 
-/// Messages one indexing step adds to the search index (a few tens of
-/// milliseconds of work), between looks at the queue.
-const INDEX_STEP: i64 = 2000;
+/// Messages one indexing step adds to the search index (a few to a few
+/// tens of milliseconds of work), between looks at the queue. Each step is
+/// a transaction, and FTS5 writes a segment per transaction and merges
+/// them later: measured on 200,000 messages of 8 words, 2,000 per step
+/// cost 4.3 µs per message indexed, 5,000 to 50,000 per step 3.1-3.3 µs.
+const INDEX_STEP: i64 = 5000;
 
 /// Indexing waits until nothing has been queued for this long, so that
 /// a burst of messages is stored at full speed and indexed after it.
