@@ -25,9 +25,11 @@ mod welcome;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use chat_protocol::close;
@@ -56,7 +58,98 @@ use crate::names::Identity;
 use crate::ring::{Lagged, Subscription};
 
 /// The socket type of an upgraded connection.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub type Socket = WebSocketStream<Stream>;
+
+/// The connection under a WebSocket: the TCP stream itself when the
+/// connection is plain TCP (taken back from hyper, so that no boxed
+/// `dyn` stream and no hyper read-ahead wrapper stay with every
+/// connection), else hyper's upgraded connection (TLS).
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// Anything else hyper upgraded.
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(tcp) => tcp.is_write_vectored(),
+            Self::Upgraded(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Wraps an upgraded connection in a WebSocket; plain TCP is taken back
+/// out of hyper's wrapper first, with any bytes hyper read past the
+/// handshake handed to the WebSocket.
+async fn websocket(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let stream = Stream::Tcp(parts.io.into_inner());
+            if parts.read_buf.is_empty() {
+                WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+            } else {
+                let read = parts.read_buf.to_vec();
+                WebSocketStream::from_partially_read(stream, read, Role::Server, Some(config)).await
+            }
+        }
+        Err(upgraded) => {
+            let stream = Stream::Upgraded(TokioIo::new(upgraded));
+            WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+        }
+    }
+}
 
 /// Stop adding queued messages to a write batch past this many bytes: big
 /// enough that a burst goes out in a few system calls, small enough that
@@ -190,10 +283,7 @@ async fn open_socket(
     peer: SocketAddr,
 ) -> Option<Socket> {
     match upgrade.await {
-        Ok(upgraded) => Some(
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await,
-        ),
+        Ok(upgraded) => Some(websocket(upgraded, config).await),
         Err(err) => {
             debug!(%err, %peer, "upgrade failed");
             None

@@ -5,10 +5,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -25,8 +23,7 @@ pub async fn echo(upgrade: OnUpgrade, config: WebSocketConfig, shutdown: Cancell
             return;
         }
     };
-    let mut ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let mut ws = super::websocket(upgraded, config).await;
     let end = loop {
         let inbound = tokio::select! {
             () = shutdown.cancelled() => break End::close(close::GOING_AWAY, "shutdown", "server shutting down"),
