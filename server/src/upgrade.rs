@@ -32,7 +32,7 @@ use tracing::debug;
 use crate::AppState;
 use crate::access;
 use crate::frames::Format;
-use crate::layer::{LayerError, Resume};
+use crate::layer::{Joined, Layer, LayerError, Resume};
 use crate::limits::Refusal;
 use crate::names::Identity;
 use crate::rejection::{Rejection, parse_room_path};
@@ -97,10 +97,12 @@ async fn accept_chat(
         let reason = "the query string could not be read";
         return Err(Rejection::bad_request("bad_query", reason));
     };
-    let user = match query.name.as_deref() {
-        None | Some("") => guest_name(),
-        Some(name) => UserName::new(name)
-            .map_err(|err| Rejection::bad_request("bad_name", err.to_string()))?,
+    let requested = match query.name.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(
+            UserName::new(name)
+                .map_err(|err| Rejection::bad_request("bad_name", err.to_string()))?,
+        ),
     };
     let identity = match query.key.as_deref() {
         None | Some("") => Identity::anonymous(),
@@ -132,19 +134,25 @@ async fn accept_chat(
         since,
         epoch: query.epoch.clone(),
     });
-    let joined = state
-        .layer()
-        .join(&room, user.as_str(), &identity, format, resume)
-        .await
-        .map_err(|err| match err {
-            LayerError::NameTaken(taken) => {
-                Rejection::new(StatusCode::CONFLICT, "name_taken", taken.to_string())
-            }
-            err => {
-                debug!(%room, %err, "join failed");
-                Rejection::from(Refusal::Unavailable)
-            }
-        })?;
+    let joined = join_as(
+        state.layer(),
+        &room,
+        requested,
+        &identity,
+        format,
+        resume,
+        guest_name,
+    )
+    .await;
+    let (user, joined) = joined.map_err(|err| match err {
+        LayerError::NameTaken(taken) => {
+            Rejection::new(StatusCode::CONFLICT, "name_taken", taken.to_string())
+        }
+        err => {
+            debug!(%room, %err, "join failed");
+            Rejection::from(Refusal::Unavailable)
+        }
+    })?;
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
     let pending = Box::new(session::Pending {
@@ -324,6 +332,42 @@ fn offered_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(str::trim)
 }
 
+/// Joins `room` under the name the client asked for, or, when it asked for
+/// none (the tutorial's clients never do), under a guest name from
+/// `guest_name`: if that one is held in the room already, another is
+/// tried, since a client that asked for no name must never be refused one.
+async fn join_as(
+    layer: &Layer,
+    room: &RoomName,
+    requested: Option<UserName>,
+    identity: &Identity,
+    format: Format,
+    resume: Option<Resume>,
+    mut guest_name: impl FnMut() -> UserName,
+) -> Result<(UserName, Joined), LayerError> {
+    let named_by_server = requested.is_none();
+    let mut user = requested.unwrap_or_else(&mut guest_name);
+    let mut tried = 1;
+    loop {
+        match layer
+            .join(room, user.as_str(), identity, format, resume.clone())
+            .await
+        {
+            Ok(joined) => return Ok((user, joined)),
+            Err(LayerError::NameTaken(_)) if named_by_server && tried < GUEST_NAME_ATTEMPTS => {
+                tried += 1;
+                user = guest_name();
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// How many guest names the server tries for a client that gave none,
+/// before it reports the room's names as taken (with 16.7 million guest
+/// names, a second clash in a row is already a one-in-a-billion event).
+const GUEST_NAME_ATTEMPTS: u32 = 8;
+
 /// A display name for a client that gave none.
 fn guest_name() -> UserName {
     let name = format!("guest-{:06x}", fastrand::u32(..0x100_0000));
@@ -333,7 +377,79 @@ fn guest_name() -> UserName {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::layer::{HistoryLimits, MemoryLayer};
+    use crate::metrics::HistoryMetrics;
+    use crate::rooms::RoomRegistry;
+
+    fn memory_layer() -> Layer {
+        let limits = HistoryLimits {
+            per_room: 10,
+            bytes: usize::MAX,
+            idle_rooms: 10,
+        };
+        let registry = Arc::new(RoomRegistry::new(64, usize::MAX));
+        Layer::Memory(MemoryLayer::new(
+            registry,
+            limits,
+            HistoryMetrics::default(),
+        ))
+    }
+
+    fn name(text: &str) -> UserName {
+        UserName::new(text).expect("a valid name")
+    }
+
+    /// A tutorial client gives no name; the guest name the server picks
+    /// may already be someone's in the room (24 random bits: one clash in
+    /// ~100,000 connections in rooms of 100, seen in bench/conns-100k.sh
+    /// as a 409). The server then picks another instead of refusing.
+    #[tokio::test]
+    async fn a_guest_name_already_held_is_replaced_by_another_not_refused() {
+        let layer = memory_layer();
+        let room = RoomName::new("lobby").expect("a valid room");
+        let held = Identity::anonymous();
+        let (_, _first) = join_as(
+            &layer,
+            &room,
+            Some(name("guest-000001")),
+            &held,
+            Format::Events,
+            None,
+            || unreachable!("a client that gave a name keeps it"),
+        )
+        .await
+        .expect("the name is free");
+
+        let mut picks = ["guest-000001", "guest-000001", "guest-000002"].into_iter();
+        let (user, _second) = join_as(
+            &layer,
+            &room,
+            None,
+            &Identity::anonymous(),
+            Format::Events,
+            None,
+            || name(picks.next().expect("a third pick is enough")),
+        )
+        .await
+        .expect("a guest is never refused a name it did not ask for");
+        assert_eq!(user.as_str(), "guest-000002");
+
+        // A name the client asked for is refused, not replaced.
+        let refused = join_as(
+            &layer,
+            &room,
+            Some(name("guest-000001")),
+            &Identity::anonymous(),
+            Format::Events,
+            None,
+            || unreachable!("a client that gave a name keeps it"),
+        )
+        .await;
+        assert!(matches!(refused, Err(LayerError::NameTaken(_))));
+    }
 
     #[test]
     fn handshake_keys_are_16_bytes_of_base64() {
