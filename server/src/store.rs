@@ -229,6 +229,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// Nothing queued, nothing committed, writes working.
+    fn new() -> Self {
+        Self {
+            queued_bytes: AtomicUsize::new(0),
+            enqueued: AtomicU64::new(0),
+            committed: watch::channel(0).0,
+            failing: Mutex::new(None),
+            is_failing: AtomicBool::new(false),
+        }
+    }
+
     fn failing(&self) -> Option<String> {
         if !self.is_failing.load(Ordering::Acquire) {
             return None;
@@ -378,13 +389,7 @@ impl Store {
             );
         }
         let (commands, inbox) = std::sync::mpsc::sync_channel(QUEUE_MAX_MESSAGES);
-        let shared = Arc::new(Shared {
-            queued_bytes: AtomicUsize::new(0),
-            enqueued: AtomicU64::new(0),
-            committed: watch::channel(0).0,
-            failing: Mutex::new(None),
-            is_failing: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let writer = writer::Writer::new(conn, inbox, shared.clone(), config);
         let thread = std::thread::Builder::new()
             .name("chat-db-writer".into())

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use chat_protocol::{ClientMessage, ErrorCode, ServerEvent, UserName};
 use common::{
-    BIN, Home, Tmux, any_port, client, recv_chat, start_server, start_server_with, tmux_available,
-    url,
+    BIN, Home, Tmux, any_port, client, recv_chat, recv_event, start_server, start_server_with,
+    tmux_available, url,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -239,17 +239,16 @@ async fn bell_read_marker_and_names_that_belong_to_someone() {
     })
     .await
     .unwrap();
-    let refused = tokio::time::timeout(WAIT, async {
-        loop {
-            match bob_events.next().await {
-                Some(Ok(ServerEvent::Error(e))) => return e,
-                Some(Ok(_)) => {}
-                other => panic!("bob's connection ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("bob is told within the wait");
+    let refused = recv_event(
+        &mut bob_events,
+        "bob's refusal",
+        WAIT,
+        |event| match event {
+            ServerEvent::Error(e) => Some(e),
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(refused.code, ErrorCode::NameTaken, "{refused:?}");
     bob.say("still bob").await.unwrap();
     let screen = tmux.wait_for("bob │ still bob", WAIT).await;
@@ -714,17 +713,16 @@ async fn a_config_file_day_lines_alt_a_and_topic() {
     tmux.wait_for("3:ops [online]", WAIT).await;
     tmux.type_text("/topic ship it friday");
     tmux.keys(&["Enter"]);
-    let told = tokio::time::timeout(WAIT, async {
-        loop {
-            match erin_events.next().await {
-                Some(Ok(ServerEvent::Topic(topic))) => return topic,
-                Some(Ok(_)) => {}
-                other => panic!("erin's connection ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("erin is told of the topic");
+    let told = recv_event(
+        &mut erin_events,
+        "erin's topic event",
+        WAIT,
+        |event| match event {
+            ServerEvent::Topic(topic) => Some(topic),
+            _ => None,
+        },
+    )
+    .await;
     assert_eq!(
         (told.topic.as_str(), told.user.as_str()),
         ("ship it friday", "carol")

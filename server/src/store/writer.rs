@@ -641,12 +641,10 @@ fn describe(err: &rusqlite::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use chat_protocol::{ChatEvent, RoomName};
     use rusqlite::Connection;
-    use tokio::sync::watch;
 
     use super::{INSERT_ROWS, Writer};
     use crate::store::{Shared, StoreConfig, schema};
@@ -672,13 +670,7 @@ mod tests {
         let config = StoreConfig::new(&path);
         let conn = schema::open_writer(&path, None).expect("open");
         let (_commands, inbox) = std::sync::mpsc::sync_channel(1);
-        let shared = Arc::new(Shared {
-            queued_bytes: AtomicUsize::new(0),
-            enqueued: AtomicU64::new(0),
-            committed: watch::channel(0).0,
-            failing: Mutex::new(None),
-            is_failing: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new());
         let mut writer = Writer::new(conn, inbox, shared, &config);
         let (a, b) = (RoomName::new("a").unwrap(), RoomName::new("b").unwrap());
         let mut expected = Vec::new();

@@ -175,6 +175,30 @@ pub async fn recv_chat(events: &mut ClientEvents, text: &str, within: Duration) 
         .unwrap_or_else(|_| panic!("no chat message {text:?} within {within:?}"))
 }
 
+/// Waits (bounded) for the first event `pick` takes, skipping the others.
+pub async fn recv_event<T>(
+    events: &mut ClientEvents,
+    what: &str,
+    within: Duration,
+    mut pick: impl FnMut(ServerEvent) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            match events.next().await {
+                Some(Ok(event)) => {
+                    if let Some(found) = pick(event) {
+                        return found;
+                    }
+                }
+                other => panic!("the connection ended while waiting for {what}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(within, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
+}
+
 /// Whether tmux can be used; when not, says so loudly, and fails under CI.
 pub fn tmux_available() -> bool {
     let found = Command::new("tmux")
