@@ -37,6 +37,7 @@ mod history;
 mod launch;
 pub(crate) mod layer;
 pub(crate) mod limits;
+mod log_burst;
 mod metrics;
 pub(crate) mod names;
 mod pages;

@@ -75,6 +75,7 @@ use super::{
     Cause, Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history,
 };
 use crate::frames::Format;
+use crate::log_burst::LogBurst;
 use crate::names::Identity;
 use crate::ring::Subscription;
 use crate::rooms::RoomRegistry;
@@ -225,6 +226,9 @@ struct Inner {
     answering: AtomicBool,
     /// What went wrong last, for `/healthz`.
     last_error: Mutex<Option<String>>,
+    /// Failed commands, logged at most once per window (an outage fails
+    /// one command per message and per leaving connection).
+    failures_logged: LogBurst,
     /// Redis's clock minus ours, in ms (`i64::MIN`: not measured yet).
     clock_offset_ms: AtomicI64,
     /// The Redis nodes (each master, in a cluster) that do not answer or
@@ -298,6 +302,7 @@ impl RedisLayer {
                 up: AtomicBool::new(false),
                 answering: AtomicBool::new(true),
                 last_error: Mutex::new(None),
+                failures_logged: LogBurst::default(),
                 clock_offset_ms: AtomicI64::new(i64::MIN),
                 unwell: Mutex::new(Vec::new()),
                 inbound: Arc::new(pump::Inbound::new(pump_bytes)),
@@ -791,13 +796,25 @@ impl RedisLayer {
     /// Records a failed command and turns it into the error a client sees.
     fn failed(&self, what: &str, err: &redis::RedisError) -> LayerError {
         let reason = format!("Redis: {what} failed: {err}");
-        warn!(%err, "Redis: {what} failed");
+        self.warn_failed(&format!("{what} failed"), err);
         *lock(&self.inner.last_error) = Some(reason);
         self.inner.answering.store(false, Ordering::Relaxed);
         LayerError::unavailable_because(
             "the server cannot reach its message bus (Redis)",
             err.clone(),
         )
+    }
+
+    /// Logs a failed command, unless one was logged moments ago: then it
+    /// is counted into the next line logged.
+    fn warn_failed(&self, what: &str, err: &redis::RedisError) {
+        if let Some(held_back) = self.inner.failures_logged.admit(std::time::Instant::now()) {
+            if held_back == 0 {
+                warn!(%err, "Redis: {what}");
+            } else {
+                warn!(%err, held_back, "Redis: {what} (and {held_back} other failed commands since the last such line)");
+            }
+        }
     }
 
     fn set_up(&self, up: bool, reason: Option<String>) {

@@ -87,7 +87,10 @@ impl RedisLayer {
             )
             .await;
         if let Err(err) = result {
-            warn!(%room, %err, "Redis: cannot release a name; it expires by itself");
+            self.warn_failed(
+                &format!("releasing a name in {room} failed; it expires by itself"),
+                &err,
+            );
         }
     }
 

@@ -802,7 +802,13 @@ impl Pump {
         }
         let mut shared = lock(&self.layer.inner.unwell);
         if *shared != unwell {
-            if !unwell.is_empty() {
+            // Logged when the set of unwell shards changes, not each time
+            // a down shard goes from "no connection" to "connecting" and
+            // back (every retry): /healthz shows the current reason.
+            let shard_of = |entry: &String| entry.split(": ").next().map(str::to_owned);
+            let names: Vec<_> = unwell.iter().filter_map(shard_of).collect();
+            let before: Vec<_> = shared.iter().filter_map(shard_of).collect();
+            if !unwell.is_empty() && names != before {
                 warn!(shards = ?unwell, "Redis shards unwell");
             }
             *shared = unwell;
