@@ -55,7 +55,7 @@ mod tests {
         for i in 1..=9_999 {
             assert_eq!(burst.admit(start + Duration::from_micros(i)), None);
         }
-        assert_eq!(burst.admit(start + (WINDOW - Duration::from_millis(1))), None);
+        assert_eq!(burst.admit(start + Duration::from_millis(9_999)), None);
         assert_eq!(burst.admit(start + WINDOW), Some(10_000));
         assert_eq!(burst.admit(start + WINDOW), None);
         assert_eq!(burst.admit(start + 2 * WINDOW), Some(1));
