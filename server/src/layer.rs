@@ -226,7 +226,7 @@ impl Layer {
             Self::Redis(layer) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (layer, room, user) = (layer.clone(), room.clone(), user.to_owned());
-                let identity = identity.clone();
+                let identity = *identity;
                 tokio::spawn(async move {
                     let joined = layer
                         .join(&room, &user, &identity, format, resume.as_ref())

@@ -12,7 +12,7 @@
 //! instance sees through Redis). Names are compared by their
 //! [`name_fold`], so that `Alice` is `alice`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use sha2::{Digest as _, Sha256};
 
@@ -22,9 +22,16 @@ pub const KEY_MIN_LEN: usize = 16;
 pub const KEY_MAX_LEN: usize = 128;
 
 /// Who a connection is, for name ownership: the hash of its key, or a
-/// random identity of its own when it sent none.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Identity(String);
+/// random identity of its own when it sent none. Held inline (no heap):
+/// every member of every room keeps one, in its session and in the room's
+/// presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// The SHA-256 of the key the client sent.
+    Key([u8; 32]),
+    /// A connection without a key: random, nobody else has it.
+    Anonymous([u8; 16]),
+}
 
 /// Why a `key` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,32 +61,27 @@ impl Identity {
                 len: key.chars().count(),
             });
         }
-        let digest = Sha256::digest(key.as_bytes());
-        Ok(Self(format!("k{}", hex(&digest))))
+        Ok(Self::Key(Sha256::digest(key.as_bytes()).into()))
     }
 
     /// A fresh identity for a connection without a key: nobody else has it.
     pub fn anonymous() -> Self {
-        let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-        Self(format!("a{}", hex(&bytes)))
-    }
-
-    /// The identity as text (hex, with a one-letter kind prefix): what
-    /// layers store. Never contains `:`.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        Self::Anonymous(std::array::from_fn(|_| fastrand::u8(..)))
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+/// The identity as text, as layers store it (Redis): hex with a one-letter
+/// kind prefix (`k` for a key's hash, `a` for anonymous). Never contains
+/// `:`.
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, bytes): (char, &[u8]) = match self {
+            Self::Key(hash) => ('k', hash),
+            Self::Anonymous(random) => ('a', random),
+        };
+        write!(f, "{kind}")?;
+        bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// The form names are compared in: lower case, so that one person's
@@ -99,20 +101,102 @@ pub struct NameTaken {
     pub name: String,
 }
 
-/// Display names present in a room: how many connections use each exact
-/// name (for the member list and for join/leave announcements), and which
-/// identity holds each folded name.
+/// Display names present in a room: which identity holds each folded
+/// name, and how many connections use each exact spelling of it (for the
+/// member list and for join/leave announcements).
+///
+/// One map entry per folded name, with its spelling inline when there is
+/// one (almost always): every member of every room has an entry, so it is
+/// kept small.
 #[derive(Debug, Default)]
 pub struct NameCounts {
-    counts: BTreeMap<String, usize>,
-    owners: HashMap<String, (Identity, usize)>,
+    holders: HashMap<Box<str>, Holder>,
+    /// Distinct exact names present.
+    spellings: usize,
+}
+
+/// Who holds one folded name in a room, and under which spellings.
+#[derive(Debug)]
+struct Holder {
+    identity: Identity,
+    spellings: Spellings,
+}
+
+/// The exact spellings of one folded name in use, each with its number of
+/// connections (never zero; a holder with none is removed).
+#[derive(Debug)]
+enum Spellings {
+    One(Box<str>, u32),
+    Many(Vec<(Box<str>, u32)>),
+}
+
+impl Spellings {
+    /// Counts one more connection of `name`: true if the spelling is new.
+    fn add(&mut self, name: &str) -> bool {
+        match self {
+            Self::One(one, count) if **one == *name => {
+                *count += 1;
+                false
+            }
+            Self::One(one, count) => {
+                let first = (std::mem::take(one), *count);
+                *self = Self::Many(vec![first, (name.into(), 1)]);
+                true
+            }
+            Self::Many(all) => {
+                if let Some((_, count)) = all.iter_mut().find(|(spelling, _)| **spelling == *name) {
+                    *count += 1;
+                    false
+                } else {
+                    all.push((name.into(), 1));
+                    true
+                }
+            }
+        }
+    }
+
+    /// Counts one connection of `name` less: `Some(true)` if it was the
+    /// last with this spelling, `None` if the spelling is not in use.
+    fn remove(&mut self, name: &str) -> Option<bool> {
+        match self {
+            Self::One(one, count) if **one == *name => {
+                *count -= 1;
+                Some(*count == 0)
+            }
+            Self::One(..) => None,
+            Self::Many(all) => {
+                let at = all.iter().position(|(spelling, _)| **spelling == *name)?;
+                all[at].1 -= 1;
+                let gone = all[at].1 == 0;
+                if gone {
+                    all.swap_remove(at);
+                }
+                Some(gone)
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::One(_, count) => *count == 0,
+            Self::Many(all) => all.is_empty(),
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Self::One(name, _) => (Some(&**name), &[][..]),
+            Self::Many(all) => (None, &all[..]),
+        };
+        one.into_iter().chain(many.iter().map(|(name, _)| &**name))
+    }
 }
 
 impl NameCounts {
     /// Whether `identity` may use `name` here now.
     pub fn check(&self, name: &str, identity: &Identity) -> Result<(), NameTaken> {
-        match self.owners.get(&name_fold(name)) {
-            Some((owner, _)) if owner != identity => Err(NameTaken {
+        match self.holders.get(name_fold(name).as_str()) {
+            Some(holder) if holder.identity != *identity => Err(NameTaken {
                 name: name.to_owned(),
             }),
             _ => Ok(()),
@@ -127,13 +211,21 @@ impl NameCounts {
     /// [`NameTaken`] when another identity holds the name; nothing changes.
     pub fn add(&mut self, name: &str, identity: &Identity) -> Result<bool, NameTaken> {
         self.check(name, identity)?;
-        self.owners
-            .entry(name_fold(name))
-            .or_insert_with(|| (identity.clone(), 0))
-            .1 += 1;
-        let count = self.counts.entry(name.to_owned()).or_default();
-        *count += 1;
-        Ok(*count == 1)
+        let folded = name_fold(name);
+        let first = if let Some(holder) = self.holders.get_mut(folded.as_str()) {
+            holder.spellings.add(name)
+        } else {
+            let holder = Holder {
+                identity: *identity,
+                spellings: Spellings::One(name.into(), 1),
+            };
+            self.holders.insert(folded.into_boxed_str(), holder);
+            true
+        };
+        if first {
+            self.spellings += 1;
+        }
+        Ok(first)
     }
 
     /// Counts one connection of `name` less; true if it was the last with
@@ -147,28 +239,21 @@ impl NameCounts {
     /// (folded) at all here, if so.
     pub fn release(&mut self, name: &str) -> (bool, Option<Identity>) {
         let folded = name_fold(name);
-        let mut released = None;
-        if let Some((_, count)) = self.owners.get_mut(&folded) {
-            *count -= 1;
-            if *count == 0 {
-                released = self.owners.remove(&folded).map(|(identity, _)| identity);
-            }
+        let Some(holder) = self.holders.get_mut(folded.as_str()) else {
+            return (false, None);
+        };
+        let last_of_spelling = holder.spellings.remove(name) == Some(true);
+        if last_of_spelling {
+            self.spellings -= 1;
         }
-        (self.remove_count(name), released)
-    }
-
-    fn remove_count(&mut self, name: &str) -> bool {
-        match self.counts.get_mut(name) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
-            }
-            Some(_) => {
-                self.counts.remove(name);
-                true
-            }
-            None => false,
+        if !holder.spellings.is_empty() {
+            return (last_of_spelling, None);
         }
+        let released = self
+            .holders
+            .remove(folded.as_str())
+            .map(|holder| holder.identity);
+        (last_of_spelling, released)
     }
 
     /// Moves one connection of `identity` from `old` to `new`: `(old_gone,
@@ -190,25 +275,31 @@ impl NameCounts {
     }
 
     /// Who holds each name here: (folded name, identity).
-    pub fn holders(&self) -> impl Iterator<Item = (&String, &Identity)> {
-        self.owners
+    pub fn holders(&self) -> impl Iterator<Item = (&str, &Identity)> {
+        self.holders
             .iter()
-            .map(|(folded, (identity, _))| (folded, identity))
+            .map(|(folded, holder)| (&**folded, &holder.identity))
     }
 
     /// The names present, each once, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.counts.keys()
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .holders
+            .values()
+            .flat_map(|holder| holder.spellings.names())
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// How many distinct names are present.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.spellings
     }
 
     /// Whether nobody is present.
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.holders.is_empty()
     }
 }
 
@@ -223,8 +314,8 @@ mod tests {
     #[test]
     fn keys_are_hashed_and_checked() {
         let id = Identity::from_key("0123456789abcdef0123456789abcdef").unwrap();
-        assert_eq!(id.as_str().len(), 65);
-        assert!(!id.as_str().contains("0123456789abcdef"));
+        assert_eq!(id.to_string().len(), 65);
+        assert!(!id.to_string().contains("0123456789abcdef"));
         assert_eq!(
             id,
             Identity::from_key("0123456789abcdef0123456789abcdef").unwrap()
@@ -234,7 +325,8 @@ mod tests {
         let err = Identity::from_key("has spaces in it, sixteen+").unwrap_err();
         assert!(err.to_string().contains("letters, digits"), "{err}");
         assert_ne!(Identity::anonymous(), Identity::anonymous());
-        assert!(!Identity::anonymous().as_str().contains(':'));
+        assert!(!Identity::anonymous().to_string().contains(':'));
+        assert_eq!(Identity::anonymous().to_string().len(), 33);
     }
 
     #[test]
@@ -254,12 +346,9 @@ mod tests {
         assert!(!names.remove("alice"));
         assert!(names.remove("alice"));
         assert!(names.add("alice", &bob).is_err(), "Alice still holds it");
-        assert_eq!(names.release("Alice"), (true, Some(alice.clone())));
+        assert_eq!(names.release("Alice"), (true, Some(alice)));
         assert_eq!(names.add("alice", &bob), Ok(true), "free once gone");
-        assert_eq!(
-            names.holders().collect::<Vec<_>>(),
-            [(&"alice".to_owned(), &bob)]
-        );
+        assert_eq!(names.holders().collect::<Vec<_>>(), [("alice", &bob)]);
     }
 
     #[test]
@@ -269,10 +358,33 @@ mod tests {
         names.add("alice", &alice).unwrap();
         names.add("bob", &bob).unwrap();
         assert!(names.rename("bob", "alice", &bob).is_err());
-        assert_eq!(names.names().collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(names.names(), ["alice", "bob"]);
         assert_eq!(names.rename("bob", "robert", &bob), Ok((true, true)));
         assert_eq!(names.rename("alice", "alice", &alice), Ok((true, true)));
         assert!(names.add("bob", &alice).is_ok(), "bob's old name is free");
+    }
+
+    #[test]
+    fn spellings_of_one_name_are_counted_apart_and_listed_sorted() {
+        let (alice, bob) = (key('a'), key('b'));
+        let mut names = NameCounts::default();
+        for name in ["alice", "Alice", "ALICE", "alice"] {
+            names.add(name, &alice).unwrap();
+        }
+        names.add("bob", &bob).unwrap();
+        assert_eq!(names.names(), ["ALICE", "Alice", "alice", "bob"]);
+        assert_eq!(names.len(), 4);
+        assert_eq!(names.release("Alice"), (true, None), "alice still here");
+        assert_eq!(names.release("alice"), (false, None), "one alice tab left");
+        assert_eq!(names.release("nobody"), (false, None));
+        assert_eq!(names.release("alice"), (true, None));
+        assert!(names.add("alice", &bob).is_err(), "ALICE still holds it");
+        assert_eq!(names.release("ALICE"), (true, Some(alice)));
+        assert_eq!(names.len(), 1);
+        assert_eq!(names.names(), ["bob"]);
+        assert_eq!(names.release("bob"), (true, Some(bob)));
+        assert!(names.is_empty());
+        assert_eq!(names.len(), 0);
     }
 
     #[test]

@@ -394,7 +394,16 @@ impl MemoryLayer {
                 let history = state.history.iter().map(|(_, e)| Arc::clone(e)).collect();
                 let (history, missed) =
                     select_history(history, state.last_id, &state.epoch, resume);
-                (state.members.names().cloned().collect(), history, missed)
+                (
+                    state
+                        .members
+                        .names()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    history,
+                    missed,
+                )
             }
             Format::Plain => (Vec::new(), Vec::new(), 0),
         };

@@ -56,8 +56,8 @@ impl RedisLayer {
         let claimed: Result<u8, _> = CLAIM_NAME
             .key(inner.keys.owner(room, &name_fold(name)))
             .arg(unix_millis())
-            .arg(identity.as_str())
-            .arg(owner_member(identity.as_str(), &inner.node))
+            .arg(identity.to_string())
+            .arg(owner_member(&identity.to_string(), &inner.node))
             .arg(self.expiry())
             .arg(self.owner_lifetime_ms())
             .invoke_async(&mut conn)
@@ -83,7 +83,7 @@ impl RedisLayer {
         let result: Result<(), _> = conn
             .zrem(
                 inner.keys.owner(room, &name_fold(name)),
-                owner_member(identity.as_str(), &inner.node),
+                owner_member(&identity.to_string(), &inner.node),
             )
             .await;
         if let Err(err) = result {
@@ -116,6 +116,7 @@ impl RedisLayer {
             )
             .await
             .map_err(|err| self.failed("check a name", &err))?;
+        let identity = identity.to_string();
         Ok(live
             .iter()
             .all(|entry| entry.split(':').next() == Some(identity.as_str())))
@@ -133,8 +134,12 @@ impl RedisLayer {
         let lifetime = i64::try_from(self.owner_lifetime_ms()).unwrap_or(i64::MAX);
         for (folded, identity) in names.holders() {
             let key = inner.keys.owner(room, folded);
-            pipe.zadd(&key, owner_member(identity.as_str(), &inner.node), expiry)
-                .ignore();
+            pipe.zadd(
+                &key,
+                owner_member(&identity.to_string(), &inner.node),
+                expiry,
+            )
+            .ignore();
             pipe.pexpire(&key, lifetime).ignore();
         }
         let room_ttl = i64::try_from(inner.config.room_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
