@@ -17,6 +17,8 @@
 //!   before any work, and what handlers read alike from a request.
 //! * `access`, `limits`: who may connect (and the checks that refuse), and how much.
 //! * `session`: one connection: welcome, relay, rate limit, keepalive, close.
+//! * `ws`: our RFC 6455 codec for the server's side of a connection
+//!   (frames, messages, the outbound queue, close codes).
 //! * `rooms` and `ring`: the local registry and fan-out (room -> subscribers);
 //!   `frames`: what a ring stores (an event serialised once per format).
 //! * `sync`: the poison-tolerant `lock` every `std::sync::Mutex` goes through.
@@ -51,6 +53,7 @@ pub mod store;
 mod sync;
 pub(crate) mod tls;
 mod upgrade;
+mod ws;
 
 pub use access::{Access, AllowedHosts};
 pub use layer::{

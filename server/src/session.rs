@@ -2,33 +2,33 @@
 //!
 //! The data path of a message, end to end:
 //!
-//! 1. [`Session::on_text`] parses the client's frame, checks the rate
-//!    limit, and hands a [`Draft`] to the layer (`Layer::publish`), stamped
-//!    with this connection's name;
+//! 1. the socket (`ws::WebSocket`, our RFC 6455 codec) reads the client's
+//!    frames into whole messages; [`Session::on_text`] parses the JSON,
+//!    checks the rate limit, and hands a [`Draft`] to the layer
+//!    (`Layer::publish`), stamped with this connection's name;
 //! 2. the layer assigns the id and serialises the event once per format
 //!    (`frames::chat_frames`), and the room registry stores the shared
 //!    bytes once in the room's ring (`RoomRegistry::deliver_with`, which
 //!    serialises only the formats someone reads; the Redis layer's pump
 //!    uses `RoomRegistry::deliver` with both);
 //! 3. every session of the room wakes in [`Session::relay`], takes what is
-//!    queued for it and writes it to its socket in one batch and one flush
-//!    ([`Session::forward`]).
+//!    queued for it and queues it on its socket ([`Session::forward`]): a
+//!    small header per frame and a reference to the ring's bytes, written
+//!    in one vectored write (`ws::write`), with no copy and no flush.
 //!
 //! One task per connection does both directions, so an idle connection
 //! costs one small task and no queue of its own: the room's ring is the
-//! queue.
+//! queue, and the socket holds no buffer while nothing is partly read or
+//! waiting to be written.
 
 mod echo;
 mod ending;
 mod welcome;
 
-use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -37,14 +37,10 @@ use chat_protocol::{
     ClientMessage, ErrorCode, ErrorEvent, HistoryEvent, HistoryRequest, RoomName, ServerEvent,
     UserName, Welcome, unix_millis,
 };
-use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::debug;
 
 pub use echo::echo;
@@ -56,109 +52,39 @@ use crate::layer::{Draft, Joined, LayerError};
 use crate::limits::{RateLimit, Ticket, Verdict};
 use crate::names::Identity;
 use crate::ring::{Lagged, Subscription};
+use crate::ws::{self, Fragment, Message, OpCode, Stream, WebSocket};
 
 /// The socket type of an upgraded connection.
-pub type Socket = WebSocketStream<Stream>;
-
-/// The connection under a WebSocket: the TCP stream itself when the
-/// connection is plain TCP (taken back from hyper, so that no boxed
-/// `dyn` stream and no hyper read-ahead wrapper stay with every
-/// connection), else hyper's upgraded connection (TLS).
-#[derive(Debug)]
-pub enum Stream {
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// Anything else hyper upgraded.
-    Upgraded(TokioIo<Upgraded>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(tcp) => tcp.is_write_vectored(),
-            Self::Upgraded(io) => io.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
-        }
-    }
-}
+pub type Socket = WebSocket;
 
 /// Wraps an upgraded connection in a WebSocket; plain TCP is taken back
 /// out of hyper's wrapper first, with any bytes hyper read past the
-/// handshake handed to the WebSocket.
-async fn websocket(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
+/// handshake handed to the WebSocket to read first.
+fn websocket(upgraded: Upgraded, max_message_size: usize) -> Socket {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let stream = Stream::Tcp(parts.io.into_inner());
-            if parts.read_buf.is_empty() {
-                WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
-            } else {
-                let read = parts.read_buf.to_vec();
-                WebSocketStream::from_partially_read(stream, read, Role::Server, Some(config)).await
-            }
+            WebSocket::new(stream, &parts.read_buf, max_message_size)
         }
         Err(upgraded) => {
             let stream = Stream::Upgraded(TokioIo::new(upgraded));
-            WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+            WebSocket::new(stream, &[], max_message_size)
         }
     }
 }
 
 /// Stop adding queued messages to a write batch past this many bytes: big
 /// enough that a burst goes out in a few system calls, small enough that
-/// the socket's write buffer (which keeps its capacity) stays small.
+/// what a blocked connection holds out of the ring stays small.
 const BATCH_BYTES: usize = 16 * 1024;
 
-/// Frames larger than this are sent as fragments, flushed one by one, so
-/// that a large welcome or message does not leave a large write buffer
-/// behind on the connection.
+/// Stop adding queued messages to a write batch past this many frames:
+/// a vectored write takes a header and a payload per frame.
+const BATCH_FRAMES: u64 = 64;
+
+/// Frames larger than this are sent as fragments, each written out before
+/// the next is queued, so that a welcome made as it goes (`welcome`)
+/// holds one fragment at a time however slowly it is read.
 const FRAGMENT_BYTES: usize = 16 * 1024;
 
 /// While a write is blocked, how often to check whether the client has
@@ -191,8 +117,6 @@ pub struct SessionParams {
 /// A session waiting for its upgrade to complete.
 #[derive(Debug)]
 pub struct Pending {
-    /// Socket limits.
-    pub config: WebSocketConfig,
     /// The connection's parameters.
     pub params: SessionParams,
     /// The room, joined before the handshake's response was sent.
@@ -214,7 +138,7 @@ enum Woken {
     /// The room's next event for this connection.
     Delivery(Result<Delivery, Lagged>),
     /// The client's next frame.
-    Inbound(Option<Result<Message, tungstenite::Error>>),
+    Inbound(Option<Result<Message, ws::Error>>),
 }
 
 /// A live connection in a room.
@@ -247,7 +171,8 @@ struct Session {
 pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
     // Boxed: the upgrade's and the socket's setup state is short-lived, and
     // must not widen the task that lives as long as the connection.
-    let Some(ws) = Box::pin(open_socket(upgrade, pending.config, pending.peer)).await else {
+    let max_message_size = pending.state.config().max_message_size;
+    let Some(ws) = Box::pin(open_socket(upgrade, max_message_size, pending.peer)).await else {
         // The room was joined before the response went out: leave it.
         let Pending {
             params,
@@ -279,11 +204,11 @@ pub async fn run(upgrade: OnUpgrade, pending: Box<Pending>) {
 /// Completes the upgrade and wraps the connection in a WebSocket.
 async fn open_socket(
     upgrade: OnUpgrade,
-    config: WebSocketConfig,
+    max_message_size: usize,
     peer: SocketAddr,
 ) -> Option<Socket> {
     match upgrade.await {
-        Ok(upgraded) => Some(websocket(upgraded, config).await),
+        Ok(upgraded) => Some(websocket(upgraded, max_message_size)),
         Err(err) => {
             debug!(%err, %peer, "upgrade failed");
             None
@@ -471,65 +396,46 @@ impl Session {
                 "no answer to ping; closing",
             ));
         }
-        self.ws
-            .feed(Message::Ping(bytes::Bytes::new()))
-            .await
-            .map_err(|err| ending::write_failed(&err))?;
+        self.ws.queue_ping();
         let deadline = Instant::now() + self.state.config().write_timeout;
         self.flush_watching(subscription, deadline).await?;
         self.awaiting_pong = true;
         Ok(())
     }
 
-    /// Writes `first` and whatever else is already queued, as one batch and
-    /// one flush.
+    /// Writes `first` and whatever else is already queued for this
+    /// connection, as one batch: the frames' shared bytes, in one vectored
+    /// write when the socket takes them all.
     async fn forward(
         &mut self,
         first: Delivery,
         subscription: &mut Subscription,
     ) -> Result<(), End> {
-        if first.frame.len() > FRAGMENT_BYTES {
-            self.count_out(1, first.frame.len());
-            return Box::pin(self.send_frames(fragments_of(first.frame), subscription)).await;
-        }
         let skip_through = self.skip_through;
-        let config = self.state.config();
-        let ws = &mut self.ws;
-        let mut first = Some(first);
         let (mut frames, mut bytes) = (0u64, 0usize);
-        // Queue the batch into the socket's write buffer in one poll: no
-        // state is kept across awaits, and nothing is copied but the frame
-        // bytes into the buffer.
-        let large = poll_fn(|cx| {
-            loop {
-                if let Err(err) = std::task::ready!(Pin::new(&mut *ws).poll_ready(cx)) {
-                    return Poll::Ready(Err(ending::write_failed(&err)));
-                }
-                let delivery = match first.take() {
-                    Some(delivery) => delivery,
-                    None => match subscription.try_next() {
-                        Ok(Some(delivery)) => delivery,
-                        Ok(None) => return Poll::Ready(Ok(None)),
-                        Err(_lagged) => return Poll::Ready(Err(End::slow_consumer(config))),
-                    },
-                };
-                if delivery.id != 0 && delivery.id <= skip_through {
-                    continue;
-                }
-                if delivery.frame.len() > FRAGMENT_BYTES {
-                    return Poll::Ready(Ok(Some(delivery.frame)));
-                }
-                frames += 1;
-                bytes += delivery.frame.len();
-                if let Err(err) = Pin::new(&mut *ws).start_send(Message::Text(delivery.frame)) {
-                    return Poll::Ready(Err(ending::write_failed(&err)));
-                }
-                if bytes >= BATCH_BYTES {
-                    return Poll::Ready(Ok(None));
-                }
+        let mut next = Some(first);
+        let large = loop {
+            let delivery = match next.take() {
+                Some(delivery) => delivery,
+                None => match subscription.try_next() {
+                    Ok(Some(delivery)) => delivery,
+                    Ok(None) => break None,
+                    Err(_lagged) => return Err(End::slow_consumer(self.state.config())),
+                },
+            };
+            if delivery.id != 0 && delivery.id <= skip_through {
+                continue;
             }
-        })
-        .await?;
+            if delivery.frame.len() > FRAGMENT_BYTES {
+                break Some(delivery.frame);
+            }
+            frames += 1;
+            bytes += delivery.frame.len();
+            self.ws.queue_text(Bytes::from(delivery.frame));
+            if bytes >= BATCH_BYTES || frames >= BATCH_FRAMES {
+                break None;
+            }
+        };
         self.count_out(frames, bytes);
         let deadline = Instant::now() + self.state.config().write_timeout;
         self.flush_watching(subscription, deadline).await?;
@@ -554,7 +460,7 @@ impl Session {
         deadline: Instant,
     ) -> Result<(), End> {
         // Most flushes complete at once; only a blocked one needs a timer.
-        match self.ws.flush().now_or_never() {
+        match std::future::poll_fn(|cx| self.ws.poll_flush(cx)).now_or_never() {
             Some(result) => result.map_err(|err| ending::write_failed(&err)),
             None => Box::pin(self.flush_blocked(subscription, deadline)).await,
         }
@@ -591,16 +497,13 @@ impl Session {
     /// meanwhile, is dropped.
     async fn send_frames(
         &mut self,
-        frames: impl Iterator<Item = Frame> + Send,
+        frames: impl Iterator<Item = Fragment> + Send,
         subscription: &Subscription,
     ) -> Result<(), End> {
         let deadline = Instant::now() + self.state.config().write_timeout;
         self.flush_watching(subscription, deadline).await?;
         for frame in frames {
-            self.ws
-                .feed(Message::Frame(frame))
-                .await
-                .map_err(|err| ending::write_failed(&err))?;
+            self.ws.queue_fragment(frame);
             self.flush_watching(subscription, deadline).await?;
         }
         Ok(())
@@ -617,8 +520,9 @@ impl Session {
                 .await
                 .map_err(|err| ending::write_failed(&err))?;
             for frame in fragments_of(text) {
+                self.ws.queue_fragment(frame);
                 self.ws
-                    .send(Message::Frame(frame))
+                    .flush()
                     .await
                     .map_err(|err| ending::write_failed(&err))?;
             }
@@ -630,30 +534,32 @@ impl Session {
     }
 
     /// Handles one inbound frame (or the end of the stream).
-    async fn on_frame(
-        &mut self,
-        inbound: Option<Result<Message, tungstenite::Error>>,
-    ) -> Result<(), End> {
+    async fn on_frame(&mut self, inbound: Option<Result<Message, ws::Error>>) -> Result<(), End> {
         match inbound {
             None => Err(End::Gone(Hangup::Reset)),
             Some(Ok(Message::Text(text))) => {
                 let metrics = self.state.metrics();
                 metrics.bytes_in.inc_by(text.len() as u64);
-                self.on_text(&text).await
+                // The reader validated it; this only gets the `&str`.
+                match std::str::from_utf8(&text) {
+                    Ok(text) => self.on_text(text).await,
+                    Err(_) => Err(ending::read_failed(&ws::Error::Utf8)),
+                }
             }
             Some(Ok(Message::Binary(_))) => Err(End::close(
                 close::UNSUPPORTED_DATA,
                 "binary",
                 "binary frames are not supported; send JSON text: {\"message\": \"...\"}",
             )),
-            Some(Ok(Message::Close(_))) => {
-                // tungstenite has queued the close reply: send it, then
+            Some(Ok(Message::Close(frame))) => {
+                debug!(room = %self.params.room, code = ?frame.map(|f| f.code), "client closed");
+                // The socket has queued the close reply: send it, then
                 // the connection is dropped (the server closes TCP first).
                 let _ = tokio::time::timeout(ending::CLOSE_REPLY, self.ws.flush()).await;
                 Err(End::Gone(Hangup::Closed))
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
-            Some(Err(err)) => Err(ending::read_failed(err)),
+            Some(Ok(Message::Ping | Message::Pong)) => Ok(()),
+            Some(Err(err)) => Err(ending::read_failed(&err)),
         }
     }
 
@@ -854,17 +760,72 @@ impl Session {
 
 /// `text` as one frame, or as fragments of [`FRAGMENT_BYTES`] when it is
 /// larger (slices of the same bytes: nothing is copied).
-fn fragments_of(text: Utf8Bytes) -> impl Iterator<Item = Frame> + Send {
-    let bytes = bytes::Bytes::from(text);
+fn fragments_of(text: Utf8Bytes) -> impl Iterator<Item = Fragment> + Send {
+    let bytes = Bytes::from(text);
     let len = bytes.len();
     let starts = (0..len.max(1)).step_by(FRAGMENT_BYTES);
     starts.map(move |start| {
         let end = (start + FRAGMENT_BYTES).min(len);
         let opcode = if start == 0 {
-            OpCode::Data(Data::Text)
+            OpCode::Text
         } else {
-            OpCode::Data(Data::Continue)
+            OpCode::Continue
         };
-        Frame::message(bytes.slice(start..end), opcode, end == len)
+        Fragment {
+            opcode,
+            fin: end == len,
+            payload: bytes.slice(start..end),
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AllowedHosts, Config};
+
+    /// What every idle connection costs: its task's future (the relay
+    /// loop's wait) and the boxed session. Printed for BENCHMARKS.md, and
+    /// bounded so that a change that widens them is noticed.
+    #[tokio::test]
+    async fn an_idle_connection_s_task_and_session_stay_small() {
+        let config = Config::default();
+        let addr: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let hosts = AllowedHosts::new(&config.access.allowed_hosts, addr, false).unwrap();
+        let state = AppState::new(config, hosts).await.unwrap();
+        let room = RoomName::new("lobby").unwrap();
+        let identity = Identity::anonymous();
+        let joined = state
+            .layer()
+            .join(&room, "ann", &identity, Format::Events, None)
+            .await
+            .unwrap();
+        let pending = Box::new(Pending {
+            params: SessionParams {
+                room,
+                user: UserName::new("ann").unwrap(),
+                format: Format::Events,
+                identity,
+            },
+            joined,
+            peer: addr,
+            ticket: state.admission().admit(addr.ip()).unwrap(),
+            drain_batch: 0,
+            state: state.clone(),
+        });
+        let mut request = hyper::Request::new(());
+        let task = run(hyper::upgrade::on(&mut request), pending);
+        let (task, session, socket) = (
+            std::mem::size_of_val(&task),
+            std::mem::size_of::<Session>(),
+            std::mem::size_of::<Socket>(),
+        );
+        eprintln!(
+            "session task future {task} B, Session {session} B, of which WebSocket {socket} B"
+        );
+        // Debug builds lay futures out more loosely than release builds:
+        // the bounds hold for both (release: see BENCHMARKS.md).
+        assert!(task <= 640, "the task future is {task} B");
+        assert!(session <= 320, "the session is {session} B");
+    }
 }

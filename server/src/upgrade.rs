@@ -7,10 +7,10 @@
 //! WebSocket handshake, a limit reached.
 //!
 //! The handshake is answered here rather than with axum's
-//! `WebSocketUpgrade`, for three reasons: the session writes raw
-//! `Message::Frame`s (large messages go out as fragments flushed one by
-//! one, see `session::fragments_of`), which axum's `ws::Message` cannot
-//! express; the session task is spawned on the server's `TaskTracker`,
+//! `WebSocketUpgrade`, for three reasons: the connection then runs on our
+//! own codec (`ws`), which writes the room's shared bytes without a copy
+//! and sends large messages as fragments flushed one by one (see
+//! `session::fragments_of`); the session task is spawned on the server's `TaskTracker`,
 //! so that shutdown waits for it, where axum's `on_upgrade` spawns a task
 //! nothing tracks (axum #3003); and the refusals keep their own statuses
 //! and reasons (426 naming the version, a checked `Sec-WebSocket-Key`),
@@ -26,7 +26,6 @@ use axum::response::Response;
 use chat_protocol::{QUERY_OPT_IN, RoomName, SUBPROTOCOL_V2, UserName};
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::debug;
 
 use crate::AppState;
@@ -156,7 +155,6 @@ async fn accept_chat(
     let response = switching_protocols(&key, offers_v2.then_some(SUBPROTOCOL_V2));
     let on_upgrade = hyper::upgrade::on(request);
     let pending = Box::new(session::Pending {
-        config: socket_config(state.config().max_message_size),
         params: SessionParams {
             room,
             user,
@@ -183,10 +181,9 @@ pub async fn ws_echo(State(state): State<AppState>, request: Request) -> Respons
     };
     let response = switching_protocols(&key, None);
     let on_upgrade = hyper::upgrade::on(request);
-    let config = socket_config(state.config().max_message_size);
     state.tracker().spawn(session::echo(
         on_upgrade,
-        config,
+        state.config().max_message_size,
         state.shutdown_token().clone(),
     ));
     response
@@ -224,30 +221,6 @@ fn check_room_caps(state: &AppState, room: &RoomName) -> Result<(), Refusal> {
     }
     Ok(())
 }
-
-/// tungstenite's defaults (128 KiB read buffer allocated per connection,
-/// 64 MiB messages, unbounded write buffer) would make idle connections
-/// cost far more than they need. Frames are read into a small buffer that
-/// grows only for a large frame; writes are batched by the session, which
-/// flushes explicitly, so the write threshold only has to exceed a batch.
-pub fn socket_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_THRESHOLD_BYTES)
-        .max_write_buffer_size(WRITE_THRESHOLD_BYTES + 2 * max_message_size + 64 * 1024)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
-}
-
-/// The read buffer every connection holds while idle. Chat frames are
-/// small, so one read usually holds one or two; a large frame grows the
-/// buffer for itself. 256 bytes instead of tungstenite's 128 KiB is what
-/// keeps an idle connection under 3 KiB.
-const READ_BUFFER_BYTES: usize = 256;
-
-/// The write buffer is written out when it passes this size; the session
-/// flushes long before (see `session::BATCH_BYTES`).
-const WRITE_THRESHOLD_BYTES: usize = 128 * 1024;
 
 /// Checks the WebSocket handshake headers and returns the client's key.
 fn handshake_key(headers: &HeaderMap) -> Result<String, Rejection> {

@@ -1,7 +1,7 @@
 //! WebSocket conformance: the Autobahn test cases, run by `kosoku` (a
 //! Python 3 runner of Autobahn's own case files), against `/ws/echo`, which
-//! echoes every message over the same socket settings and close handling as
-//! a chat session (`session::echo`, `session::ending`, `socket_config`).
+//! echoes every message over the same WebSocket codec and close handling as
+//! a chat session (`session::echo`, `session::ending`, the `ws` module).
 //!
 //! * `autobahn_full_suite`: every case, with a 16 MiB message limit so that
 //!   the 9.x performance cases (up to 16 MiB messages) fit. Every case must

@@ -24,17 +24,13 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use chat_protocol::close;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::debug;
 
 use super::Socket;
 use crate::Config;
+use crate::ws::{self, Message};
 
 /// How long a client has to answer the server's close frame once it is
 /// out, before the server closes the TCP connection anyway.
@@ -132,39 +128,25 @@ impl End {
     }
 }
 
-/// The end a failed read earns.
-pub(crate) fn read_failed(err: tungstenite::Error) -> End {
-    use tungstenite::Error as E;
-    match err {
-        E::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::fail(
-            close::MESSAGE_TOO_BIG,
-            "too_big",
-            format!("message of {size} bytes is over the limit of {max_size}"),
-        ),
-        E::Utf8(_) => End::fail(
-            close::INVALID_PAYLOAD,
-            "invalid_utf8",
-            "text frame is not valid UTF-8",
-        ),
-        // The client went away without a closing handshake.
-        E::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-        | E::ConnectionClosed
-        | E::AlreadyClosed
-        | E::Io(_) => {
-            debug!(%err, "connection dropped");
-            End::Gone(Hangup::Reset)
-        }
-        E::Protocol(err) => End::fail(
-            close::PROTOCOL_ERROR,
-            "protocol_error",
-            format!("protocol error: {err}"),
-        ),
-        other => End::fail(close::PROTOCOL_ERROR, "protocol_error", format!("{other}")),
+/// The end a failed read earns: the connection is failed with the close
+/// code the error calls for, or is gone when the connection itself failed.
+pub(crate) fn read_failed(err: &ws::Error) -> End {
+    let label = match err {
+        ws::Error::TooBig { .. } => "too_big",
+        ws::Error::Utf8 => "invalid_utf8",
+        ws::Error::Protocol(_) => "protocol_error",
+        ws::Error::Io(_) => "reset",
+    };
+    if let Some(code) = err.close_code() {
+        End::fail(code, label, err.to_string())
+    } else {
+        debug!(%err, cause = ?std::error::Error::source(err), "connection dropped");
+        End::Gone(Hangup::Reset)
     }
 }
 
 /// The end a failed write earns: the client is gone.
-pub(crate) fn write_failed(err: &tungstenite::Error) -> End {
+pub(crate) fn write_failed(err: &std::io::Error) -> End {
     debug!(%err, "write failed");
     End::Gone(Hangup::Reset)
 }
@@ -181,19 +163,16 @@ pub(crate) async fn close(
     failed: bool,
     linger: Duration,
 ) {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from(truncate_reason(reason)),
-    };
+    ws.queue_close(code, reason);
     let deadline = Instant::now() + linger;
-    let sent = tokio::time::timeout_at(deadline, ws.send(Message::Close(Some(frame)))).await;
+    let sent = tokio::time::timeout_at(deadline, ws.flush()).await;
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
     let answered_by = deadline.min(Instant::now() + CLOSE_REPLY);
     if !failed {
-        // Frames the client sent before it saw ours are dropped (and
-        // tungstenite answers nothing once the close is out), until the
+        // Frames the client sent before it saw ours are dropped (and the
+        // socket answers nothing once the close is out), until the
         // client's close frame answers ours, or the connection ends.
         let handshake = async {
             while let Some(Ok(message)) = ws.next().await {
@@ -201,7 +180,7 @@ pub(crate) async fn close(
                     break;
                 }
             }
-            let _ = ws.get_mut().shutdown().await;
+            let _ = ws.stream_mut().shutdown().await;
         };
         if tokio::time::timeout_at(answered_by, handshake)
             .await
@@ -219,7 +198,7 @@ pub(crate) async fn close(
     } else {
         Instant::now() + DISCARD_TIME
     };
-    let socket = ws.get_mut();
+    let socket = ws.stream_mut();
     let discard = async {
         let _ = socket.shutdown().await;
         // On the heap: a buffer here would be part of every idle session's
@@ -236,58 +215,37 @@ pub(crate) async fn close(
     let _ = tokio::time::timeout_at(discard_until, discard).await;
 }
 
-/// Close reasons must fit in a control frame: at most 123 bytes of UTF-8.
-pub(crate) fn truncate_reason(reason: &str) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn close_reasons_fit_a_control_frame() {
-        assert_eq!(truncate_reason("short"), "short");
-        let long = "é".repeat(100);
-        let cut = truncate_reason(&long);
-        assert!(cut.len() <= 123 && long.starts_with(&cut));
-    }
-
-    #[test]
     fn read_errors_map_to_close_codes() {
-        let too_big = read_failed(tungstenite::Error::Capacity(
-            CapacityError::MessageTooLong {
-                size: 10,
-                max_size: 5,
-            },
-        ));
+        let too_big = read_failed(&ws::Error::TooBig { size: 10, max: 5 });
         assert!(matches!(
             too_big,
             End::Close {
                 code: 1009,
                 label: "too_big",
+                failed: true,
                 ..
             }
         ));
-        assert!(matches!(too_big, End::Close { failed: true, .. }));
         assert!(matches!(
-            read_failed(tungstenite::Error::ConnectionClosed),
+            read_failed(&ws::Error::Utf8),
+            End::Close {
+                code: close::INVALID_PAYLOAD,
+                failed: true,
+                ..
+            }
+        ));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            read_failed(&ws::Error::Io(reset)),
             End::Gone(Hangup::Reset)
         ));
         assert!(matches!(
-            read_failed(tungstenite::Error::Protocol(
-                ProtocolError::ResetWithoutClosingHandshake
-            )),
-            End::Gone(Hangup::Reset)
-        ));
-        assert!(matches!(
-            read_failed(tungstenite::Error::Protocol(
-                ProtocolError::NonZeroReservedBits
-            )),
+            read_failed(&ws::Error::Protocol("reserved bits set")),
             End::Close {
                 code: close::PROTOCOL_ERROR,
                 failed: true,

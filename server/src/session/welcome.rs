@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use chat_protocol::{ChatEvent, ServerEvent, Welcome};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::ws::{Fragment, OpCode};
 
 use super::FRAGMENT_BYTES;
 
@@ -64,23 +64,27 @@ impl Fragments {
         }
     }
 
-    fn frame(&mut self, fin: bool, len: usize) -> Frame {
+    fn frame(&mut self, fin: bool, len: usize) -> Fragment {
         let opcode = if self.started {
-            OpCode::Data(Data::Continue)
+            OpCode::Continue
         } else {
-            OpCode::Data(Data::Text)
+            OpCode::Text
         };
         self.started = true;
-        Frame::message(self.pending.split_to(len).freeze(), opcode, fin)
+        Fragment {
+            opcode,
+            fin,
+            payload: self.pending.split_to(len).freeze(),
+        }
     }
 }
 
 impl Iterator for Fragments {
-    type Item = Frame;
+    type Item = Fragment;
 
     /// The next fragment: [`FRAGMENT_BYTES`] of the text, or the rest with
     /// `fin` set.
-    fn next(&mut self) -> Option<Frame> {
+    fn next(&mut self) -> Option<Fragment> {
         if self.done {
             return None;
         }
@@ -144,14 +148,17 @@ mod tests {
 
     /// The fragments' payloads, checking the opcodes and `fin` bits.
     fn payloads(fragments: Fragments) -> Vec<Vec<u8>> {
-        let frames: Vec<Frame> = fragments.collect();
+        let frames: Vec<Fragment> = fragments.collect();
         for (i, frame) in frames.iter().enumerate() {
-            let header = frame.header();
-            let expected = if i == 0 { Data::Text } else { Data::Continue };
-            assert_eq!(header.opcode, OpCode::Data(expected));
-            assert_eq!(header.is_final, i == frames.len() - 1);
+            let expected = if i == 0 {
+                OpCode::Text
+            } else {
+                OpCode::Continue
+            };
+            assert_eq!(frame.opcode, expected);
+            assert_eq!(frame.fin, i == frames.len() - 1);
         }
-        frames.iter().map(|f| f.payload().to_vec()).collect()
+        frames.iter().map(|f| f.payload.to_vec()).collect()
     }
 
     #[test]

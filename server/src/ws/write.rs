@@ -1,0 +1,213 @@
+//! Outbound: a queue of frames, each a small inline header and a shared
+//! payload, written with vectored writes straight from the shared bytes.
+//!
+//! Nothing is copied: a room's message is serialised once, and every
+//! member's queue holds a reference to the same bytes. The queue's memory
+//! is released as soon as it is empty, so an idle connection holds no
+//! write buffer. A batch of frames goes out in one `writev` of up to
+//! [`MAX_SLICES`] slices and [`MAX_WRITE_BYTES`] bytes.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+
+use super::Stream;
+use super::frame::{Encoded, OpCode};
+
+/// The most slices one vectored write is given (a header and a payload
+/// per frame): well under any system's `IOV_MAX`.
+const MAX_SLICES: usize = 128;
+
+/// Stop adding frames to one write past this many bytes.
+const MAX_WRITE_BYTES: usize = 64 * 1024;
+
+/// A stream that cannot write vectored (TLS without vectored support)
+/// gets the frames copied into one buffer of at most this size per write,
+/// so that a header and its payload do not each become a TLS record.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+/// One frame waiting to be written.
+#[derive(Debug)]
+struct Queued {
+    header: Encoded,
+    opcode: OpCode,
+    payload: Bytes,
+    /// Bytes of header and payload already written.
+    written: usize,
+}
+
+impl Queued {
+    /// What is left to write: of the header, and of the payload.
+    fn rest(&self) -> (&[u8], &[u8]) {
+        let header = self.header.as_bytes();
+        if self.written < header.len() {
+            (&header[self.written..], &self.payload)
+        } else {
+            (&[], &self.payload[self.written - header.len()..])
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.header.as_bytes().len() + self.payload.len()
+    }
+}
+
+/// A connection's outbound queue.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    queue: VecDeque<Queued>,
+}
+
+impl Writer {
+    /// Queues a frame.
+    pub(crate) fn push(&mut self, opcode: OpCode, fin: bool, payload: Bytes) {
+        let header = Encoded::new(opcode, fin, payload.len());
+        self.queue.push_back(Queued {
+            header,
+            opcode,
+            payload,
+            written: 0,
+        });
+    }
+
+    /// Queues a pong; a pong still waiting whole in the queue answers this
+    /// ping instead (RFC 6455 §5.5.3 allows answering only the latest), so
+    /// that a client that pings and does not read cannot grow the queue.
+    pub(crate) fn push_pong(&mut self, payload: Bytes) {
+        let waiting = self
+            .queue
+            .iter_mut()
+            .find(|queued| queued.opcode == OpCode::Pong && queued.written == 0);
+        match waiting {
+            Some(queued) => {
+                queued.header = Encoded::new(OpCode::Pong, true, payload.len());
+                queued.payload = payload;
+            }
+            None => self.push(OpCode::Pong, true, payload),
+        }
+    }
+
+    /// Whether nothing is waiting to be written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Writes what is queued until the queue is empty (then flushes the
+    /// stream, which costs nothing on TCP) or the socket is full.
+    pub(crate) fn poll_drain(
+        &mut self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let written = if stream.is_write_vectored() {
+                ready!(self.poll_write_vectored(stream, cx))?
+            } else {
+                ready!(self.poll_write_coalesced(stream, cx))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.advance(written);
+        }
+        // Nothing is kept once the queue is empty.
+        if self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        Pin::new(stream).poll_flush(cx)
+    }
+
+    fn poll_write_vectored(
+        &self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let (mut count, mut bytes) = (0, 0);
+        for queued in &self.queue {
+            if count + 2 > MAX_SLICES || bytes >= MAX_WRITE_BYTES {
+                break;
+            }
+            let (header, payload) = queued.rest();
+            for part in [header, payload] {
+                if !part.is_empty() {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                    bytes += part.len();
+                }
+            }
+        }
+        Pin::new(stream).poll_write_vectored(cx, &slices[..count])
+    }
+
+    fn poll_write_coalesced(
+        &self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = Vec::new();
+        for queued in &self.queue {
+            let (header, payload) = queued.rest();
+            let room = COALESCE_BYTES.saturating_sub(buf.len());
+            if room == 0 {
+                break;
+            }
+            buf.extend_from_slice(&header[..header.len().min(room)]);
+            let room = COALESCE_BYTES.saturating_sub(buf.len());
+            buf.extend_from_slice(&payload[..payload.len().min(room)]);
+        }
+        Pin::new(stream).poll_write(cx, &buf)
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn advance(&mut self, mut written: usize) {
+        while let Some(front) = self.queue.front_mut() {
+            let left = front.len() - front.written;
+            if written < left {
+                front.written += written;
+                return;
+            }
+            written -= left;
+            self.queue.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pong_waiting_whole_answers_the_later_pings() {
+        let mut writer = Writer::default();
+        writer.push_pong(Bytes::from_static(b"1"));
+        writer.push(OpCode::Text, true, Bytes::from_static(b"text"));
+        writer.push_pong(Bytes::from_static(b"22"));
+        assert_eq!(writer.queue.len(), 2);
+        assert_eq!(&writer.queue[0].payload[..], b"22");
+        // Once the pong has started going out, a new one is queued.
+        writer.advance(1);
+        writer.push_pong(Bytes::from_static(b"3"));
+        assert_eq!(writer.queue.len(), 3);
+    }
+
+    #[test]
+    fn advancing_through_headers_and_payloads() {
+        let mut writer = Writer::default();
+        writer.push(OpCode::Text, true, Bytes::from_static(b"abc"));
+        writer.push(OpCode::Text, true, Bytes::from_static(b"de"));
+        writer.advance(1);
+        assert_eq!(writer.queue[0].rest(), (&[3u8][..], &b"abc"[..]));
+        writer.advance(2);
+        assert_eq!(writer.queue[0].rest(), (&[][..], &b"bc"[..]));
+        writer.advance(2 + 2);
+        assert_eq!(writer.queue.len(), 1);
+        assert_eq!(writer.queue[0].rest(), (&[][..], &b"de"[..]));
+        writer.advance(2);
+        assert!(writer.is_empty());
+    }
+}
