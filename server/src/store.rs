@@ -18,7 +18,9 @@
 //!   by the same thread once nothing has been queued for 50 ms (or when
 //!   100,000 messages wait for it), so a burst is stored at full speed and
 //!   indexed after it; search also scans the messages not indexed yet, so
-//!   it always sees everything stored.
+//!   it always sees everything stored. The (room, id) index used for
+//!   paging is filled the same way, in bulk (`message_ids`, see
+//!   `writer.rs`), and sooner: after 50 ms idle or 16,384 messages behind.
 //! * [`Store::set_topic`] queues a room's topic the same way; it is
 //!   committed with the messages queued before it.
 //! * [`Store::load_room`] gives a room's epoch, last id, topic and recent
@@ -378,7 +380,16 @@ impl Store {
             source,
         };
         let lock = lock_database(&config.path)?;
-        let conn = schema::open_writer(&config.path, config.max_pages).map_err(open_error)?;
+        let (conn, migrated) =
+            schema::open_writer(&config.path, config.max_pages).map_err(open_error)?;
+        if let Some(migrated) = migrated {
+            info!(
+                path = %config.path.display(),
+                messages = migrated.messages,
+                took_ms = migrated.took.as_millis(),
+                "database upgraded: the messages table was rebuilt without its (room, id) unique index, which is now the separate message_ids table (one transaction; seqs, ids and the search index kept)"
+            );
+        }
         let recovered = writer::recover(&conn).map_err(open_error)?;
         if let Some(rooms) = recovered {
             warn!(
@@ -386,6 +397,15 @@ impl Store {
                 rooms,
                 gap = CRASH_ID_GAP,
                 "the database was not closed cleanly (a crash or kill -9): messages of the last moments may be lost; every room's ids continue {CRASH_ID_GAP} higher so that none is reused"
+            );
+        }
+        // What the last server stored since its last indexing step (after
+        // a crash, up to a few tens of thousands of messages).
+        let indexed = writer::index_all_ids(&conn).map_err(open_error)?;
+        if indexed > 0 {
+            info!(
+                messages = indexed,
+                "indexed the newest messages by room and id"
             );
         }
         let (commands, inbox) = std::sync::mpsc::sync_channel(QUEUE_MAX_MESSAGES);

@@ -432,3 +432,148 @@ async fn wait_indexed(db: &Path) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The layout of files written before `message_ids` existed (the commit
+/// before it, f467130): `UNIQUE (room, id)` on `messages`.
+const OLD_SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE rooms (
+    rid INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    epoch TEXT NOT NULL,
+    last_id INTEGER NOT NULL,
+    topic TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    room INTEGER NOT NULL REFERENCES rooms(rid),
+    id INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    text TEXT NOT NULL,
+    emote INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    UNIQUE (room, id)
+);
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text,
+    content = 'messages',
+    content_rowid = 'seq',
+    tokenize = 'unicode61 remove_diacritics 0'
+);
+INSERT INTO meta (key, value) VALUES ('fts_through', '0');
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+WHEN old.seq <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through') BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+END;
+";
+
+/// A file of the old layout (1,500 messages in "old", 300 in "other",
+/// interleaved, the first 1,000 in the search index, closed cleanly) is
+/// rebuilt at start; history, paging, search, ids and retention go on.
+#[tokio::test]
+async fn a_file_of_the_old_layout_is_upgraded_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("chat.db");
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute_batch(OLD_SCHEMA).expect("old schema");
+        conn.execute_batch(
+            "INSERT INTO rooms (rid, name, epoch, last_id, topic) VALUES
+                 (1, 'old', 'e0ld.1', 1500, 'kept topic'), (2, 'other', 'e0th.1', 300, '');
+             INSERT INTO meta (key, value) VALUES ('clean', '1');",
+        )
+        .expect("rooms");
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO messages (room, id, user, text, emote, ts) VALUES (?1, ?2, 'ann', ?3, 0, ?4)",
+            )
+            .expect("prepare");
+        let now = i64::try_from(chat_protocol::unix_millis()).expect("a time");
+        for id in 1..=1500i64 {
+            let text = match id {
+                7 => "an aardvark early".to_owned(),
+                1400 => "an aardvark late".to_owned(),
+                _ => format!("old message {id}"),
+            };
+            insert
+                .execute(rusqlite::params![1, id, text, now])
+                .expect("insert");
+            if id % 5 == 0 {
+                let text = format!("other message {}", id / 5);
+                insert
+                    .execute(rusqlite::params![2, id / 5, text, now])
+                    .expect("insert");
+            }
+        }
+        conn.execute_batch(
+            "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq <= 1000;
+             UPDATE meta SET value = '1000' WHERE key = 'fts_through';",
+        )
+        .expect("index");
+    }
+
+    let server = TestServer::start_with(db_config(&db, 10)).await;
+    let (mut client, welcome) = server.joined("old", "back").await;
+    assert_eq!((welcome.epoch.as_str(), welcome.last_id), ("e0ld.1", 1500));
+    assert_eq!(welcome.topic.as_deref(), Some("kept topic"));
+    assert_eq!(ids(&welcome.history), (1491..=1500).collect::<Vec<_>>());
+    // Walking back over everything: each message once.
+    let mut walked: Vec<ChatEvent> = Vec::new();
+    let mut query = "limit=333".to_owned();
+    loop {
+        let page = api_page(&server, "old", &query).await;
+        walked.splice(0..0, page.messages.iter().cloned());
+        if !page.more {
+            break;
+        }
+        query = format!("limit=333&before={}", page.messages[0].id);
+    }
+    assert_eq!(ids(&walked), (1..=1500).collect::<Vec<_>>());
+    assert_eq!(walked[41].message, "old message 42");
+    let page = api_page(&server, "other", "after=250&limit=500").await;
+    assert_eq!(ids(&page.messages), (251..=300).collect::<Vec<_>>());
+    // Search: one match indexed before the upgrade, one not.
+    let page = api_page(&server, "old", "q=aardvark").await;
+    assert_eq!(ids(&page.messages), [7, 1400]);
+    // Ids continue.
+    client.say("after the upgrade").await.expect("say");
+    let chat = next_chat(&mut client).await;
+    assert_eq!(chat.id, 1501);
+    let page = api_page(&server, "old", "after=1499").await;
+    assert_eq!(ids(&page.messages), [1500, 1501]);
+    server.shutdown().await;
+
+    // The file has the new layout, every message in message_ids, seqs kept.
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let (autoindex, indexed, messages, fts_ok): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE name LIKE 'sqlite_autoindex_messages%'), \
+                    (SELECT count(*) FROM message_ids), (SELECT count(*) FROM messages), \
+                    (SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'aardvark')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .expect("read");
+    assert_eq!((autoindex, indexed, messages, fts_ok), (0, 1801, 1801, 2));
+    drop(conn);
+
+    // Retention on the upgraded file removes messages and their index rows.
+    let mut config = db_config(&db, 10);
+    config.store.as_mut().expect("store").retain_messages = Some(100);
+    let server = TestServer::start_with(config).await;
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let page = api_page(&server, "old", "limit=500").await;
+        if page.messages.len() == 100 {
+            assert_eq!(ids(&page.messages), (1402..=1501).collect::<Vec<_>>());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}

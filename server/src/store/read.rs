@@ -29,6 +29,114 @@ pub(super) fn fts_query(search: &SearchWords) -> String {
         .join(" ")
 }
 
+/// The value of a `*_through` key of `meta`: messages up to this seq are
+/// in that index.
+pub(super) fn through(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
+        [key],
+        |row| row.get(0),
+    )
+}
+
+/// Which of a room's messages a read wants: ids in `after..before`
+/// (both excluded), the first `limit` in id order (from the oldest when
+/// `forward`, else from the newest), optionally only those containing
+/// every search word.
+struct Span<'a> {
+    rid: i64,
+    after: i64,
+    before: i64,
+    limit: usize,
+    forward: bool,
+    search: Option<&'a SearchWords>,
+}
+
+impl Span<'_> {
+    /// Orders `found` as asked, drops repeats and keeps the first `limit`.
+    fn finish(&self, mut found: Vec<ChatEvent>) -> Vec<ChatEvent> {
+        if self.forward {
+            found.sort_by_key(|e| e.id);
+        } else {
+            found.sort_by_key(|e| std::cmp::Reverse(e.id));
+        }
+        found.dedup_by_key(|e| e.id);
+        found.truncate(self.limit);
+        found
+    }
+}
+
+/// The messages `span` asks for, in its order. Must run inside one read
+/// transaction (or on the writer's connection), so that `ids_through` and
+/// the rows agree.
+///
+/// Two parts: what `message_ids` covers (seq up to `ids_through`, and for
+/// a search up to `fts_through` too) through the indexes, and the rows
+/// stored since, scanned by seq (a rowid range: the writer keeps it
+/// short, see `writer.rs`). A room's ids grow with seq, so the scanned
+/// part holds its newest messages.
+fn select(conn: &Connection, room: &RoomName, span: &Span<'_>) -> rusqlite::Result<Vec<ChatEvent>> {
+    if span.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let order = if span.forward { "ASC" } else { "DESC" };
+    let limit = i64::try_from(span.limit).unwrap_or(i64::MAX);
+    let mut indexed = through(conn, "ids_through")?;
+    let mut found: Vec<ChatEvent> = if let Some(search) = span.search {
+        indexed = indexed.min(through(conn, "fts_through")?);
+        let sql = format!(
+            "SELECT m.id, m.user, m.text, m.emote, m.ts FROM message_ids i \
+             JOIN messages m ON m.seq = i.seq \
+             WHERE i.room = ?1 AND i.id > ?2 AND i.id < ?3 AND i.seq <= ?5 \
+             AND i.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?6) \
+             ORDER BY i.id {order} LIMIT ?4"
+        );
+        let mut statement = conn.prepare_cached(&sql)?;
+        statement
+            .query_map(
+                params![
+                    span.rid,
+                    span.after,
+                    span.before,
+                    limit,
+                    indexed,
+                    fts_query(search)
+                ],
+                |row| event(room, row),
+            )?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        let sql = format!(
+            "SELECT m.id, m.user, m.text, m.emote, m.ts FROM message_ids i \
+             JOIN messages m ON m.seq = i.seq \
+             WHERE i.room = ?1 AND i.id > ?2 AND i.id < ?3 AND i.seq <= ?5 \
+             ORDER BY i.id {order} LIMIT ?4"
+        );
+        let mut statement = conn.prepare_cached(&sql)?;
+        statement
+            .query_map(
+                params![span.rid, span.after, span.before, limit, indexed],
+                |row| event(room, row),
+            )?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut statement = conn.prepare_cached(
+        "SELECT id, user, text, emote, ts FROM messages \
+         WHERE seq > ?4 AND room = ?1 AND id > ?2 AND id < ?3",
+    )?;
+    let mut rows = statement.query(params![span.rid, span.after, span.before, indexed])?;
+    while let Some(row) = rows.next()? {
+        let message = event(room, row)?;
+        if span
+            .search
+            .is_none_or(|search| search.matches(&message.message))
+        {
+            found.push(message);
+        }
+    }
+    Ok(span.finish(found))
+}
+
 /// The newest `limit` messages of room `rid`, newest first.
 pub(super) fn newest(
     conn: &Connection,
@@ -36,18 +144,15 @@ pub(super) fn newest(
     room: &RoomName,
     limit: usize,
 ) -> rusqlite::Result<Vec<ChatEvent>> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let mut statement = conn.prepare_cached(
-        "SELECT id, user, text, emote, ts FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
-    statement
-        .query_map(
-            params![rid, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |row| event(room, row),
-        )?
-        .collect()
+    let span = Span {
+        rid,
+        after: 0,
+        before: i64::MAX,
+        limit,
+        forward: false,
+        search: None,
+    };
+    select(conn, room, &span)
 }
 
 /// A page of `room` as `query` asks, oldest first.
@@ -56,7 +161,9 @@ pub(super) fn page(
     room: &RoomName,
     query: &HistoryQuery,
 ) -> rusqlite::Result<MessagePage> {
-    let rid: Option<i64> = conn
+    // One snapshot for the `*_through` marks and the rows they describe.
+    let tx = conn.unchecked_transaction()?;
+    let rid: Option<i64> = tx
         .query_row(
             "SELECT rid FROM rooms WHERE name = ?1",
             [room.as_str()],
@@ -66,74 +173,20 @@ pub(super) fn page(
     let Some(rid) = rid else {
         return Ok(MessagePage::default());
     };
-    let after = query
-        .after_id()
-        .map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX));
-    let before = query
-        .before_id()
-        .map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX));
-    let limit = i64::from(query.page_size());
-    let order = if query.is_forward() { "ASC" } else { "DESC" };
-    let mut messages: Vec<ChatEvent> = match query.search_words() {
-        None => {
-            let sql = format!(
-                "SELECT id, user, text, emote, ts FROM messages \
-                 WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id {order} LIMIT ?4"
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            statement
-                .query_map(params![rid, after, before, limit + 1], |row| {
-                    event(room, row)
-                })?
-                .collect::<rusqlite::Result<_>>()?
-        }
-        Some(search) => {
-            // The index covers messages up to `through`; the few stored
-            // since (the writer indexes when it has time) are scanned.
-            let through: i64 = conn.query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through'",
-                [],
-                |row| row.get(0),
-            )?;
-            let sql = format!(
-                "SELECT id, user, text, emote, ts FROM messages \
-                 WHERE room = ?1 AND id > ?2 AND id < ?3 AND seq <= ?6 \
-                 AND seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?5) \
-                 ORDER BY id {order} LIMIT ?4"
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut found: Vec<ChatEvent> = statement
-                .query_map(
-                    params![rid, after, before, limit + 1, fts_query(search), through],
-                    |row| event(room, row),
-                )?
-                .collect::<rusqlite::Result<_>>()?;
-            let sql = format!(
-                "SELECT id, user, text, emote, ts FROM messages \
-                 WHERE room = ?1 AND id > ?2 AND id < ?3 AND seq > ?4 ORDER BY id {order}"
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut rows = statement.query(params![rid, after, before, through])?;
-            let mut tail = Vec::new();
-            while let Some(row) = rows.next()? {
-                let message = event(room, row)?;
-                if search.matches(&message.message) {
-                    tail.push(message);
-                    if tail.len() > query.page_size() as usize {
-                        break;
-                    }
-                }
-            }
-            found.extend(tail);
-            if query.is_forward() {
-                found.sort_by_key(|e| e.id);
-            } else {
-                found.sort_by_key(|e| std::cmp::Reverse(e.id));
-            }
-            found.dedup_by_key(|e| e.id);
-            found
-        }
+    let span = Span {
+        rid,
+        after: query
+            .after_id()
+            .map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX)),
+        before: query
+            .before_id()
+            .map_or(i64::MAX, |id| i64::try_from(id).unwrap_or(i64::MAX)),
+        limit: query.page_size() as usize + 1,
+        forward: query.is_forward(),
+        search: query.search_words(),
     };
+    let mut messages = select(&tx, room, &span)?;
+    tx.finish()?;
     let more = messages.len() > query.page_size() as usize;
     messages.truncate(query.page_size() as usize);
     if !query.is_forward() {

@@ -1,7 +1,15 @@
 //! The writer thread: the only connection that writes. It takes whatever
 //! is queued, commits it as one transaction (group commit), answers room
-//! loads in queue order, applies retention in small steps between batches,
-//! and, while the disk refuses writes, keeps its batch and retries.
+//! loads in queue order, fills the (room, id) index and the search index
+//! in bulk, applies retention in small steps between batches, and, while
+//! the disk refuses writes, keeps its batch and retries.
+//!
+//! A commit only appends to `messages` (its last pages). The (room, id)
+//! index, `message_ids`, is filled later from the rows stored since
+//! `ids_through`, many commits at a time: kept up to date at every commit,
+//! it cost a page per room written to per commit, more than the messages
+//! themselves with many busy rooms. Reads scan the rows not indexed yet
+//! (see `read.rs`), which [`IDS_BACKLOG`] keeps few.
 //!
 //! Under load it sleeps between commits rather than waiting on the queue:
 //! a thread blocked on the queue is woken by every message (a system call
@@ -30,11 +38,12 @@ const COMMIT_EVERY: Duration = Duration::from_millis(10);
 /// When a batch holds at least [`BUSY_BATCH`] messages when
 /// [`COMMIT_EVERY`] is up, the writer gathers until this long after the
 /// last commit instead (or until [`BATCH_MAX`] messages). A commit's cost
-/// is mostly the pages it writes, and with many rooms most of those are
-/// one leaf of the (room, id) index per room written to, whatever the
-/// number of messages: at 100 busy rooms, committing every 50 ms instead
-/// of every 10 ms stores a message for about a third less CPU (measured:
-/// BENCHMARKS.md, "The cost of keeping history").
+/// is mostly the pages it writes: when the (room, id) index was written at
+/// every commit (one leaf per room written to), committing every 50 ms
+/// instead of every 10 ms at 100 busy rooms stored a message for about a
+/// third less CPU (BENCHMARKS.md, "The cost of keeping history"); with
+/// that index filled in bulk the difference is smaller (stand-alone, 880
+/// against 4,400 messages a commit: ~0.5 against ~0.45 µs a message).
 const COMMIT_EVERY_BUSY: Duration = Duration::from_millis(50);
 
 /// See [`COMMIT_EVERY_BUSY`]: more than 25,000 messages a second.
@@ -61,6 +70,20 @@ const INDEX_WHEN_IDLE: Duration = Duration::from_millis(50);
 /// Past this many messages not indexed, indexing goes on under load too,
 /// so that the part of a search that is a scan stays small.
 const INDEX_BACKLOG: u64 = 100_000;
+
+/// Past this many stored messages not in `message_ids`, the writer adds
+/// them under load too (when idle, at once): every read scans them, so
+/// this bounds a page read's extra work (16,384 rows, ~2 MB at 100 bytes a
+/// message: a few ms). Each step writes about one page per room in it, so
+/// bigger steps cost less per message: measured stand-alone (100 rooms,
+/// 200,000 messages), ~0.6-0.7 µs per message indexed at 16,384 per step,
+/// against ~1.8 µs more per message stored for the index kept at every
+/// commit.
+const IDS_BACKLOG: u64 = 16_384;
+
+/// The most messages one step adds to `message_ids` (at start, after a
+/// crash, or when idle after a long burst).
+const IDS_STEP: i64 = 65_536;
 
 /// Marks the file as in use after an unclean stop: raises every room's
 /// `last_id` by [`CRASH_ID_GAP`] when the last server did not close it,
@@ -114,6 +137,12 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     /// Room name -> row id, for rooms whose row is committed.
     rids: HashMap<RoomName, i64>,
+    /// Row id -> the highest id stored or handed out (the room's
+    /// `last_id` when it was read, then each committed message's id), for
+    /// every room in `rids`. A room's ids reach the queue in increasing
+    /// order (the memory layer queues them under its lock), so a message
+    /// at or below it is one already stored: it is not stored again.
+    highs: HashMap<i64, u64>,
     /// Messages taken from the queue and not committed yet.
     batch: Vec<Arc<ChatEvent>>,
     /// Topics taken from the queue and not committed yet, in order.
@@ -134,6 +163,9 @@ pub(super) struct Writer {
     /// Stored messages not in the search index yet (an upper bound:
     /// at start, unknown, so "many" until indexing finds the end).
     unindexed: u64,
+    /// Stored messages not in `message_ids` yet (none at start: see
+    /// [`index_all_ids`]).
+    ids_unindexed: u64,
 }
 
 impl Writer {
@@ -148,6 +180,7 @@ impl Writer {
             inbox,
             shared,
             rids: HashMap::new(),
+            highs: HashMap::new(),
             batch: Vec::new(),
             topics: Vec::new(),
             batch_bytes: 0,
@@ -158,6 +191,7 @@ impl Writer {
             next_retention: Instant::now(),
             retention_busy: false,
             unindexed: INDEX_BACKLOG,
+            ids_unindexed: 0,
             last_commit: Instant::now(),
         }
     }
@@ -175,9 +209,12 @@ impl Writer {
                 .saturating_duration_since(Instant::now());
             let wait = if self.has_pending() {
                 RETRY
-            } else if self.retention_busy || self.unindexed >= INDEX_BACKLOG {
+            } else if self.retention_busy
+                || self.unindexed >= INDEX_BACKLOG
+                || self.ids_unindexed >= IDS_BACKLOG
+            {
                 Duration::ZERO
-            } else if self.unindexed > 0 {
+            } else if self.unindexed > 0 || self.ids_unindexed > 0 {
                 INDEX_WHEN_IDLE.min(until_retention)
             } else {
                 until_retention
@@ -234,6 +271,11 @@ impl Writer {
             if !self.has_pending() && self.next_retention <= Instant::now() {
                 self.retention_step();
             } else if !self.has_pending()
+                && self.ids_unindexed > 0
+                && (idle || self.ids_unindexed >= IDS_BACKLOG)
+            {
+                self.ids_step();
+            } else if !self.has_pending()
                 && self.unindexed > 0
                 && (idle || self.unindexed >= INDEX_BACKLOG)
             {
@@ -287,6 +329,7 @@ impl Writer {
                 self.last_commit = Instant::now();
                 self.committed += self.batch.len() as u64;
                 self.unindexed += self.batch.len() as u64;
+                self.ids_unindexed += self.batch.len() as u64;
                 self.batch.clear();
                 self.topics.clear();
                 self.shared
@@ -319,30 +362,28 @@ impl Writer {
     }
 
     fn index_more(&mut self) -> rusqlite::Result<usize> {
-        let tx = self.conn.transaction()?;
-        let through: i64 = tx.query_row(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_through'",
-            [],
-            |row| row.get(0),
-        )?;
-        let last: Option<i64> = tx.query_row(
-            "SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
-            params![through, INDEX_STEP],
-            |row| row.get(0),
-        )?;
-        let Some(last) = last else {
-            return Ok(0);
-        };
-        let indexed = tx.execute(
+        index_more(
+            &self.conn,
+            "fts_through",
+            INDEX_STEP,
             "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
-            params![through, last],
-        )?;
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'fts_through'",
-            [last.to_string()],
-        )?;
-        tx.commit()?;
-        Ok(indexed)
+        )
+    }
+
+    /// Adds the messages stored since `ids_through` to `message_ids`.
+    fn ids_step(&mut self) {
+        match index_ids(&self.conn) {
+            Ok(0) => self.ids_unindexed = 0,
+            Ok(done) => {
+                self.ids_unindexed = self.ids_unindexed.saturating_sub(done as u64).max(1);
+            }
+            Err(err) => {
+                // Reads stay right (they scan what is not indexed); the
+                // next commit brings the writer back here.
+                warn!(%err, "indexing messages by room and id failed; will retry");
+                self.ids_unindexed = 0;
+            }
+        }
     }
 
     /// Records a write failure: logged once when it starts, reported by
@@ -358,12 +399,15 @@ impl Writer {
 
     fn write_batch(&mut self) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
+        // Rooms first looked up in this transaction: (name, rid, last_id).
         let mut new_rids = Vec::new();
+        // Row id -> highest id with this batch, applied once committed.
+        let mut highs: HashMap<i64, u64> = HashMap::new();
         {
             // Each message's room row, looked up once per run of one
-            // room's messages, and the highest id written per room.
-            let mut rids = Vec::with_capacity(self.batch.len());
-            let mut last: HashMap<i64, u64> = HashMap::new();
+            // room's messages; a message whose id is not above its room's
+            // highest is one already stored (see `highs`).
+            let mut rows: Vec<(i64, &ChatEvent)> = Vec::with_capacity(self.batch.len());
             let mut previous: Option<(&RoomName, i64)> = None;
             for event in &self.batch {
                 let rid = match previous {
@@ -374,40 +418,40 @@ impl Writer {
                         rid
                     }
                 };
-                rids.push(rid);
-                let max = last.entry(rid).or_default();
-                *max = (*max).max(event.id);
+                let high = highs.entry(rid).or_insert_with(|| {
+                    self.highs.get(&rid).copied().unwrap_or_else(|| {
+                        new_rids
+                            .iter()
+                            .find(|(_, new, _)| *new == rid)
+                            .map_or(0, |&(_, _, last_id)| last_id)
+                    })
+                });
+                if event.id <= *high {
+                    warn!(room = %event.room, id = event.id, "a message id was already stored; the new message was not");
+                    continue;
+                }
+                *high = event.id;
+                rows.push((rid, event));
             }
             // Whole chunks by one statement of INSERT_ROWS rows (a
             // statement's run costs about as much as its rows), the rest
             // one by one.
             let mut chunk = tx.prepare_cached(&insert_sql(INSERT_ROWS))?;
             let mut single = tx.prepare_cached(&insert_sql(1))?;
-            let mut events = self.batch.chunks_exact(INSERT_ROWS);
-            let mut chunk_rids = rids.chunks_exact(INSERT_ROWS);
-            for (events, rids) in events.by_ref().zip(chunk_rids.by_ref()) {
-                for (row, (event, &rid)) in events.iter().zip(rids).enumerate() {
+            let mut chunks = rows.chunks_exact(INSERT_ROWS);
+            for rows in chunks.by_ref() {
+                for (row, &(rid, event)) in rows.iter().enumerate() {
                     bind_message(&mut chunk, row * 6, rid, event)?;
                 }
-                let inserted = chunk.raw_execute()?;
-                if inserted < INSERT_ROWS {
-                    warn!(
-                        room = %events[0].room,
-                        ids = %format!("{}..={}", events[0].id, events[INSERT_ROWS - 1].id),
-                        skipped = INSERT_ROWS - inserted,
-                        "message ids already stored; those new messages were not"
-                    );
-                }
+                chunk.raw_execute()?;
             }
-            for (event, &rid) in events.remainder().iter().zip(chunk_rids.remainder()) {
+            for &(rid, event) in chunks.remainder() {
                 bind_message(&mut single, 0, rid, event)?;
-                if single.raw_execute()? == 0 {
-                    warn!(room = %event.room, id = event.id, "a message id was already stored; the new message was not");
-                }
+                single.raw_execute()?;
             }
             let mut raise =
                 tx.prepare_cached("UPDATE rooms SET last_id = max(last_id, ?2) WHERE rid = ?1")?;
-            for (rid, id) in last {
+            for (&rid, &id) in &highs {
                 raise.execute(params![rid, to_i64(id)])?;
             }
             let mut topic = tx.prepare_cached("UPDATE rooms SET topic = ?2 WHERE rid = ?1")?;
@@ -417,10 +461,16 @@ impl Writer {
             }
         }
         match tx.commit() {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                for (_, rid, last_id) in new_rids {
+                    self.highs.insert(rid, last_id);
+                }
+                self.highs.extend(highs);
+                Ok(())
+            }
             Err(err) => {
                 // The transaction rolled back: forget rows it created.
-                for (room, _) in new_rids {
+                for (room, _, _) in new_rids {
                     self.rids.remove(&room);
                 }
                 Err(err)
@@ -431,6 +481,8 @@ impl Writer {
     fn load(&mut self, room: &RoomName, history_len: usize) -> rusqlite::Result<LoadedRoom> {
         let (rid, epoch, last_id) = room_row(&self.conn, room)?;
         self.rids.insert(room.clone(), rid);
+        let high = self.highs.entry(rid).or_default();
+        *high = (*high).max(to_u64(last_id));
         let mut history = super::read::newest(&self.conn, rid, room, history_len)?;
         history.reverse();
         let topic =
@@ -476,6 +528,11 @@ impl Writer {
             self.next_retention = Instant::now() + Duration::from_secs(3600 * 24 * 365);
             return;
         }
+        // Retention walks rooms through `message_ids`: index everything
+        // stored first (at most a few steps, see IDS_BACKLOG).
+        while self.ids_unindexed > 0 {
+            self.ids_step();
+        }
         match self.delete_expired() {
             Ok(0) => {
                 self.retention_busy = false;
@@ -504,19 +561,24 @@ impl Writer {
             let cutoff = to_i64(unix_millis()).saturating_sub(i64::from(days) * 86_400_000);
             // A room's oldest messages expire first: walk each room from
             // its first id (no index on the time is kept, it would cost
-            // every insert).
+            // every insert). What is not in `message_ids` yet (stored
+            // since the indexing above) is the newest, kept until the
+            // next run. A trigger deletes the `message_ids` rows.
             for &rid in &rooms {
                 let oldest: Option<i64> = self
                     .conn
                     .query_row(
-                        "SELECT ts FROM messages WHERE room = ?1 ORDER BY id LIMIT 1",
+                        "SELECT m.ts FROM message_ids i JOIN messages m ON m.seq = i.seq \
+                         WHERE i.room = ?1 ORDER BY i.id LIMIT 1",
                         [rid],
                         |row| row.get(0),
                     )
                     .optional()?;
                 if oldest.is_some_and(|ts| ts < cutoff) {
                     let deleted = self.conn.execute(
-                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE room = ?1 AND ts < ?2 ORDER BY id LIMIT ?3)",
+                        "DELETE FROM messages WHERE seq IN (SELECT i.seq FROM message_ids i \
+                         JOIN messages m ON m.seq = i.seq WHERE i.room = ?1 AND m.ts < ?2 \
+                         ORDER BY i.id LIMIT ?3)",
                         params![rid, cutoff, RETENTION_STEP],
                     )?;
                     if deleted > 0 {
@@ -530,14 +592,14 @@ impl Writer {
                 let cut: Option<i64> = self
                     .conn
                     .query_row(
-                        "SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        "SELECT id FROM message_ids WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
                         params![rid, to_i64(keep)],
                         |row| row.get(0),
                     )
                     .optional()?;
                 if let Some(cut) = cut {
                     let deleted = self.conn.execute(
-                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE room = ?1 AND id <= ?2 LIMIT ?3)",
+                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM message_ids WHERE room = ?1 AND id <= ?2 LIMIT ?3)",
                         params![rid, cut, RETENTION_STEP],
                     )?;
                     if deleted > 0 {
@@ -553,7 +615,7 @@ impl Writer {
 /// Rows per multi-row INSERT (6 parameters each; SQLite allows 32,766).
 const INSERT_ROWS: usize = 16;
 
-/// `INSERT OR IGNORE` of `rows` messages in one statement.
+/// `INSERT` of `rows` messages in one statement.
 fn insert_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
@@ -570,7 +632,7 @@ fn insert_sql(rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT OR IGNORE INTO messages (room, id, user, text, emote, ts) VALUES {}",
+        "INSERT INTO messages (room, id, user, text, emote, ts) VALUES {}",
         values.join(", ")
     )
 }
@@ -591,20 +653,69 @@ fn bind_message(
 }
 
 /// The row id of `room` (known in `rids`, or read or created in `tx` and
-/// then listed in `new_rids`, to be forgotten if `tx` rolls back).
+/// then listed in `new_rids` with its `last_id`, to be forgotten if `tx`
+/// rolls back).
 fn rid_of(
     rids: &mut HashMap<RoomName, i64>,
     tx: &Connection,
     room: &RoomName,
-    new_rids: &mut Vec<(RoomName, i64)>,
+    new_rids: &mut Vec<(RoomName, i64, u64)>,
 ) -> rusqlite::Result<i64> {
     if let Some(&rid) = rids.get(room) {
         return Ok(rid);
     }
-    let rid = room_row(tx, room)?.0;
-    new_rids.push((room.clone(), rid));
+    let (rid, _, last_id) = room_row(tx, room)?;
+    new_rids.push((room.clone(), rid, to_u64(last_id)));
     rids.insert(room.clone(), rid);
     Ok(rid)
+}
+
+/// One indexing step: runs `insert` (parameters: after, through) over the
+/// next at most `step` messages past the seq in `meta`'s `key`, and moves
+/// `key` past them, in one transaction. Returns the messages indexed.
+fn index_more(conn: &Connection, key: &str, step: i64, insert: &str) -> rusqlite::Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let through = super::read::through(&tx, key)?;
+    let last: Option<i64> = tx.query_row(
+        "SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        params![through, step],
+        |row| row.get(0),
+    )?;
+    let Some(last) = last else {
+        return Ok(0);
+    };
+    let indexed = tx.execute(insert, params![through, last])?;
+    tx.execute(
+        "UPDATE meta SET value = ?2 WHERE key = ?1",
+        params![key, last.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(indexed)
+}
+
+/// One step of filling `message_ids` (see the module's doc). In seq order:
+/// a room's new ids come after its indexed ones, so each room's rows are
+/// appended to its part of the index.
+fn index_ids(conn: &Connection) -> rusqlite::Result<usize> {
+    index_more(
+        conn,
+        "ids_through",
+        IDS_STEP,
+        "INSERT OR IGNORE INTO message_ids (room, id, seq) \
+         SELECT room, id, seq FROM messages WHERE seq > ?1 AND seq <= ?2",
+    )
+}
+
+/// Adds every stored message to `message_ids` (at start: what the last
+/// server stored since its last step). Returns how many.
+pub(super) fn index_all_ids(conn: &Connection) -> rusqlite::Result<usize> {
+    let mut total = 0;
+    loop {
+        match index_ids(conn)? {
+            0 => return Ok(total),
+            done => total += done,
+        }
+    }
 }
 
 /// The row of `room`: (rid, epoch, last_id), created (new epoch, no ids
@@ -646,8 +757,10 @@ mod tests {
     use chat_protocol::{ChatEvent, RoomName};
     use rusqlite::Connection;
 
-    use super::{INSERT_ROWS, Writer};
-    use crate::store::{Shared, StoreConfig, schema};
+    use chat_protocol::{HistoryQuery, SearchWords};
+
+    use super::{INSERT_ROWS, Writer, index_all_ids, index_more};
+    use crate::store::{Shared, StoreConfig, read, schema};
 
     fn event(room: &RoomName, id: u64, text: &str) -> Arc<ChatEvent> {
         Arc::new(ChatEvent {
@@ -668,7 +781,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("chat.db");
         let config = StoreConfig::new(&path);
-        let conn = schema::open_writer(&path, None).expect("open");
+        let (conn, _) = schema::open_writer(&path, None).expect("open");
         let (_commands, inbox) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::new(Shared::new());
         let mut writer = Writer::new(conn, inbox, shared, &config);
@@ -729,5 +842,134 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .expect("rows");
         assert_eq!(last, [("a".to_owned(), 30), ("b".to_owned(), 10)]);
+    }
+
+    /// Every id of `room` walking back from the newest with `before`, then
+    /// forward from 0 with `after`, `limit` at a time: each page oldest
+    /// first, no id twice, none missing.
+    fn walk(
+        conn: &Connection,
+        room: &RoomName,
+        limit: u32,
+        search: Option<&str>,
+    ) -> (Vec<u64>, Vec<u64>) {
+        let query = |q: HistoryQuery| match search {
+            Some(words) => q.search(SearchWords::parse(words).unwrap()),
+            None => q,
+        };
+        let mut back = Vec::new();
+        let mut page = read::page(conn, room, &query(HistoryQuery::new().limit(limit))).unwrap();
+        loop {
+            let ids: Vec<u64> = page.messages.iter().map(|e| e.id).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first: {ids:?}");
+            back.splice(0..0, ids);
+            if !page.more {
+                break;
+            }
+            let q = HistoryQuery::new().before(back[0]).limit(limit);
+            page = read::page(conn, room, &query(q)).unwrap();
+        }
+        let mut forward: Vec<u64> = Vec::new();
+        loop {
+            let after = forward.last().copied().unwrap_or(0);
+            let q = HistoryQuery::new().after(after).limit(limit);
+            let page = read::page(conn, room, &query(q)).unwrap();
+            forward.extend(page.messages.iter().map(|e| e.id));
+            if !page.more {
+                break;
+            }
+        }
+        (back, forward)
+    }
+
+    /// Reads combine `message_ids` (seq up to `ids_through`) and a scan of
+    /// the rows stored since: paging back and forth, searching and loading
+    /// the newest see every message exactly once with nothing indexed, with
+    /// the mark in the middle of both rooms' messages, and all indexed.
+    #[test]
+    fn reads_see_every_message_once_across_the_indexed_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("chat.db");
+        let config = StoreConfig::new(&path);
+        let (conn, _) = schema::open_writer(&path, None).expect("open");
+        let (_commands, inbox) = std::sync::mpsc::sync_channel(1);
+        let mut writer = Writer::new(conn, inbox, Arc::new(Shared::new()), &config);
+        let (a, b) = (RoomName::new("a").unwrap(), RoomName::new("b").unwrap());
+        // Room a: 1..=300, room b: 1..=100 interleaved, in batches of 37.
+        let mut events = Vec::new();
+        for id in 1..=300 {
+            let word = if id % 10 == 0 { "tenth" } else { "plain" };
+            events.push(event(&a, id, &format!("{word} a{id}")));
+            if id % 3 == 0 {
+                events.push(event(&b, id / 3, &format!("{word} b{}", id / 3)));
+            }
+        }
+        for batch in events.chunks(37) {
+            writer.batch.extend(batch.iter().cloned());
+            writer.flush().expect("committed");
+        }
+        let all_a: Vec<u64> = (1..=300).collect();
+        let tenths: Vec<u64> = (1..=30).map(|n| n * 10).collect();
+        let check = |conn: &Connection, state: &str| {
+            for limit in [1, 7, 50, 500] {
+                assert_eq!(
+                    walk(conn, &a, limit, None),
+                    (all_a.clone(), all_a.clone()),
+                    "{state}, limit {limit}"
+                );
+                let b_ids: Vec<u64> = (1..=100).collect();
+                assert_eq!(
+                    walk(conn, &b, limit, None),
+                    (b_ids.clone(), b_ids),
+                    "{state}, limit {limit}"
+                );
+                assert_eq!(
+                    walk(conn, &a, limit, Some("tenth")),
+                    (tenths.clone(), tenths.clone()),
+                    "{state}, search, limit {limit}"
+                );
+            }
+            let newest: Vec<u64> = read::newest(conn, 1, &a, 25)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(newest, (276..=300).rev().collect::<Vec<_>>(), "{state}");
+        };
+        let through = |conn: &Connection, key: &str| read::through(conn, key).unwrap();
+        assert_eq!(through(&writer.conn, "ids_through"), 0);
+        check(&writer.conn, "nothing indexed");
+        // The mark in the middle: a's ids 1..=150ish and b's 1..=50ish indexed.
+        let ids_sql = "INSERT OR IGNORE INTO message_ids (room, id, seq) SELECT room, id, seq FROM messages WHERE seq > ?1 AND seq <= ?2";
+        assert_eq!(
+            index_more(&writer.conn, "ids_through", 200, ids_sql).unwrap(),
+            200
+        );
+        let fts_sql = "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2";
+        assert_eq!(
+            index_more(&writer.conn, "fts_through", 123, fts_sql).unwrap(),
+            123
+        );
+        check(&writer.conn, "ids indexed through 200, search through 123");
+        assert_eq!(index_all_ids(&writer.conn).unwrap(), 200);
+        check(&writer.conn, "ids all indexed, search through 123");
+        assert_eq!(
+            index_more(&writer.conn, "fts_through", 1000, fts_sql).unwrap(),
+            277
+        );
+        check(&writer.conn, "all indexed");
+        // Retention deletes index rows with the messages.
+        writer.retain_messages = Some(10);
+        writer.retention_step();
+        writer.retention_step();
+        assert_eq!(
+            walk(&writer.conn, &a, 7, None).0,
+            (291..=300).collect::<Vec<_>>()
+        );
+        let left: i64 = writer
+            .conn
+            .query_row("SELECT count(*) FROM message_ids", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 20, "a's and b's 10 newest");
     }
 }
