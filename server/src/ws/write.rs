@@ -126,10 +126,25 @@ impl Writer {
         stream: &mut Stream,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        // Most writes are a frame or two: no need to set up 128 slices.
+        if self.queue.len() <= 4 {
+            self.poll_write_slices::<8>(stream, cx)
+        } else {
+            self.poll_write_slices::<MAX_SLICES>(stream, cx)
+        }
+    }
+
+    /// One vectored write of the queue's first frames, in at most `N`
+    /// slices.
+    fn poll_write_slices<const N: usize>(
+        &self,
+        stream: &mut Stream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); N];
         let (mut count, mut bytes) = (0, 0);
         for queued in &self.queue {
-            if count + 2 > MAX_SLICES || bytes >= MAX_WRITE_BYTES {
+            if count + 2 > N || bytes >= MAX_WRITE_BYTES {
                 break;
             }
             let (header, payload) = queued.rest();
