@@ -14,6 +14,8 @@
 #                       pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns
 #   --no-install        do not run bench/peers/install.sh
 #   --no-pin            do not pin processes to cores
+#   CHAT_SERVER_BIN=PATH   (environment) run this chat-server binary instead of
+#                       the one built from this checkout
 #
 # What it does: builds chat-bench and chat-server in release mode (the
 # normal workspace target dir), installs the peers (bench/peers/install.sh),
@@ -45,7 +47,7 @@ while [[ $# -gt 0 ]]; do
         --workloads) workloads="$2"; shift ;;
         --no-install) install=0 ;;
         --no-pin) pin=0 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -59,7 +61,9 @@ out="$root/bench/results/$stamp"
 mkdir -p "$out"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bench="$target_dir/release/chat-bench"
-ours="$target_dir/release/chat-server"
+# CHAT_SERVER_BIN=PATH measures another build of ours (e.g. a copy of main's
+# binary, for a before/after pair in the same quiet minutes).
+ours="${CHAT_SERVER_BIN:-$target_dir/release/chat-server}"
 
 # --- Build -------------------------------------------------------------------
 # One cargo invocation for both: built apart, cargo unifies the shared
