@@ -27,6 +27,9 @@ p.add_argument("--out", default="bench/results/db-pairs")
 p.add_argument("--perf", action="store_true")
 p.add_argument("--binenv", action="append", default=[])
 p.add_argument("--binmodes", action="append", default=[])
+p.add_argument("--writer-sched", action="append", default=[],
+    help="label=batch|niceN: after start, put the chat-db-writer thread under SCHED_BATCH "
+         "(chrt -b) or nice N (renice), to try scheduling the writer apart from the workers")
 a = p.parse_args()
 
 WL = {
@@ -82,6 +85,14 @@ for run in range(a.runs):
                         socket.create_connection(("127.0.0.1", port), 0.1).close(); break
                     except OSError:
                         time.sleep(0.05)
+                sched = dict(x.split("=", 1) for x in a.writer_sched).get(label)
+                if sched and mode == "db":
+                    for t in os.listdir(f"/proc/{srv.pid}/task"):
+                        if open(f"/proc/{srv.pid}/task/{t}/comm").read().strip() == "chat-db-writer":
+                            if sched == "batch":
+                                subprocess.run(["chrt", "-b", "-p", "0", t], check=True)
+                            else:
+                                subprocess.run(["renice", "-n", sched.removeprefix("nice"), "-p", t], check=True, stdout=subprocess.DEVNULL)
                 load = open("/proc/loadavg").read().split()[:3]
                 b0 = threads(srv.pid)
                 perf = None

@@ -13,7 +13,8 @@
 //!   read-only disk) or its queue is full.
 //! * One writer thread (`store/writer.rs`) owns the writing connection and
 //!   commits whatever is queued in one transaction at a time (group
-//!   commit), so the async workers never wait for SQLite. Indexing for
+//!   commit), so the async workers never wait for SQLite; it runs at a
+//!   lower priority than they do (nice 5 on Linux, see `writer.rs`). Indexing for
 //!   search (FTS5, about four times the cost of storing a message) is done
 //!   by the same thread once nothing has been queued for 50 ms (or when
 //!   100,000 messages wait for it), so a burst is stored at full speed and
