@@ -115,11 +115,12 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Option<usize>> {
 /// worker woken by the network preempts the writer on a shared core
 /// rather than waiting for its commit to end. Measured (BENCHMARKS.md,
 /// "The cost of keeping history", server pinned to one core): at 10,000
-/// messages/s, nice 5 brought `--db`'s p99 to within 1 ms of memory mode's
-/// in every pair, nice 0 added 1-3.5 ms; at 100 × 10 (the core saturated)
-/// the writer still kept up. Nice 10 did not: its share of a busy core
-/// (about 5 %) was less than its work, its queue filled, and publishes
-/// were refused.
+/// messages/s, `--db`'s p99 minus memory mode's was +0.67 ms in the median
+/// of 7 pairs at nice 5 against +1.15 ms of 15 at nice 0 (the ranges
+/// overlap: a likely gain, not a proven one); at 100 × 10 (the core
+/// saturated) the writer still kept up. Nice 10 did not: its share of a
+/// busy core (about 5 %) was less than its work, its queue filled, and
+/// publishes were refused.
 const WRITER_NICE: i32 = 5;
 
 /// Sets the calling thread's nice value to [`WRITER_NICE`] (Linux: a
