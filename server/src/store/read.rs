@@ -39,6 +39,28 @@ pub(super) fn through(conn: &Connection, key: &str) -> rusqlite::Result<i64> {
     )
 }
 
+/// A room's messages through `message_ids` (parameters: rid, after,
+/// before, limit, through, and with `search` the FTS5 query), in id
+/// `order` ("ASC" or "DESC").
+pub(super) fn indexed_sql(search: bool, order: &str) -> String {
+    let matching = if search {
+        "AND i.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?6) "
+    } else {
+        ""
+    };
+    format!(
+        "SELECT m.id, m.user, m.text, m.emote, m.ts FROM message_ids i \
+         JOIN messages m ON m.seq = i.seq \
+         WHERE i.room = ?1 AND i.id > ?2 AND i.id < ?3 AND i.seq <= ?5 {matching}\
+         ORDER BY i.id {order} LIMIT ?4"
+    )
+}
+
+/// A room's messages stored past `through` (parameters: rid, after,
+/// before, through): a rowid range.
+pub(super) const TAIL_SQL: &str = "SELECT id, user, text, emote, ts FROM messages \
+     WHERE seq > ?4 AND room = ?1 AND id > ?2 AND id < ?3";
+
 /// Which of a room's messages a read wants: ids in `after..before`
 /// (both excluded), the first `limit` in id order (from the oldest when
 /// `forward`, else from the newest), optionally only those containing
@@ -84,14 +106,7 @@ fn select(conn: &Connection, room: &RoomName, span: &Span<'_>) -> rusqlite::Resu
     let mut indexed = through(conn, "ids_through")?;
     let mut found: Vec<ChatEvent> = if let Some(search) = span.search {
         indexed = indexed.min(through(conn, "fts_through")?);
-        let sql = format!(
-            "SELECT m.id, m.user, m.text, m.emote, m.ts FROM message_ids i \
-             JOIN messages m ON m.seq = i.seq \
-             WHERE i.room = ?1 AND i.id > ?2 AND i.id < ?3 AND i.seq <= ?5 \
-             AND i.seq IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?6) \
-             ORDER BY i.id {order} LIMIT ?4"
-        );
-        let mut statement = conn.prepare_cached(&sql)?;
+        let mut statement = conn.prepare_cached(&indexed_sql(true, order))?;
         statement
             .query_map(
                 params![
@@ -106,13 +121,7 @@ fn select(conn: &Connection, room: &RoomName, span: &Span<'_>) -> rusqlite::Resu
             )?
             .collect::<rusqlite::Result<_>>()?
     } else {
-        let sql = format!(
-            "SELECT m.id, m.user, m.text, m.emote, m.ts FROM message_ids i \
-             JOIN messages m ON m.seq = i.seq \
-             WHERE i.room = ?1 AND i.id > ?2 AND i.id < ?3 AND i.seq <= ?5 \
-             ORDER BY i.id {order} LIMIT ?4"
-        );
-        let mut statement = conn.prepare_cached(&sql)?;
+        let mut statement = conn.prepare_cached(&indexed_sql(false, order))?;
         statement
             .query_map(
                 params![span.rid, span.after, span.before, limit, indexed],
@@ -120,10 +129,7 @@ fn select(conn: &Connection, room: &RoomName, span: &Span<'_>) -> rusqlite::Resu
             )?
             .collect::<rusqlite::Result<_>>()?
     };
-    let mut statement = conn.prepare_cached(
-        "SELECT id, user, text, emote, ts FROM messages \
-         WHERE seq > ?4 AND room = ?1 AND id > ?2 AND id < ?3",
-    )?;
+    let mut statement = conn.prepare_cached(TAIL_SQL)?;
     let mut rows = statement.query(params![span.rid, span.after, span.before, indexed])?;
     while let Some(row) = rows.next()? {
         let message = event(room, row)?;

@@ -389,12 +389,7 @@ impl Writer {
     }
 
     fn index_more(&mut self) -> rusqlite::Result<usize> {
-        index_more(
-            &self.conn,
-            "fts_through",
-            INDEX_STEP,
-            "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
-        )
+        index_more(&self.conn, "fts_through", INDEX_STEP, FTS_STEP_SQL)
     }
 
     /// Adds the messages stored since `ids_through` to `message_ids`.
@@ -594,20 +589,12 @@ impl Writer {
             for &rid in &rooms {
                 let oldest: Option<i64> = self
                     .conn
-                    .query_row(
-                        "SELECT m.ts FROM message_ids i JOIN messages m ON m.seq = i.seq \
-                         WHERE i.room = ?1 ORDER BY i.id LIMIT 1",
-                        [rid],
-                        |row| row.get(0),
-                    )
+                    .query_row(OLDEST_TS_SQL, [rid], |row| row.get(0))
                     .optional()?;
                 if oldest.is_some_and(|ts| ts < cutoff) {
-                    let deleted = self.conn.execute(
-                        "DELETE FROM messages WHERE seq IN (SELECT i.seq FROM message_ids i \
-                         JOIN messages m ON m.seq = i.seq WHERE i.room = ?1 AND m.ts < ?2 \
-                         ORDER BY i.id LIMIT ?3)",
-                        params![rid, cutoff, RETENTION_STEP],
-                    )?;
+                    let deleted = self
+                        .conn
+                        .execute(DELETE_EXPIRED_SQL, params![rid, cutoff, RETENTION_STEP])?;
                     if deleted > 0 {
                         return Ok(deleted);
                     }
@@ -618,17 +605,12 @@ impl Writer {
             for rid in rooms {
                 let cut: Option<i64> = self
                     .conn
-                    .query_row(
-                        "SELECT id FROM message_ids WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
-                        params![rid, to_i64(keep)],
-                        |row| row.get(0),
-                    )
+                    .query_row(KEEP_FROM_SQL, params![rid, to_i64(keep)], |row| row.get(0))
                     .optional()?;
                 if let Some(cut) = cut {
-                    let deleted = self.conn.execute(
-                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM message_ids WHERE room = ?1 AND id <= ?2 LIMIT ?3)",
-                        params![rid, cut, RETENTION_STEP],
-                    )?;
+                    let deleted = self
+                        .conn
+                        .execute(DELETE_BEYOND_SQL, params![rid, cut, RETENTION_STEP])?;
                     if deleted > 0 {
                         return Ok(deleted);
                     }
@@ -638,6 +620,35 @@ impl Writer {
         Ok(0)
     }
 }
+
+/// Retention: the time of a room's oldest message (rid).
+const OLDEST_TS_SQL: &str = "SELECT m.ts FROM message_ids i JOIN messages m ON m.seq = i.seq \
+     WHERE i.room = ?1 ORDER BY i.id LIMIT 1";
+
+/// Retention: deletes a room's oldest messages stamped before a time
+/// (rid, cutoff, at most).
+const DELETE_EXPIRED_SQL: &str = "DELETE FROM messages WHERE seq IN (SELECT i.seq FROM message_ids i \
+     JOIN messages m ON m.seq = i.seq WHERE i.room = ?1 AND m.ts < ?2 ORDER BY i.id LIMIT ?3)";
+
+/// Retention: the id of a room's newest message past the number kept
+/// (rid, kept).
+const KEEP_FROM_SQL: &str =
+    "SELECT id FROM message_ids WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2";
+
+/// Retention: deletes a room's messages up to an id (rid, id, at most).
+const DELETE_BEYOND_SQL: &str = "DELETE FROM messages WHERE seq IN \
+     (SELECT seq FROM message_ids WHERE room = ?1 AND id <= ?2 LIMIT ?3)";
+
+/// Indexing: the last seq of the next step (after, at most).
+const STEP_END_SQL: &str =
+    "SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
+
+/// Indexing a step into `message_ids` (after, through).
+const IDS_STEP_SQL: &str = "INSERT OR IGNORE INTO message_ids (room, id, seq) \
+     SELECT room, id, seq FROM messages WHERE seq > ?1 AND seq <= ?2";
+
+/// Indexing a step for search (after, through).
+const FTS_STEP_SQL: &str = "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2";
 
 /// Rows per multi-row INSERT (6 parameters each; SQLite allows 32,766).
 const INSERT_ROWS: usize = 16;
@@ -703,11 +714,7 @@ fn rid_of(
 fn index_more(conn: &Connection, key: &str, step: i64, insert: &str) -> rusqlite::Result<usize> {
     let tx = conn.unchecked_transaction()?;
     let through = super::read::through(&tx, key)?;
-    let last: Option<i64> = tx.query_row(
-        "SELECT max(seq) FROM (SELECT seq FROM messages WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
-        params![through, step],
-        |row| row.get(0),
-    )?;
+    let last: Option<i64> = tx.query_row(STEP_END_SQL, params![through, step], |row| row.get(0))?;
     let Some(last) = last else {
         return Ok(0);
     };
@@ -724,13 +731,7 @@ fn index_more(conn: &Connection, key: &str, step: i64, insert: &str) -> rusqlite
 /// a room's new ids come after its indexed ones, so each room's rows are
 /// appended to its part of the index.
 fn index_ids(conn: &Connection) -> rusqlite::Result<usize> {
-    index_more(
-        conn,
-        "ids_through",
-        IDS_STEP,
-        "INSERT OR IGNORE INTO message_ids (room, id, seq) \
-         SELECT room, id, seq FROM messages WHERE seq > ?1 AND seq <= ?2",
-    )
+    index_more(conn, "ids_through", IDS_STEP, IDS_STEP_SQL)
 }
 
 /// Adds every stored message to `message_ids` (at start: what the last
@@ -967,12 +968,12 @@ mod tests {
         assert_eq!(through(&writer.conn, "ids_through"), 0);
         check(&writer.conn, "nothing indexed");
         // The mark in the middle: a's ids 1..=150ish and b's 1..=50ish indexed.
-        let ids_sql = "INSERT OR IGNORE INTO message_ids (room, id, seq) SELECT room, id, seq FROM messages WHERE seq > ?1 AND seq <= ?2";
+        let ids_sql = super::IDS_STEP_SQL;
         assert_eq!(
             index_more(&writer.conn, "ids_through", 200, ids_sql).unwrap(),
             200
         );
-        let fts_sql = "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2";
+        let fts_sql = super::FTS_STEP_SQL;
         assert_eq!(
             index_more(&writer.conn, "fts_through", 123, fts_sql).unwrap(),
             123
@@ -998,5 +999,46 @@ mod tests {
             .query_row("SELECT count(*) FROM message_ids", [], |row| row.get(0))
             .unwrap();
         assert_eq!(left, 20, "a's and b's 10 newest");
+    }
+
+    /// No read, retention or indexing statement scans a whole table: each
+    /// goes through a key (the search index itself is a virtual table).
+    #[test]
+    fn no_statement_scans_a_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (conn, _) = schema::open_writer(&dir.path().join("chat.db"), None).expect("open");
+        let mut statements = vec![
+            read::TAIL_SQL.to_owned(),
+            super::OLDEST_TS_SQL.to_owned(),
+            super::DELETE_EXPIRED_SQL.to_owned(),
+            super::KEEP_FROM_SQL.to_owned(),
+            super::DELETE_BEYOND_SQL.to_owned(),
+            super::STEP_END_SQL.to_owned(),
+            super::IDS_STEP_SQL.to_owned(),
+            super::FTS_STEP_SQL.to_owned(),
+            "DELETE FROM message_ids WHERE room = ?1 AND id = ?2 AND seq = ?3".to_owned(),
+        ];
+        for search in [false, true] {
+            for order in ["ASC", "DESC"] {
+                statements.push(read::indexed_sql(search, order));
+            }
+        }
+        for sql in statements {
+            let mut plan = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan");
+            let nulls = vec![rusqlite::types::Null; plan.parameter_count()];
+            let details: Vec<String> = plan
+                .query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows");
+            for detail in &details {
+                assert!(
+                    !detail.starts_with("SCAN") || detail.contains("VIRTUAL TABLE"),
+                    "{sql}: {details:?}"
+                );
+            }
+        }
     }
 }
