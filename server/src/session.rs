@@ -67,7 +67,7 @@ fn websocket(upgraded: Upgraded, max_message_size: usize) -> Socket {
             WebSocket::new(stream, &parts.read_buf, max_message_size)
         }
         Err(upgraded) => {
-            let stream = Stream::Upgraded(TokioIo::new(upgraded));
+            let stream = Stream::Upgraded(Box::new(TokioIo::new(upgraded)));
             WebSocket::new(stream, &[], max_message_size)
         }
     }
@@ -841,6 +841,8 @@ mod tests {
         // At most 512 B, tokio's task cell (header, future, trailer,
         // aligned to 128 B) is 640 B: it was 768 B with a 576 B future.
         assert!(task <= 512, "the task future is {task} B");
-        assert!(session <= 320, "the session is {session} B");
+        // At most 256 B, the boxed session fits the allocator's 256-byte
+        // bin (the next one is 320 B).
+        assert!(session <= 256, "the session is {session} B");
     }
 }

@@ -450,6 +450,39 @@ mod tests {
         );
     }
 
+    /// Whatever a peer sends, the reader returns messages or an error,
+    /// never panics, and never holds more than the limit allows.
+    #[test]
+    fn arbitrary_bytes_in_arbitrary_pieces_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(16);
+        for _ in 0..20_000 {
+            let mut wire: Vec<u8> = Vec::new();
+            // Near-valid frames (so that parsing gets past the header) and
+            // noise.
+            for _ in 0..rng.usize(1..6) {
+                if rng.bool() {
+                    let first = [0x81, 0x01, 0x80, 0x82, 0x88, 0x89, 0x8A, 0x00][rng.usize(..8)];
+                    let len = [0, 1, 2, 5, 125, 126, 300][rng.usize(..7)];
+                    let payload: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+                    wire.extend(frame(first, &payload));
+                } else {
+                    wire.extend((0..rng.usize(..40)).map(|_| rng.u8(..)));
+                }
+            }
+            let mut partial = Partial::default();
+            let mut input = &wire[..];
+            while !input.is_empty() {
+                let piece = rng.usize(1..=input.len());
+                match partial.feed(&input[..piece], 200) {
+                    Ok((used, _)) => input = &input[used..],
+                    Err(_) => break,
+                }
+                assert!(partial.data.len() <= 200);
+                assert!(partial.control.len() <= 125);
+            }
+        }
+    }
+
     #[test]
     fn what_is_left_over_is_kept_for_the_next_call() {
         let mut wire = frame(0x81, b"one");

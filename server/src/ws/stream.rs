@@ -17,8 +17,10 @@ use tokio::net::TcpStream;
 pub enum Stream {
     /// Plain TCP.
     Tcp(TcpStream),
-    /// Anything else hyper upgraded.
-    Upgraded(TokioIo<Upgraded>),
+    /// Anything else hyper upgraded. Boxed: it is twice the size of a
+    /// `TcpStream`, and would widen every plain connection's session past
+    /// the allocator's 256-byte bin.
+    Upgraded(Box<TokioIo<Upgraded>>),
 }
 
 impl AsyncRead for Stream {
