@@ -25,6 +25,8 @@ p.add_argument("--runs", type=int, default=2)
 p.add_argument("--bench", default="target/release/chat-bench")
 p.add_argument("--out", default="bench/results/db-pairs")
 p.add_argument("--perf", action="store_true")
+p.add_argument("--no-pin", action="store_true",
+    help="do not pin: server and chat-bench share both cores, as on a machine nobody tuned")
 p.add_argument("--binenv", action="append", default=[])
 p.add_argument("--binmodes", action="append", default=[])
 p.add_argument("--writer-sched", action="append", default=[],
@@ -73,7 +75,7 @@ for run in range(a.runs):
             bm = dict(x.split("=",1) for x in a.binmodes)
             for mode in bm.get(label, a.modes).split(","):
                 port = free_port()
-                cmd = ["taskset", "-c", "0", path, "--addr", f"127.0.0.1:{port}", "--rate-limit", "0"]
+                cmd = ([] if a.no_pin else ["taskset", "-c", "0"]) + [path, "--addr", f"127.0.0.1:{port}", "--rate-limit", "0"]
                 db = None
                 if mode == "db":
                     db = f"{a.out}/chat-{port}.db"
@@ -98,7 +100,7 @@ for run in range(a.runs):
                 perf = None
                 if a.perf:
                     perf = subprocess.Popen(["perf", "record", "-g", "-F", "2999", "-p", str(srv.pid), "-o", f"{a.out}/perf-{label}-{mode}-{wl}-{run}.data"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                bcmd = ["taskset", "-c", "1", a.bench, "fanout"] + WL[wl].split() + ["--max-time", "60", "--url", f"ws://127.0.0.1:{port}", "--server-pid", str(srv.pid), "--json"]
+                bcmd = ([] if a.no_pin else ["taskset", "-c", "1"]) + [a.bench, "fanout"] + WL[wl].split() + ["--max-time", "60", "--url", f"ws://127.0.0.1:{port}", "--server-pid", str(srv.pid), "--json"]
                 r = subprocess.run(bcmd, capture_output=True, text=True, timeout=180)
                 b1 = threads(srv.pid)
                 if perf:
