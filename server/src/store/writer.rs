@@ -113,13 +113,11 @@ pub(super) fn recover(conn: &Connection) -> rusqlite::Result<Option<usize>> {
 
 /// The writer thread's nice value: below the async workers (0), so that a
 /// worker woken by the network preempts the writer on a shared core
-/// rather than waiting for its commit to end. Measured (BENCHMARKS.md,
-/// "The cost of keeping history", server pinned to one core): at 10,000
-/// messages/s, `--db`'s p99 minus memory mode's was +0.67 ms in the median
-/// of 7 pairs at nice 5 against +1.15 ms of 15 at nice 0 (the ranges
-/// overlap: a likely gain, not a proven one); at 100 × 10 (the core
-/// saturated) the writer still kept up. Nice 10 did not: its share of a
-/// busy core (about 5 %) was less than its work, its queue filled, and
+/// rather than waiting for its commit to end. The gain in added p99 is
+/// within this machine's noise (BENCHMARKS.md, "The cost of keeping
+/// history", has the pairs); at 100 × 10 with the core saturated the
+/// writer still keeps up at nice 5. Nice 10 did not: its share of a busy
+/// core (about 5 %) was less than its work, its queue filled, and
 /// publishes were refused.
 const WRITER_NICE: i32 = 5;
 
