@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use chat_protocol::RoomName;
 
 use crate::frames::{Format, Frames};
-use crate::ring::{Ring, Subscription};
+use crate::ring::{OutCounters, Ring, Subscription};
 use crate::sync::lock;
 
 /// The local rooms of this instance.
@@ -35,6 +35,8 @@ pub struct RoomRegistry {
     queue_len: usize,
     /// How far a subscriber may fall behind, in bytes, before it is dropped.
     queue_bytes: usize,
+    /// What the rooms' write passes count.
+    counters: OutCounters,
 }
 
 impl RoomRegistry {
@@ -45,7 +47,16 @@ impl RoomRegistry {
             rooms: Mutex::new(HashMap::new()),
             queue_len: queue_len.max(1),
             queue_bytes,
+            counters: OutCounters::default(),
         }
+    }
+
+    /// Counts what the rooms' write passes write in `counters` (the
+    /// server's `messages_out` and `bytes_out`).
+    #[must_use]
+    pub fn counting(mut self, counters: OutCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// Subscribes to `room` in `format`, creating the room if this is its
@@ -53,7 +64,9 @@ impl RoomRegistry {
     pub fn subscribe(&self, room: &RoomName, format: Format) -> Subscription {
         lock(&self.rooms)
             .entry(room.clone())
-            .or_insert_with(|| Ring::new(self.queue_len, self.queue_bytes))
+            .or_insert_with(|| {
+                Ring::counted(self.queue_len, self.queue_bytes, self.counters.clone())
+            })
             .subscribe(format)
     }
 

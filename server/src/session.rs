@@ -11,10 +11,13 @@
 //!    bytes once in the room's ring (`RoomRegistry::deliver_with`, which
 //!    serialises only the formats someone reads; the Redis layer's pump
 //!    uses `RoomRegistry::deliver` with both);
-//! 3. every session of the room wakes in [`Session::relay`], takes what is
-//!    queued for it and queues it on its socket ([`Session::queue_batch`]):
-//!    a small header per frame and a reference to the ring's bytes, written
-//!    in one vectored write (`ws::write`), with no copy and no flush.
+//! 3. the room's write pass (`ring`) writes the new frames to every member
+//!    whose session lent it its socket while waiting in
+//!    [`Session::relay`]: one non-blocking write per member, and no
+//!    member's task wakes. A member whose socket is full (or that uses TLS)
+//!    gets its socket back and writes the rest itself
+//!    ([`Session::catch_up`], [`Session::queue_batch`]), within its
+//!    timeouts and lag limits.
 //!
 //! One task per connection does both directions, so an idle connection
 //! costs one small task and no queue of its own: the room's ring is the
@@ -25,6 +28,7 @@ mod echo;
 mod ending;
 mod welcome;
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,7 +55,7 @@ use crate::frames::{Delivery, Format};
 use crate::layer::{Draft, Joined, LayerError};
 use crate::limits::{RateLimit, Ticket, Verdict};
 use crate::names::Identity;
-use crate::ring::{Lagged, Subscription};
+use crate::ring::{Subscription, Wanted};
 use crate::ws::{self, Fragment, Message, OpCode, Stream, WebSocket};
 
 /// The socket type of an upgraded connection.
@@ -63,7 +67,7 @@ pub type Socket = WebSocket;
 fn websocket(upgraded: Upgraded, max_message_size: usize) -> Socket {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
-            let stream = Stream::Tcp(parts.io.into_inner());
+            let stream = Stream::Tcp(std::sync::Arc::new(parts.io.into_inner()));
             WebSocket::new(stream, &parts.read_buf, max_message_size)
         }
         Err(upgraded) => {
@@ -135,8 +139,8 @@ pub struct Pending {
 enum Woken {
     /// A keepalive tick or the shutdown (`false`: the server is gone).
     Signal(bool),
-    /// The room's next event for this connection.
-    Delivery(Result<Delivery, Lagged>),
+    /// The room: events to read, or what the write pass handed back.
+    Room(Wanted),
     /// The client's next frame.
     Inbound(Option<Result<Message, ws::Error>>),
 }
@@ -154,9 +158,6 @@ struct Session {
     _ticket: Ticket,
     rate: RateLimit,
     drain_batch: u8,
-    /// Deliveries with an id up to this one were in the welcome (or predate
-    /// the join) and are skipped.
-    skip_through: u64,
     /// A frame arrived since the keepalive last looked.
     heard: bool,
     /// A ping is out and unanswered.
@@ -249,7 +250,6 @@ impl Session {
             _ticket: ticket,
             rate,
             drain_batch,
-            skip_through: 0,
             heard: false,
             awaiting_pong: false,
         });
@@ -259,7 +259,7 @@ impl Session {
     /// Sends the welcome (typed clients) and sets the duplicate filter.
     async fn welcome(&mut self, joined: Joined) -> Result<Subscription, (End, Subscription)> {
         let Joined {
-            subscription,
+            mut subscription,
             members,
             history,
             last_id,
@@ -268,7 +268,7 @@ impl Session {
             notice,
             topic,
         } = joined;
-        self.skip_through = last_id;
+        subscription.skip_through(last_id);
         if self.params.format == Format::Plain {
             return Ok(subscription);
         }
@@ -342,15 +342,37 @@ impl Session {
                     "server shutting down; reconnect in a moment",
                 );
             }
+            if let Err(end) = self.catch_up(subscription).await {
+                return end;
+            }
+            // Nothing is queued: lend the socket to the room's write pass
+            // while waiting. Refused when events arrived meanwhile: they
+            // are read first.
+            if let Some(tcp) = self.ws.lendable() {
+                if !subscription.lend(tcp) {
+                    continue;
+                }
+            }
             // Only wait inside the select; handle after it, once its
             // futures are gone, so that the task's state holds the waits or
             // a handler, not both (it is what every idle connection costs).
-            let woken = tokio::select! {
+            let mut woken = tokio::select! {
                 biased;
                 changed = signals.changed() => Woken::Signal(changed.is_ok()),
-                delivery = subscription.next() => Woken::Delivery(delivery),
+                wanted = poll_fn(|cx| subscription.poll_wanted(cx)) => Woken::Room(wanted),
                 inbound = self.ws.next() => Woken::Inbound(inbound),
             };
+            // The socket is this task's again (until the next wait).
+            let handback = match woken {
+                Woken::Room(Wanted::Handback(ref mut handback)) => Some(std::mem::take(handback)),
+                _ => subscription.reclaim(),
+            };
+            if let Some(handback) = handback {
+                if let Some(kind) = handback.broken {
+                    return ending::write_failed(&std::io::Error::from(kind));
+                }
+                self.ws.queue_handback(handback.unsent);
+            }
             let shutting_down = signals.borrow().shutting_down;
             let handled = match woken {
                 Woken::Signal(false) => Err(End::close(
@@ -360,11 +382,8 @@ impl Session {
                 )),
                 Woken::Signal(true) if shutting_down => Ok(()),
                 Woken::Signal(true) => Box::pin(self.keepalive(subscription)).await,
-                Woken::Delivery(Ok(delivery)) => match self.queue_batch(delivery, subscription) {
-                    Ok(()) => self.flush_out(subscription).await,
-                    Err(end) => Err(end),
-                },
-                Woken::Delivery(Err(_lagged)) => Err(End::slow_consumer(self.state.config())),
+                // Written at the top of the loop.
+                Woken::Room(_) => Ok(()),
                 Woken::Inbound(inbound) => {
                     self.heard = true;
                     let handled = Box::pin(self.on_frame(inbound)).await;
@@ -415,6 +434,21 @@ impl Session {
         Ok(())
     }
 
+    /// Writes what waits for this connection: what is queued on its socket,
+    /// then the room's events it has not read, until none is left.
+    async fn catch_up(&mut self, subscription: &mut Subscription) -> Result<(), End> {
+        loop {
+            if self.ws.has_queued() {
+                self.flush_out(subscription).await?;
+            }
+            match subscription.try_next() {
+                Ok(Some(delivery)) => self.queue_batch(delivery, subscription)?,
+                Ok(None) => return Ok(()),
+                Err(_lagged) => return Err(End::slow_consumer(self.state.config())),
+            }
+        }
+    }
+
     /// Queues `first` and whatever else is already queued for this
     /// connection on its socket, as one batch: each frame a small header
     /// and a reference to the ring's bytes. A message larger than
@@ -435,9 +469,6 @@ impl Session {
                     Err(_lagged) => return Err(End::slow_consumer(self.state.config())),
                 },
             };
-            if delivery.id != 0 && delivery.id <= self.skip_through {
-                continue;
-            }
             frames += 1;
             bytes += delivery.frame.len();
             if delivery.frame.len() > FRAGMENT_BYTES {

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::layer::{HistoryLimits, Layer, MemoryLayer, RedisLayer};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
+use crate::ring::OutCounters;
 use crate::rooms::RoomRegistry;
 use crate::store::Store;
 use crate::{AllowedHosts, Config, ServerError};
@@ -51,10 +52,15 @@ struct Shared {
 impl AppState {
     /// Builds the state, connecting to the layer's backend first.
     pub(crate) async fn new(config: Config, hosts: AllowedHosts) -> Result<Self, ServerError> {
-        let registry = Arc::new(RoomRegistry::new(config.queue_len, config.queue_bytes));
+        let metrics = Metrics::new(config.redis.is_some());
+        let registry = Arc::new(
+            RoomRegistry::new(config.queue_len, config.queue_bytes).counting(OutCounters {
+                frames: metrics.messages_out.clone(),
+                bytes: metrics.bytes_out.clone(),
+            }),
+        );
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let metrics = Metrics::new(config.redis.is_some());
         let layer = match &config.redis {
             None => {
                 let store = config.store.as_ref().map(Store::open).transpose()?;

@@ -31,6 +31,8 @@ use bytes::Bytes;
 pub use close::CloseFrame;
 pub(crate) use frame::OpCode;
 pub use stream::Stream;
+pub(crate) use stream::send_now;
+pub(crate) use write::{encode_text, with_scratch};
 
 use read::{Inbound, Reader};
 use write::Writer;
@@ -196,6 +198,32 @@ impl WebSocket {
     /// Writes everything queued (see [`WebSocket::poll_flush`]).
     pub async fn flush(&mut self) -> io::Result<()> {
         poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Whether frames are queued and not all written yet.
+    pub fn has_queued(&self) -> bool {
+        !self.writer.is_empty()
+    }
+
+    /// The TCP socket, to lend to the room's write pass while this
+    /// connection waits: only a plain TCP connection with nothing queued
+    /// (the pass and the queue must never both write) and no close sent.
+    pub fn lendable(&self) -> Option<&std::sync::Arc<tokio::net::TcpStream>> {
+        if self.writer.is_empty() && !self.close_sent {
+            self.stream.shared_tcp()
+        } else {
+            None
+        }
+    }
+
+    /// Queues what the room's write pass handed back: bytes of whole
+    /// encoded frames it could not send. Call only with nothing else
+    /// queued (as when the socket was lent).
+    pub fn queue_handback(&mut self, frames: Bytes) {
+        debug_assert!(self.writer.is_empty(), "a hand-back goes first");
+        if !frames.is_empty() {
+            self.writer.push_raw(frames);
+        }
     }
 
     /// The connection itself, to end it.

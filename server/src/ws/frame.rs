@@ -169,6 +169,14 @@ impl Encoded {
         Self { bytes, len: used }
     }
 
+    /// No header: for bytes that are already whole encoded frames.
+    pub(crate) fn empty() -> Self {
+        Self {
+            bytes: [0; MAX_SERVER_HEADER],
+            len: 0,
+        }
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
