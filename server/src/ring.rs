@@ -509,17 +509,22 @@ const MAX_DEFERRED_ROUNDS: usize = 8;
 
 /// Lets the scheduler run other tasks (and poll the I/O driver) before a
 /// write pass, for as long as they keep publishing, up to
-/// [`MAX_DEFERRED_ROUNDS`] rounds. On a busy server, what other senders
-/// publish meanwhile joins the pass, and a member gets several frames in
-/// one write (a saturated 100 x 10 server delivers about three times as
-/// much for the same CPU); on an idle server the first round publishes
-/// nothing and the pass writes at once, so that paced latency is kept.
-async fn defer_while_busy() {
+/// [`MAX_DEFERRED_ROUNDS`] rounds, and only while the room's ring is less
+/// than a quarter full. On a busy server, what other senders publish
+/// meanwhile joins the pass, and a member gets several frames in one
+/// `send` (see BENCHMARKS.md, shared window); on an idle server the first
+/// round publishes nothing and the pass writes at once, so that paced
+/// latency is kept. The ring's bound keeps a burst from evicting what
+/// members have not been sent yet.
+async fn defer_while_busy(ring: &Weak<Ring>) {
     let mut seen = PUBLISHED.load(Ordering::Relaxed);
     for _ in 0..MAX_DEFERRED_ROUNDS {
         tokio::task::yield_now().await;
         let now = PUBLISHED.load(Ordering::Relaxed);
-        if now == seen {
+        let filling = ring
+            .upgrade()
+            .is_none_or(|ring| ring.stored() >= ring.capacity / 4);
+        if now == seen || filling {
             return;
         }
         seen = now;
@@ -557,7 +562,7 @@ async fn write_passes(ring: Weak<Ring>) {
         // Let the I/O driver run once first: what the senders that are
         // ready now publish to this room goes out in the same writes (a
         // busy server batches more; an idle one polls the driver at once).
-        defer_while_busy().await;
+        defer_while_busy(&ring).await;
         let Some(ring) = ring.upgrade() else {
             return;
         };

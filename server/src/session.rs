@@ -19,10 +19,11 @@
 //!    ([`Session::catch_up`], [`Session::queue_batch`]), within its
 //!    timeouts and lag limits.
 //!
-//! One task per connection does both directions, so an idle connection
-//! costs one small task and no queue of its own: the room's ring is the
-//! queue, and the socket holds no buffer while nothing is partly read or
-//! waiting to be written.
+//! One task per connection reads, and writes what is its own (the welcome,
+//! errors, history pages, pings, the close) and what the room's write pass
+//! handed back; an idle connection costs one small task and no queue of its
+//! own: the room's ring is the queue, and the socket holds no buffer while
+//! nothing is partly read or waiting to be written.
 
 mod echo;
 mod ending;

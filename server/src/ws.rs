@@ -8,8 +8,11 @@
 //!   as it arrives, the message size limit; it keeps bytes only while a
 //!   frame or a message is partly received;
 //! * [`write`]: a queue of frames whose payloads are shared `Bytes` (the
-//!   room's serialised event, never copied), written with vectored writes;
-//!   it holds nothing once empty;
+//!   room's serialised event); small frames are copied into the worker
+//!   thread's scratch buffer and sent with one `send`, large ones written
+//!   from the shared bytes; it holds nothing once empty. The room's write
+//!   pass (`ring`) encodes into the same scratch buffer and sends to lent
+//!   sockets directly;
 //! * [`close`]: close codes and close payloads.
 //!
 //! [`WebSocket`] ties them to the connection's [`Stream`]: it answers pings
