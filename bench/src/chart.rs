@@ -145,7 +145,9 @@ fn draw(path: &Path, chart: &Bars<'_>) -> anyhow::Result<()> {
     let (lo, hi) = values
         .filter(|v| *v > 0.0)
         .fold((f64::MAX, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = (lo.min(hi) / 3.0, hi * 3.0);
+    // A decade of headroom above the tallest bar, so that its label stays
+    // clear of the legend in the upper right corner.
+    let (lo, hi) = (lo.min(hi) / 3.0, hi * 10.0);
     let groups = chart.groups.len();
     let servers = chart.series.len().max(1);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();

@@ -186,16 +186,20 @@ impl Summary {
         server_dirs.sort_by_key(std::fs::DirEntry::file_name);
         for server_dir in server_dirs {
             let server = server_dir.file_name().to_string_lossy().into_owned();
-            present.push(server.clone());
-            let failed = server_dir.path().join("FAILED");
-            if let Ok(reason) = std::fs::read_to_string(&failed) {
-                notes.push(format!("- {server}: {}", reason.trim()));
-            }
+            let failed = std::fs::read_to_string(server_dir.path().join("FAILED")).ok();
             let mut files: Vec<_> = std::fs::read_dir(server_dir.path())?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "json"))
                 .collect();
+            // Not a server's folder (the `charts` written next to them).
+            if files.is_empty() && failed.is_none() {
+                continue;
+            }
+            present.push(server.clone());
+            if let Some(reason) = failed {
+                notes.push(format!("- {server}: {}", reason.trim()));
+            }
             files.sort();
             for file in files {
                 let stem = file
@@ -384,5 +388,42 @@ mod tests {
         assert_eq!(format_value(1_234_567.0, 0), "1,234,567");
         assert_eq!(format_value(999.0, 0), "999");
         assert_eq!(format_value(2.345, 2), "2.35");
+    }
+
+    /// The charts folder `compare.sh` writes next to the servers' folders
+    /// is not read as a server with no runs.
+    #[test]
+    fn a_folder_without_reports_is_not_a_server() {
+        let dir = std::env::temp_dir().join(format!("chat-bench-summary-{}", std::process::id()));
+        // A real `conns` report, from a compare run.
+        let report = r#"{"workload":"conns","url":"ws://127.0.0.1:51919","connections":19000,
+            "room_size":100,"per_worker":10000,"sources":4,"hold":5.0,"probe_timeout":60.0,
+            "connect_concurrency":128,"in_process":false,"extra_url":[],
+            "extra_server_pid":[],"opened":19000,"failed":0,"first_error":null,
+            "open_s":1.385377467,"open_rate":13714.673764070973,"probe_received":19000,
+            "probe_missing":0,"probe_closed":0,"probe_first_close":null,
+            "probe_s":0.191015032,"probe_latency":{"count":19000,
+            "mean_us":121340.20605263158,"p50_us":128436.0,"p90_us":179240.0,
+            "p99_us":187095.0,"p999_us":187840.0,"max_us":187922.0},"workers":2,
+            "server_pid":11611,"server_rss_before_bytes":7819264,
+            "server_rss_after_bytes":34775040,"server_rss_per_conn_bytes":1418.725052631579}"#;
+        std::fs::create_dir_all(dir.join("ours")).unwrap();
+        std::fs::create_dir_all(dir.join("theirs")).unwrap();
+        std::fs::create_dir_all(dir.join("charts")).unwrap();
+        std::fs::write(dir.join("ours/conns-1.json"), report).unwrap();
+        std::fs::write(dir.join("theirs/FAILED"), "did not start\n").unwrap();
+        std::fs::write(dir.join("charts/cpu.svg"), "<svg/>").unwrap();
+        let summary = Summary::read(&dir, &["ours".to_owned()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let summary = summary.unwrap();
+        assert_eq!(summary.columns, ["ours", "theirs"]);
+        assert!(
+            summary
+                .notes
+                .iter()
+                .all(|note| !note.contains("not a report")),
+            "{:?}",
+            summary.notes
+        );
     }
 }
