@@ -14,6 +14,10 @@
 #                       pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns
 #   --no-install        do not run bench/peers/install.sh
 #   --no-pin            do not pin processes to cores
+#   --interleave        run 1 of a workload against every server, then run 2,
+#                       ... (default: all of one server's runs, then the next
+#                       server's); on a shared machine whose load drifts,
+#                       interleaving shifts every server's figures alike
 #   CHAT_SERVER_BIN=PATH   (environment) run this chat-server binary instead of
 #                       the one built from this checkout
 #
@@ -39,6 +43,7 @@ servers="chat-server,uwebsockets-js,node-ws,python-websockets,django-channels"
 workloads="pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
 install=1
 pin=1
+interleave=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -47,12 +52,29 @@ while [[ $# -gt 0 ]]; do
         --workloads) workloads="$2"; shift ;;
         --no-install) install=0 ;;
         --no-pin) pin=0 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        --interleave) interleave=1 ;;
+        -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 [[ -z "$runs" ]] && { if [[ $quick == 1 ]]; then runs=1; else runs=3; fi; }
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --runs wants a positive number, not '$runs'" >&2; exit 2; }
+
+# check_names WHAT LIST KNOWN: every name in the comma-separated LIST is one of KNOWN.
+check_names() {
+    local what="$1" list="$2" known="$3" name
+    local -a names
+    IFS=',' read -r -a names <<<"$list"
+    for name in "${names[@]}"; do
+        if [[ ",$known," != *",$name,"* ]]; then
+            echo "compare.sh: unknown $what '$name'; one of: ${known//,/, }" >&2
+            exit 2
+        fi
+    done
+}
+check_names server "$servers" "chat-server,chat-server-db,uwebsockets-js,node-ws,python-websockets,django-channels"
+check_names workload "$workloads" "pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
 
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -256,6 +278,9 @@ workload_args() {
 
 IFS=',' read -r -a server_list <<<"$servers"
 IFS=',' read -r -a workload_list <<<"$workloads"
+
+# The servers that can run; one that cannot is reported in the table.
+ready=()
 for name in "${server_list[@]}"; do
     mkdir -p "$out/$name"
     [[ -f "$out/$name/FAILED" ]] && continue
@@ -265,36 +290,63 @@ for name in "${server_list[@]}"; do
         echo "$missing" >"$out/$name/FAILED"
         continue
     fi
+    ready+=("$name")
     for workload in "${workload_list[@]}"; do
-        args="$(workload_args "$workload" "$name")"
-        echo "chat-bench $args --url ws://127.0.0.1:PORT --server-pid PID --json" >"$out/$name/$workload-command.txt"
-        # A fresh server for every run: memory figures start from a clean
-        # process, and one run's leftovers cannot slow the next.
-        for ((i = 1; i <= runs; i++)); do
-            if ! start_server "$name" "$out/$name/$workload-$i-server.log"; then
-                log "$name: did not start (see $out/$name/$workload-$i-server.log)"
-                echo "did not start for $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
-                continue
-            fi
-            log "$name: $workload run $i/$runs (pid $server_pid, port $port, load $(cut -d' ' -f1 /proc/loadavg))"
-            echo "$workload run $i: load average $(cut -d' ' -f1-3 /proc/loadavg) at start" >>"$out/load.txt"
-            report="$out/$name/$workload-$i.json"
-            # shellcheck disable=SC2086
-            if ! timeout 600 "${bench_pin[@]}" "$bench" $args --url "ws://127.0.0.1:$port" \
-                --server-pid "$server_pid" --json >"$report" 2>"$out/$name/$workload-$i.err"; then
-                log "$name: $workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")"
-                echo "$workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")" >>"$out/$name/FAILED"
-                rm -f "$report"
-            fi
-            if ! kill -0 "$server_pid" 2>/dev/null; then
-                log "$name: the server died during $workload run $i"
-                echo "died during $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
-                server_pid=""
-            fi
-            stop_server
-        done
+        echo "chat-bench $(workload_args "$workload" "$name") --url ws://127.0.0.1:PORT --server-pid PID --json" \
+            >"$out/$name/$workload-command.txt"
     done
 done
+
+# measure NAME WORKLOAD RUN: one run of WORKLOAD against a fresh server
+# (memory figures start from a clean process, and one run's leftovers
+# cannot slow the next).
+measure() {
+    local name="$1" workload="$2" i="$3"
+    local args report
+    args="$(workload_args "$workload" "$name")"
+    if ! start_server "$name" "$out/$name/$workload-$i-server.log"; then
+        log "$name: did not start (see $out/$name/$workload-$i-server.log)"
+        echo "did not start for $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
+        return
+    fi
+    log "$name: $workload run $i/$runs (pid $server_pid, port $port, load $(cut -d' ' -f1 /proc/loadavg))"
+    echo "$name $workload run $i: load average $(cut -d' ' -f1-3 /proc/loadavg) at start" >>"$out/load.txt"
+    report="$out/$name/$workload-$i.json"
+    # shellcheck disable=SC2086
+    if ! timeout 600 "${bench_pin[@]}" "$bench" $args --url "ws://127.0.0.1:$port" \
+        --server-pid "$server_pid" --json >"$report" 2>"$out/$name/$workload-$i.err"; then
+        log "$name: $workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")"
+        echo "$workload run $i failed: $(tail -n1 "$out/$name/$workload-$i.err")" >>"$out/$name/FAILED"
+        rm -f "$report"
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        log "$name: the server died during $workload run $i"
+        echo "died during $workload run $i (see $workload-$i-server.log)" >>"$out/$name/FAILED"
+        server_pid=""
+    fi
+    stop_server
+}
+
+if ((interleave)); then
+    # Round-robin: run i of a workload against every server before run
+    # i + 1, so that a machine getting busier or quieter mid-comparison
+    # shifts every server's runs alike.
+    for ((i = 1; i <= runs; i++)); do
+        for workload in "${workload_list[@]}"; do
+            for name in "${ready[@]}"; do
+                measure "$name" "$workload" "$i"
+            done
+        done
+    done
+else
+    for name in "${ready[@]}"; do
+        for workload in "${workload_list[@]}"; do
+            for ((i = 1; i <= runs; i++)); do
+                measure "$name" "$workload" "$i"
+            done
+        done
+    done
+fi
 
 # --- Table and charts ----------------------------------------------------------------
 "$bench" table "$out" --servers "$servers" >"$out/table.md"
