@@ -192,9 +192,17 @@ impl RedisCluster {
     }
 
     /// Moves the slot of `key` from its master to another live master, as
-    /// `redis-cli --cluster reshard` does (IMPORTING/MIGRATING, MIGRATE
-    /// every key, then SETSLOT NODE on every master). Returns the new
-    /// owner's port.
+    /// `redis-cli --cluster reshard --cluster-replace` does
+    /// (IMPORTING/MIGRATING, MIGRATE every key with REPLACE, then SETSLOT
+    /// NODE on every master). Returns the new owner's port.
+    ///
+    /// REPLACE, as the README tells operators: while the slot moves, a
+    /// server's presence pipeline that meets an ASK is sent again whole to
+    /// the importing master (redis-rs resends a pipeline, not the one
+    /// command), so a room's presence key can exist on both sides for a
+    /// moment and a plain MIGRATE would fail with BUSYKEY forever. The
+    /// migrating side's copy holds every entry; presence is rewritten by
+    /// each instance's heartbeat anyway.
     pub fn move_slot_of(&self, key: &str) -> u16 {
         let from = self.master_of(key);
         let to = self
@@ -208,16 +216,30 @@ impl RedisCluster {
         let (from_id, to_id) = (id(from), id(to));
         cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
         cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
-        loop {
+        let to_port = to.to_string();
+        let mut last = String::new();
+        for round in 0.. {
             let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
             let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
             if keys.is_empty() {
                 break;
             }
-            let to_port = to.to_string();
-            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            assert!(
+                round < 200,
+                "slot {slot} still holds {keys:?} after {round} MIGRATEs; the last said {last:?}"
+            );
+            let mut migrate = vec![
+                "MIGRATE",
+                "127.0.0.1",
+                &to_port,
+                "",
+                "0",
+                "5000",
+                "REPLACE",
+                "KEYS",
+            ];
             migrate.extend(keys);
-            cli(from, &migrate);
+            last = cli(from, &migrate);
         }
         for (port, _) in self.masters() {
             cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
