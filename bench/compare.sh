@@ -39,8 +39,11 @@ cd "$root"
 
 quick=0
 runs=""
-servers="chat-server,uwebsockets-js,node-ws,python-websockets,django-channels"
-workloads="pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
+# Every workload, all run by default; every server (all but chat-server-db by default).
+all_workloads="pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
+all_servers="chat-server,chat-server-db,uwebsockets-js,node-ws,python-websockets,django-channels"
+servers="${all_servers/chat-server-db,/}"
+workloads="$all_workloads"
 install=1
 pin=1
 interleave=0
@@ -73,8 +76,8 @@ check_names() {
         fi
     done
 }
-check_names server "$servers" "chat-server,chat-server-db,uwebsockets-js,node-ws,python-websockets,django-channels"
-check_names workload "$workloads" "pipelined-1x1000,pipelined-100x10,shared-100x10,paced-100x10,conns"
+check_names server "$servers" "$all_servers"
+check_names workload "$workloads" "$all_workloads"
 
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
