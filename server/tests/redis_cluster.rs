@@ -9,7 +9,10 @@
 //! 2. every pub/sub connection killed on every master, twice, while
 //!    instance 1 publishes at 100 messages/s: nothing lost;
 //! 3. a busy room's slot moved to another master mid-traffic (resharding):
-//!    nothing lost;
+//!    nothing lost; and a slot stopped halfway (its name owner keys moved,
+//!    its presence not) through two heartbeats, a join and a topic: every
+//!    write lands on one side only, so the rest moves with a plain
+//!    MIGRATE, and the room works after;
 //! 4. the master holding a busy room SIGKILLed and its replica taking
 //!    over, mid-traffic: every message is echoed or refused, and every
 //!    accepted one reaches both live clients (plain and typed) exactly
@@ -24,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat_protocol::ServerEvent;
 use chat_server::{Config, Limits, RedisConfig};
 use common::redis_cluster::RedisCluster;
 use common::traffic::run;
@@ -99,6 +103,9 @@ async fn a_redis_cluster_shares_rooms_loses_nothing_and_survives_a_failover() {
         .expect("one owner")
         .into_inner()
         .unwrap();
+
+    // 3b. A slot stopped halfway while the instances write to it.
+    halfway_moved_slot(&cluster, &first, &second).await;
 
     // 4. The master of a busy room dies; its replica takes over.
     let victim = cluster.master_of(&channel("failover"));
@@ -229,4 +236,90 @@ async fn fifty_rooms(cluster: &RedisCluster, first: &TestServer, second: &TestSe
     assert_eq!(list.rooms.len(), 51);
     assert!(list.rooms.iter().filter(|r| r.members == 2).count() == 50);
     drop(members);
+}
+
+/// Part 3b: the room's name owner keys are on the importing master, its
+/// presence set still on the migrating one, for longer than a heartbeat.
+/// A write that touched both (a heartbeat pipeline, resent whole after
+/// its ASK) used to create the presence set on the importing side too, and
+/// the rest of the slot could never move: MIGRATE answered BUSYKEY. The
+/// instances' writes are single-slot scripts now, which Redis runs on one
+/// side or refuses with TRYAGAIN.
+async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: &TestServer) {
+    let room = "halfway";
+    let (mut ann, _) = first.joined(room, "ann").await;
+    let (mut bob, _) = second.joined(room, "bob").await;
+    ann.say("before").await.unwrap();
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(next_chat(client).await.message, "before");
+    }
+
+    let moving = cluster.begin_move(&channel(room));
+    let owners = |key: &str| key.contains(":owner:");
+    let before: Vec<String> = cluster.keys_left(&moving);
+    assert!(
+        before.iter().filter(|key| owners(key)).count() >= 2,
+        "both names have owner keys in the slot: {before:?}"
+    );
+    cluster.migrate(&moving, owners);
+    // Two heartbeats (presence TTL 2 s: one every 667 ms) meet the split
+    // slot, and so do a join (name claim + presence) and a topic.
+    let (mut cy, _) = first.joined(room, "cy").await;
+    cy.send(&chat_protocol::ClientMessage::Topic {
+        topic: "halfway there".into(),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to = cluster.finish_move(&moving);
+    eprintln!(
+        "slot {} moved halfway ({} keys), held through heartbeats, then to port {to}",
+        moving.slot,
+        before.len()
+    );
+    // The topic set mid-move is refused to its sender, or reaches
+    // everyone: never published where nobody listens.
+    let outcome = loop {
+        let event = next_event(&mut cy).await;
+        if matches!(event, ServerEvent::Topic(_) | ServerEvent::Error(_)) {
+            break event;
+        }
+    };
+    eprintln!("the topic set while the slot moved: {outcome:?}");
+    if let ServerEvent::Topic(topic) = outcome {
+        assert_eq!(topic.topic, "halfway there");
+        for client in [&mut ann, &mut bob] {
+            let seen = loop {
+                if let ServerEvent::Topic(topic) = next_event(client).await {
+                    break topic.topic;
+                }
+            };
+            assert_eq!(seen, "halfway there");
+        }
+    }
+
+    ann.say("after").await.unwrap();
+    for client in [&mut ann, &mut bob, &mut cy] {
+        let chat = next_chat(client).await;
+        assert_eq!(chat.message, "after");
+    }
+    // Presence is whole again once a heartbeat ran on the new master.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: chat_protocol::RoomList =
+            serde_json::from_str(&get(second.addr(), "/api/rooms").await.body).unwrap();
+        let members = list
+            .rooms
+            .iter()
+            .find(|summary| summary.name.as_str() == room)
+            .map_or(0, |summary| summary.members);
+        if members == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{room}: {members} members listed after the move, expected 3"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -67,8 +67,8 @@ use tracing::{info, warn};
 
 use self::commands::Commands;
 use self::keys::{
-    CATCH_UP_LUA, Entry, IdTemplate, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, envelope,
-    parse_entry, presence_member, unique_names,
+    CATCH_UP_LUA, Entry, IdTemplate, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, parse_entry,
+    presence_member, unique_names,
 };
 use self::pump::SubCommand;
 use super::{
@@ -565,29 +565,13 @@ impl RedisLayer {
         if let Some(identity) = released {
             self.release_name(room, old, &identity).await;
         }
-        let inner = &self.inner;
-        let mut conn = inner.conn.clone();
-        let names = inner.keys.room(room);
-        let mut pipe = redis::pipe();
-        if old_gone {
-            pipe.zrem(&names.presence, presence_member(&inner.node, old))
-                .ignore();
-        }
-        if new_first {
-            pipe.zadd(
-                &names.presence,
-                presence_member(&inner.node, new),
-                self.expiry(),
-            )
-            .ignore();
-        }
-        for event in rename_events(room, old, new, old_gone, new_first) {
-            pipe.cmd(inner.mode.publish())
-                .arg(&names.channel)
-                .arg(envelope(&event))
-                .ignore();
-        }
-        let result: Result<(), _> = pipe.query_async(&mut conn).await;
+        let node = &self.inner.node;
+        let removed = old_gone.then(|| presence_member(node, old));
+        let added = new_first.then(|| presence_member(node, new));
+        let events = rename_events(room, old, new, old_gone, new_first);
+        let result = self
+            .update_presence(room, removed.as_deref(), added.as_deref(), &events)
+            .await;
         result.map_err(|err| self.failed("rename", &err))
     }
 

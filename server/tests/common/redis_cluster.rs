@@ -192,18 +192,18 @@ impl RedisCluster {
     }
 
     /// Moves the slot of `key` from its master to another live master, as
-    /// `redis-cli --cluster reshard --cluster-replace` does
-    /// (IMPORTING/MIGRATING, MIGRATE every key with REPLACE, then SETSLOT
-    /// NODE on every master). Returns the new owner's port.
-    ///
-    /// REPLACE, as the README tells operators: while the slot moves, a
-    /// server's presence pipeline that meets an ASK is sent again whole to
-    /// the importing master (redis-rs resends a pipeline, not the one
-    /// command), so a room's presence key can exist on both sides for a
-    /// moment and a plain MIGRATE would fail with BUSYKEY forever. The
-    /// migrating side's copy holds every entry; presence is rewritten by
-    /// each instance's heartbeat anyway.
+    /// a plain `redis-cli --cluster reshard` does (IMPORTING/MIGRATING,
+    /// MIGRATE every key, then SETSLOT NODE on every master). Returns the
+    /// new owner's port.
     pub fn move_slot_of(&self, key: &str) -> u16 {
+        let moving = self.begin_move(key);
+        self.finish_move(&moving)
+    }
+
+    /// Starts moving the slot of `key` to another live master: marks it
+    /// IMPORTING there and MIGRATING on its owner. Until
+    /// [`Self::finish_move`], a key already migrated answers `ASK`.
+    pub fn begin_move(&self, key: &str) -> SlotMove {
         let from = self.master_of(key);
         let to = self
             .masters()
@@ -213,38 +213,83 @@ impl RedisCluster {
             .expect("another master");
         let slot = cli(from, &["CLUSTER", "KEYSLOT", key]).trim().to_owned();
         let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
-        let (from_id, to_id) = (id(from), id(to));
-        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
-        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
-        let to_port = to.to_string();
+        let moving = SlotMove {
+            slot,
+            from,
+            to,
+            to_id: id(to),
+        };
+        cli(
+            to,
+            &["CLUSTER", "SETSLOT", &moving.slot, "IMPORTING", &id(from)],
+        );
+        cli(
+            from,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &moving.slot,
+                "MIGRATING",
+                &moving.to_id,
+            ],
+        );
+        moving
+    }
+
+    /// The keys of the moving slot still on its old master.
+    #[allow(clippy::unused_self)] // a slot of this cluster
+    pub fn keys_left(&self, moving: &SlotMove) -> Vec<String> {
+        cli(
+            moving.from,
+            &["CLUSTER", "GETKEYSINSLOT", &moving.slot, "1000"],
+        )
+        .lines()
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// MIGRATEs the keys of the moving slot that `which` picks, in a
+    /// bounded loop (keys written meanwhile are picked up too), with a
+    /// plain MIGRATE: no REPLACE. A key that exists on both sides means a
+    /// write was run by both masters (a multi-command pipeline that met an
+    /// ASK and was resent whole, say); MIGRATE then answers BUSYKEY
+    /// forever, and this panics naming the key.
+    pub fn migrate(&self, moving: &SlotMove, which: impl Fn(&str) -> bool) {
+        let to_port = moving.to.to_string();
         let mut last = String::new();
         for round in 0.. {
-            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
-            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            let keys = self.keys_left(moving);
+            let keys: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|key| which(key))
+                .collect();
             if keys.is_empty() {
-                break;
+                return;
             }
             assert!(
                 round < 200,
-                "slot {slot} still holds {keys:?} after {round} MIGRATEs; the last said {last:?}"
+                "slot {} still holds {keys:?} after {round} MIGRATEs; the last said {last:?}",
+                moving.slot
             );
-            let mut migrate = vec![
-                "MIGRATE",
-                "127.0.0.1",
-                &to_port,
-                "",
-                "0",
-                "5000",
-                "REPLACE",
-                "KEYS",
-            ];
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
             migrate.extend(keys);
-            last = cli(from, &migrate);
+            last = cli(moving.from, &migrate);
         }
+    }
+
+    /// Finishes a move: MIGRATEs what is left, then gives the slot to the
+    /// new master on every master. Returns the new owner's port.
+    pub fn finish_move(&self, moving: &SlotMove) -> u16 {
+        self.migrate(moving, |_| true);
         for (port, _) in self.masters() {
-            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+            cli(
+                port,
+                &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
+            );
         }
-        to
+        moving.to
     }
 
     /// Kills the node on `port` with SIGKILL, as a crash would.
@@ -264,6 +309,14 @@ impl RedisCluster {
     pub fn cli(&self, port: u16, command: &[&str]) -> String {
         cli(port, command)
     }
+}
+
+/// A slot being moved from one master to another.
+pub struct SlotMove {
+    pub slot: String,
+    pub from: u16,
+    pub to: u16,
+    to_id: String,
 }
 
 impl Drop for RedisCluster {

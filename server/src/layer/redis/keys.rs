@@ -196,6 +196,68 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 ";
 
+// The scripts below replace what were multi-command pipelines. In a Redis
+// Cluster whose room slot is moving, a pipeline that meets an `ASK` is
+// resent whole to the importing master by the client (redis-rs), so
+// commands the migrating master had already run (a `ZADD` that creates
+// the presence set) ran on both sides: the key then existed twice and
+// every `MIGRATE` of the slot failed with `BUSYKEY`. One script is one
+// command on one slot: Redis runs it where all its keys are, or redirects
+// it whole.
+
+/// Updates presence entries and tells the room, in one step: removes one
+/// entry, adds one, then publishes each envelope to the room's channel
+/// (the rename of a member does all three).
+///
+/// The channel is declared among the keys, as in `PUBLISH_LUA`: while the
+/// room's slot moves, Redis then refuses the script (`TRYAGAIN`, which the
+/// client retries) instead of running it on the importing master, whose
+/// publish would reach none of the room's subscribers (they are on the
+/// migrating one until the move ends).
+///
+/// KEYS: presence, channel. ARGV: the publish command, the expiry (ms) of
+/// the added entry, the entry to remove ('' for none), the entry to add
+/// ('' for none), then the envelopes to publish, in order.
+pub(super) const PRESENCE_LUA: &str = r"
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[1], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4]) end
+for i = 5, #ARGV do redis.call(ARGV[1], KEYS[2], ARGV[i]) end
+return 0
+";
+
+/// Sets the room's topic and tells the room, in one step.
+///
+/// KEYS: topic, channel (declared for the reason `PRESENCE_LUA` gives).
+/// ARGV: the publish command, the topic, its TTL (s), the envelope to
+/// publish.
+pub(super) const TOPIC_LUA: &str = r"
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call(ARGV[1], KEYS[2], ARGV[4])
+return 0
+";
+
+/// The heartbeat of one room: rewrites this instance's presence entries
+/// with a fresh expiry, drops expired ones (a crashed instance's), and
+/// refreshes this instance's name owner entries.
+///
+/// KEYS: presence, then one name owner set per name held here. ARGV: now
+/// (ms), the expiry (ms) of the written entries, the presence set's TTL
+/// (s), the owner sets' lifetime (ms), the number of presence entries
+/// `n`, the `n` presence entries, then one owner entry per owner set
+/// (`KEYS[2]` onwards).
+pub(super) const REFRESH_ROOM_LUA: &str = r"
+local expiry = ARGV[2]
+local entries = tonumber(ARGV[5])
+for i = 6, 5 + entries do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+for k = 2, #KEYS do
+  redis.call('ZADD', KEYS[k], expiry, ARGV[4 + entries + k])
+  redis.call('PEXPIRE', KEYS[k], ARGV[4])
+end
+return 0
+";
+
 /// The id the publisher writes where the script puts the real one.
 const ID_PLACEHOLDER: &str = ",\"id\":18446744073709551615,";
 

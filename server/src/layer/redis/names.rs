@@ -22,17 +22,19 @@ use redis::{AsyncCommands, Script};
 use tracing::warn;
 
 use super::RedisLayer;
-use super::keys::{CLAIM_NAME_LUA, envelope, owner_member};
-use crate::layer::{LayerError, NameCounts, topic_event};
+use super::keys::{CLAIM_NAME_LUA, TOPIC_LUA, envelope, owner_member};
+use crate::layer::{LayerError, topic_event};
 use crate::names::{Identity, NameTaken, name_fold};
 use crate::sync::lock;
 
 /// The claim script, hashed once.
 static CLAIM_NAME: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_NAME_LUA));
+/// The topic script, hashed once.
+static TOPIC: LazyLock<Script> = LazyLock::new(|| Script::new(TOPIC_LUA));
 
 impl RedisLayer {
     /// How long an owner set lives without a heartbeat (ms).
-    fn owner_lifetime_ms(&self) -> u64 {
+    pub(super) fn owner_lifetime_ms(&self) -> u64 {
         u64::try_from(self.inner.config.presence_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .saturating_mul(4)
@@ -122,30 +124,6 @@ impl RedisLayer {
             .all(|entry| entry.split(':').next() == Some(identity.as_str())))
     }
 
-    /// Adds the refresh of `names`' owner entries in `room` to a heartbeat.
-    pub(super) fn refresh_owners(
-        &self,
-        pipe: &mut redis::Pipeline,
-        room: &RoomName,
-        names: &NameCounts,
-        expiry: u64,
-    ) {
-        let inner = &self.inner;
-        let lifetime = i64::try_from(self.owner_lifetime_ms()).unwrap_or(i64::MAX);
-        for (folded, identity) in names.holders() {
-            let key = inner.keys.owner(room, folded);
-            pipe.zadd(
-                &key,
-                owner_member(&identity.to_string(), &inner.node),
-                expiry,
-            )
-            .ignore();
-            pipe.pexpire(&key, lifetime).ignore();
-        }
-        let room_ttl = i64::try_from(inner.config.room_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        pipe.expire(inner.keys.topic(room), room_ttl).ignore();
-    }
-
     pub(in crate::layer) async fn set_topic(
         &self,
         room: &RoomName,
@@ -155,14 +133,16 @@ impl RedisLayer {
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
         let ttl = inner.config.room_ttl.as_secs().max(1);
-        let mut pipe = redis::pipe();
-        pipe.set_ex(inner.keys.topic(room), &topic, ttl).ignore();
-        // The topic key and the channel share the room's hash slot.
-        pipe.cmd(inner.mode.publish())
-            .arg(inner.keys.room(room).channel)
+        // One script, so one command on the room's slot (see `TOPIC_LUA`).
+        let result: Result<(), _> = TOPIC
+            .key(inner.keys.topic(room))
+            .key(inner.keys.channel(room))
+            .arg(inner.mode.publish())
+            .arg(&topic)
+            .arg(ttl)
             .arg(envelope(&topic_event(room, user, topic)))
-            .ignore();
-        let result: Result<(), _> = pipe.query_async(&mut conn).await;
+            .invoke_async(&mut conn)
+            .await;
         result.map_err(|err| self.failed("set the topic", &err))
     }
 

@@ -7,18 +7,43 @@
 //! reported by `/healthz` within a couple of seconds even when nobody
 //! publishes.
 
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chat_protocol::{RoomName, unix_millis};
+use chat_protocol::{RoomName, ServerEvent, unix_millis};
 use futures_util::StreamExt;
+use redis::{Script, ScriptInvocation};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::keys::{envelope, presence_member};
+use super::commands::Commands;
+use super::keys::{PRESENCE_LUA, REFRESH_ROOM_LUA, envelope, owner_member, presence_member};
 use super::{CONCURRENT_COMMANDS, RedisLayer};
 use crate::layer::presence_event;
 use crate::sync::lock;
+
+/// The presence update script, hashed once.
+static PRESENCE: LazyLock<Script> = LazyLock::new(|| Script::new(PRESENCE_LUA));
+/// The room heartbeat script, hashed once.
+static REFRESH_ROOM: LazyLock<Script> = LazyLock::new(|| Script::new(REFRESH_ROOM_LUA));
+
+/// One command of a heartbeat.
+enum Beat {
+    Script(ScriptInvocation<'static>),
+    Command(redis::Cmd),
+    Pipeline(redis::Pipeline),
+}
+
+impl Beat {
+    async fn run(self, conn: &mut Commands) -> redis::RedisResult<()> {
+        match self {
+            Self::Script(script) => script.invoke_async(conn).await,
+            Self::Command(cmd) => cmd.exec_async(conn).await,
+            Self::Pipeline(pipe) => pipe.exec_async(conn).await,
+        }
+    }
+}
 
 /// How often the probe asks Redis the time.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -29,22 +54,17 @@ impl RedisLayer {
     pub(super) async fn announce(&self, room: &RoomName, user: &str, joined: bool) {
         let inner = &self.inner;
         let member = presence_member(&inner.node, user);
-        let names = inner.keys.room(room);
-        // One pipeline per hash slot: the room's keys and channel, then the
-        // room index.
-        let mut pipe = redis::pipe();
-        if joined {
-            pipe.zadd(&names.presence, member, self.expiry()).ignore();
+        let (remove, add) = if joined {
+            (None, Some(member.as_str()))
         } else {
-            pipe.zrem(&names.presence, member).ignore();
-        }
-        pipe.cmd(inner.mode.publish())
-            .arg(&names.channel)
-            .arg(envelope(&presence_event(joined, room, user)))
-            .ignore();
-        let mut conn = inner.conn.clone();
-        let mut result: Result<(), _> = pipe.query_async(&mut conn).await;
+            (Some(member.as_str()), None)
+        };
+        let event = presence_event(joined, room, user);
+        let mut result = self
+            .update_presence(room, remove, add, std::slice::from_ref(&event))
+            .await;
         if joined && result.is_ok() {
+            let mut conn = inner.conn.clone();
             result = redis::cmd("ZADD")
                 .arg(inner.keys.rooms())
                 .arg(self.expiry())
@@ -55,6 +75,32 @@ impl RedisLayer {
         if let Err(err) = result {
             debug!(%room, user, %err, "presence update failed; the heartbeat will retry");
         }
+    }
+
+    /// Removes the presence entry `remove`, adds `add` with a fresh expiry,
+    /// and publishes `events` to the room: one script, so one command on
+    /// the room's slot (see `PRESENCE_LUA`).
+    pub(super) async fn update_presence(
+        &self,
+        room: &RoomName,
+        remove: Option<&str>,
+        add: Option<&str>,
+        events: &[ServerEvent],
+    ) -> redis::RedisResult<()> {
+        let inner = &self.inner;
+        let names = inner.keys.room(room);
+        let mut invocation = PRESENCE.key(&names.presence);
+        invocation
+            .key(&names.channel)
+            .arg(inner.mode.publish())
+            .arg(self.expiry())
+            .arg(remove.unwrap_or(""))
+            .arg(add.unwrap_or(""));
+        for event in events {
+            invocation.arg(envelope(event));
+        }
+        let mut conn = inner.conn.clone();
+        invocation.invoke_async(&mut conn).await
     }
 
     /// The expiry of a presence entry written now.
@@ -75,41 +121,53 @@ impl RedisLayer {
         }
     }
 
-    /// Writes every local member's presence entry with a fresh expiry, and
-    /// drops expired entries (a crashed instance's): one pipeline per room
-    /// (its keys share a slot), then one for the room index.
+    /// Writes every local member's presence entry with a fresh expiry,
+    /// drops expired entries (a crashed instance's) and refreshes the name
+    /// owners: one script per room (its keys share a slot), an `EXPIRE`
+    /// of its topic, then one command for the room index.
     pub(super) async fn refresh_presence(&self) {
         let inner = &self.inner;
         let expiry = self.expiry();
         let now = unix_millis();
-        let ttl_secs = inner.config.presence_ttl.as_secs().max(1) * 4;
+        let presence_ttl_secs = inner.config.presence_ttl.as_secs().max(1) * 4;
+        let room_ttl_secs = inner.config.room_ttl.as_secs().max(1);
+        let mut commands = Vec::new();
         let mut index = redis::pipe();
-        let mut per_room = Vec::new();
         {
             let local = lock(&inner.local);
             for (room, state) in local.iter() {
-                let presence = inner.keys.room(room).presence;
-                let mut pipe = redis::pipe();
-                for name in state.names.names() {
-                    pipe.zadd(&presence, presence_member(&inner.node, name), expiry)
-                        .ignore();
+                let names = state.names.names();
+                let mut refresh = REFRESH_ROOM.key(inner.keys.room(room).presence);
+                refresh
+                    .arg(now)
+                    .arg(expiry)
+                    .arg(presence_ttl_secs)
+                    .arg(self.owner_lifetime_ms())
+                    .arg(names.len());
+                for name in names {
+                    refresh.arg(presence_member(&inner.node, name));
                 }
-                pipe.zrembyscore(&presence, "-inf", now).ignore();
-                pipe.expire(&presence, i64::try_from(ttl_secs).unwrap_or(i64::MAX))
-                    .ignore();
-                // Name owners and the topic share the room's slot.
-                self.refresh_owners(&mut pipe, room, &state.names, expiry);
-                per_room.push(pipe);
+                for (folded, identity) in state.names.holders() {
+                    refresh
+                        .key(inner.keys.owner(room, folded))
+                        .arg(owner_member(&identity.to_string(), &inner.node));
+                }
+                commands.push(Beat::Script(refresh));
+                // EXPIRE creates nothing, so it needs no script: a resend
+                // after an ASK cannot leave a key on both sides.
+                let mut topic = redis::cmd("EXPIRE");
+                topic.arg(inner.keys.topic(room)).arg(room_ttl_secs);
+                commands.push(Beat::Command(topic));
                 index
                     .zadd(inner.keys.rooms(), room.as_str(), expiry)
                     .ignore();
             }
         }
         index.zrembyscore(inner.keys.rooms(), "-inf", now).ignore();
-        per_room.push(index);
-        let failures = futures_util::stream::iter(per_room.into_iter().map(|pipe| {
+        commands.push(Beat::Pipeline(index));
+        let failures = futures_util::stream::iter(commands.into_iter().map(|command| {
             let mut conn = inner.conn.clone();
-            async move { pipe.query_async::<()>(&mut conn).await }
+            async move { command.run(&mut conn).await }
         }))
         .buffer_unordered(CONCURRENT_COMMANDS)
         .filter_map(|result| async move { result.err() })
