@@ -6,8 +6,8 @@
 //! * `config`: [`Config`], the server's settings.
 //! * `launch`: the routes, and [`spawn`] / [`run`] to start the server on a
 //!   bound listener (what `main` and the tests call), [`ServerHandle`].
-//! * `state`: `AppState`, what every handler and session shares, and the
-//!   signals every session watches (keepalive ticks, shutdown).
+//! * `state`: `AppState`, what every handler and session shares;
+//!   `signals`: what every session watches (keepalive ticks, shutdown).
 //! * `serve`: the accept loop (TCP, TLS, HTTP/1.1, handshake timeout).
 //! * `pages`: the HTML pages, static assets, `/api/rooms`, `/healthz`, `/metrics`.
 //! * `history`: paging and search (`/api/rooms/<room>/messages`, the
@@ -48,6 +48,7 @@ pub(crate) mod ring;
 pub(crate) mod rooms;
 mod serve;
 mod session;
+mod signals;
 mod state;
 pub mod store;
 mod sync;

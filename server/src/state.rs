@@ -1,11 +1,10 @@
-//! What every handler and session shares ([`AppState`]), and the signals
-//! the server gives every session at once (keepalive ticks, shutdown).
+//! What every handler and session shares ([`AppState`]), and the task
+//! that sends every session the keepalive ticks and the shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,6 +13,7 @@ use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::ring::OutCounters;
 use crate::rooms::RoomRegistry;
+use crate::signals::Signals;
 use crate::store::Store;
 use crate::{AllowedHosts, Config, ServerError};
 
@@ -39,10 +39,8 @@ struct Shared {
     sessions_started: AtomicU64,
     /// The server's clock for per-connection times kept in milliseconds.
     started: std::time::Instant,
-    /// What every session watches: keepalive ticks, and the shutdown. One
-    /// shared signal instead of a timer per connection keeps idle
-    /// connections small.
-    signals: watch::Sender<Signals>,
+    /// What every session watches: keepalive ticks, and the shutdown.
+    signals: Arc<Signals>,
     /// Cancelled when the server shuts down; every session watches it.
     shutdown: CancellationToken,
     /// Tracks connections (HTTP and upgraded), which shutdown waits for.
@@ -87,9 +85,9 @@ impl AppState {
             ),
         };
         let admission = Arc::new(Admission::new(config.limits.clone()));
-        let (signals, _) = watch::channel(Signals::default());
+        let signals = Arc::new(Signals::default());
         tracker.spawn(tick(
-            signals.clone(),
+            Arc::clone(&signals),
             config.limits.ping_interval,
             shutdown.clone(),
         ));
@@ -186,30 +184,21 @@ impl AppState {
     }
 
     /// The keepalive ticks and the shutdown, for a session to watch.
-    pub(crate) fn signals(&self) -> watch::Receiver<Signals> {
-        self.inner.signals.subscribe()
+    pub(crate) fn signals(&self) -> &Signals {
+        &self.inner.signals
     }
-}
-
-/// What the server tells every session at once.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Signals {
-    /// Counts keepalive ticks (one per ping interval).
-    pub tick: u64,
-    /// The server is shutting down.
-    pub shutting_down: bool,
 }
 
 /// Ticks every `interval` for the sessions' keepalive, and says when the
 /// server shuts down.
-async fn tick(signals: watch::Sender<Signals>, interval: Duration, shutdown: CancellationToken) {
+async fn tick(signals: Arc<Signals>, interval: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
-                signals.send_modify(|s| s.shutting_down = true);
+                signals.shut_down();
                 return;
             }
-            () = tokio::time::sleep(interval) => signals.send_modify(|s| s.tick += 1),
+            () = tokio::time::sleep(interval) => signals.tick(),
         }
     }
 }
