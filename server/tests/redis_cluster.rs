@@ -286,6 +286,18 @@ async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: 
         }
     };
     eprintln!("the topic set while the slot moved: {outcome:?}");
+    if let ServerEvent::Error(refused) = &outcome {
+        assert!(
+            refused.message.contains("NOT delivered")
+                && refused.message.contains("moving between Redis nodes"),
+            "refused, saying why: {}",
+            refused.message
+        );
+        // A slot on the move is no fault of Redis: the instance that was
+        // refused stays healthy.
+        let health = get(first.addr(), "/healthz").await;
+        assert_eq!(health.status, 200, "{}", health.body);
+    }
     if let ServerEvent::Topic(topic) = outcome {
         assert_eq!(topic.topic, "halfway there");
         for client in [&mut ann, &mut bob] {

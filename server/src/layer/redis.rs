@@ -63,7 +63,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::commands::Commands;
 use self::keys::{
@@ -778,7 +778,19 @@ impl RedisLayer {
     }
 
     /// Records a failed command and turns it into the error a client sees.
+    /// A failure marks Redis as not answering (`/healthz` 503) until the
+    /// probe gets an answer, except a slot on the move, which is no fault.
     fn failed(&self, what: &str, err: &redis::RedisError) -> LayerError {
+        if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain) {
+            // TRYAGAIN: the room's slot is moving between masters (its
+            // keys are split, for a moment). Redis answers; only this
+            // room's writes wait, so the instance stays healthy.
+            debug!(%err, "Redis: {what} met a slot on the move");
+            return LayerError::unavailable_because(
+                "the room is moving between Redis nodes",
+                err.clone(),
+            );
+        }
         let reason = format!("Redis: {what} failed: {err}");
         self.warn_failed(&format!("{what} failed"), err);
         *lock(&self.inner.last_error) = Some(reason);
