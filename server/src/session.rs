@@ -159,6 +159,8 @@ struct Session {
     /// Holds the connection's place under the caps until the session ends.
     _ticket: Ticket,
     rate: RateLimit,
+    /// The session's place in the drain window, and the shard of the
+    /// signals it waits on.
     drain_batch: u8,
     /// A frame arrived since the keepalive last looked.
     heard: bool,
@@ -365,7 +367,7 @@ impl Session {
             let handler = {
                 let mut woken = tokio::select! {
                     biased;
-                    () = self.state.signals().changed_since(seen) => Woken::Signal,
+                    () = self.state.signals().changed_since(seen, self.drain_batch) => Woken::Signal,
                     wanted = poll_fn(|cx| subscription.poll_wanted(cx)) => Woken::Room(wanted),
                     inbound = self.ws.next() => Woken::Inbound(inbound),
                 };

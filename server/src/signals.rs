@@ -3,14 +3,24 @@
 //!
 //! One shared signal instead of a timer per connection keeps idle
 //! connections small. A session waits with [`Signals::changed_since`],
-//! whose state is a `Notify` registration and a counter (about 80 bytes of
-//! the task every idle connection holds; a `watch` receiver's `changed()`
-//! is 120).
+//! whose state is a `Notify` registration and a counter (about 100 bytes
+//! of the task every idle connection holds; a `watch` receiver's
+//! `changed()` is 120).
+//!
+//! Every wait registers with a `Notify` and leaves it when the session
+//! wakes for anything else, under that `Notify`'s lock: the sessions are
+//! spread over [`SHARDS`] of them, as tokio's `watch` spreads its
+//! receivers, so that worker threads waking sessions do not all take one
+//! lock.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
+
+/// How many `Notify`s the waiting sessions are spread over (sessions pass
+/// their drain batch, 0-9, which spreads them evenly).
+const SHARDS: usize = 10;
 
 /// Keepalive ticks and the shutdown, for every session to watch.
 #[derive(Debug, Default)]
@@ -18,7 +28,7 @@ pub(crate) struct Signals {
     /// Counts signals sent: every tick, and the shutdown.
     sent: AtomicU64,
     shutting_down: AtomicBool,
-    notify: Notify,
+    notify: [Notify; SHARDS],
 }
 
 impl Signals {
@@ -35,7 +45,9 @@ impl Signals {
 
     fn send(&self) {
         self.sent.fetch_add(1, Ordering::SeqCst);
-        self.notify.notify_waiters();
+        for notify in &self.notify {
+            notify.notify_waiters();
+        }
     }
 
     /// How many signals were sent so far: what a session has seen.
@@ -49,9 +61,11 @@ impl Signals {
 
     /// Returns once a signal was sent after the `seen`th: at once if one
     /// already was, so that none sent between reading [`Self::seen`] and
-    /// waiting is missed.
-    pub(crate) async fn changed_since(&self, seen: u64) {
-        let mut notified = pin!(self.notify.notified());
+    /// waiting is missed. `shard` spreads the waiting sessions (any
+    /// number; the same one each time is cheapest).
+    pub(crate) async fn changed_since(&self, seen: u64, shard: u8) {
+        let notify = &self.notify[usize::from(shard) % SHARDS];
+        let mut notified = pin!(notify.notified());
         // Registered from here on: a signal sent after the check below
         // wakes this wait.
         notified.as_mut().enable();
@@ -75,22 +89,30 @@ mod tests {
         let seen = signals.seen();
         signals.tick();
         // Sent before the wait began: not missed.
-        tokio::time::timeout(Duration::from_secs(5), signals.changed_since(seen))
+        tokio::time::timeout(Duration::from_secs(5), signals.changed_since(seen, 0))
             .await
             .expect("a tick sent before waiting ends the wait");
 
+        // Waits on every shard (and past the last) are all woken.
         let seen = signals.seen();
-        let waiting = tokio::spawn({
-            let signals = Arc::clone(&signals);
-            async move { signals.changed_since(seen).await }
-        });
+        let waiting: Vec<_> = (0..=u8::try_from(SHARDS).unwrap())
+            .map(|shard| {
+                let signals = Arc::clone(&signals);
+                tokio::spawn(async move { signals.changed_since(seen, shard).await })
+            })
+            .collect();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished(), "nothing sent: still waiting");
+        assert!(
+            waiting.iter().all(|wait| !wait.is_finished()),
+            "nothing sent: still waiting"
+        );
         signals.shut_down();
-        tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("the shutdown ends the wait")
-            .expect("no panic");
+        for wait in waiting {
+            tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .expect("the shutdown ends every wait")
+                .expect("no panic");
+        }
         assert!(signals.shutting_down());
     }
 }
