@@ -163,6 +163,9 @@ impl RedisLayer {
                     .ignore();
             }
         }
+        // One key, so a pipeline is safe here: an ASK for it means the key
+        // has left the migrating master, and the resend runs wholly on the
+        // importing one.
         index.zrembyscore(inner.keys.rooms(), "-inf", now).ignore();
         commands.push(Beat::Pipeline(index));
         let failures = futures_util::stream::iter(commands.into_iter().map(|command| {
