@@ -104,8 +104,7 @@ async fn history_and_members_are_the_same_from_every_instance(backend: Backend) 
     assert_eq!(on_second.members, vec!["alice", "bob", "carol", "dave"]);
     assert_eq!(on_first.epoch, on_second.epoch);
     for server in &cluster.servers {
-        let list: chat_protocol::RoomList =
-            serde_json::from_str(&get(server.addr(), "/api/rooms").await.body).unwrap();
+        let list = room_list(server.addr()).await;
         assert_eq!(list.rooms.len(), 1);
         assert_eq!(
             (list.rooms[0].name.as_str(), list.rooms[0].members),
@@ -352,8 +351,7 @@ async fn a_killed_instances_members_expire_and_the_survivor_carries_on() {
     victim.0.wait().unwrap();
     let killed_at = Instant::now();
     let rooms = || async {
-        let list: chat_protocol::RoomList =
-            serde_json::from_str(&get(survivor.addr(), "/api/rooms").await.body).unwrap();
+        let list = room_list(survivor.addr()).await;
         list.rooms.iter().map(|r| r.members).sum::<u64>()
     };
     while rooms().await > 1 {

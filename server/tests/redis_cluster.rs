@@ -231,8 +231,7 @@ async fn fifty_rooms(cluster: &RedisCluster, first: &TestServer, second: &TestSe
     );
 
     // The room list, without KEYS or a scan of every node.
-    let list: chat_protocol::RoomList =
-        serde_json::from_str(&get(second.addr(), "/api/rooms").await.body).unwrap();
+    let list = room_list(second.addr()).await;
     assert_eq!(list.rooms.len(), 51);
     assert!(list.rooms.iter().filter(|r| r.members == 2).count() == 50);
     drop(members);
@@ -318,9 +317,8 @@ async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: 
     // Presence is whole again once a heartbeat ran on the new master.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let list: chat_protocol::RoomList =
-            serde_json::from_str(&get(second.addr(), "/api/rooms").await.body).unwrap();
-        let members = list
+        let members = room_list(second.addr())
+            .await
             .rooms
             .iter()
             .find(|summary| summary.name.as_str() == room)

@@ -326,6 +326,13 @@ pub async fn status_of(addr: SocketAddr, request_head: &str) -> u16 {
         .expect("status line")
 }
 
+/// The active rooms, as `GET /api/rooms` lists them.
+pub async fn room_list(addr: SocketAddr) -> chat_protocol::RoomList {
+    let response = get(addr, "/api/rooms").await;
+    serde_json::from_str(&response.body)
+        .unwrap_or_else(|err| panic!("/api/rooms: {err}: {}", response.body))
+}
+
 /// `GET path` over HTTP.
 pub async fn get(addr: SocketAddr, path: &str) -> RawResponse {
     raw_http(addr, &format!("GET {path} HTTP/1.1")).await
