@@ -131,6 +131,7 @@ impl RedisLayer {
         let now = unix_millis();
         let presence_ttl_secs = inner.config.presence_ttl.as_secs().max(1) * 4;
         let room_ttl_secs = inner.config.room_ttl.as_secs().max(1);
+        let owner_lifetime_ms = self.owner_lifetime_ms();
         let mut commands = Vec::new();
         let mut index = redis::pipe();
         {
@@ -142,7 +143,7 @@ impl RedisLayer {
                     .arg(now)
                     .arg(expiry)
                     .arg(presence_ttl_secs)
-                    .arg(self.owner_lifetime_ms())
+                    .arg(owner_lifetime_ms)
                     .arg(names.len());
                 for name in names {
                     refresh.arg(presence_member(&inner.node, name));
