@@ -44,10 +44,12 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("sink") => sink(&Options::parse(&args[1..])),
         Some("send") => send(&Options::parse(&args[1..])),
-        _ => Err("usage: uring-fanout sink --connections N | uring-fanout send --port P \
+        _ => Err(
+            "usage: uring-fanout sink --connections N | uring-fanout send --port P \
              --mode send|uring-room|uring-tick [--sockets N] [--room N] [--rate MSG/S] \
              [--seconds S] [--frame BYTES]"
-            .to_owned()),
+                .to_owned(),
+        ),
     };
     if let Err(err) = result {
         eprintln!("uring-fanout: {err}");
