@@ -107,6 +107,10 @@ async fn a_redis_cluster_shares_rooms_loses_nothing_and_survives_a_failover() {
     // 3b. A slot stopped halfway while the instances write to it.
     halfway_moved_slot(&cluster, &first, &second).await;
 
+    // 3c. A slot handed to its new master on the old one first: for a
+    //     second the masters disagree about its owner.
+    reordered_handover(&cluster, &first, &second).await;
+
     // 4. The master of a busy room dies; its replica takes over.
     let victim = cluster.master_of(&channel("failover"));
     let cluster = Arc::new(Mutex::new(cluster));
@@ -310,9 +314,8 @@ async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: 
     }
 
     ann.say("after").await.unwrap();
-    for client in [&mut ann, &mut bob, &mut cy] {
-        let chat = next_chat(client).await;
-        assert_eq!(chat.message, "after");
+    for (name, client) in [("ann", &mut ann), ("bob", &mut bob), ("cy", &mut cy)] {
+        assert_eq!(next_chat_of(name, client).await.message, "after", "{name}");
     }
     // Presence is whole again once a heartbeat ran on the new master.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -331,5 +334,37 @@ async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: 
             "{room}: {members} members listed after the move, expected 3"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Part 3c: the old master gives a room's slot away before the new one
+/// takes it (as a reshard tool that updates the masters in list order
+/// does). Redis drops the room's subscriptions on the old master at once,
+/// while the slot map an instance reads may still name the old owner, and
+/// the new one refuses the subscription with MOVED until it takes the
+/// slot. Each instance must keep reading the slot map until it finds the
+/// new owner (it used to retry the old one for ever: the room went deaf
+/// on that instance), then catch up, so that a message sent once the
+/// masters agree reaches every member.
+async fn reordered_handover(cluster: &RedisCluster, first: &TestServer, second: &TestServer) {
+    let room = "handover";
+    let (mut ann, _) = first.joined(room, "ann").await;
+    let (mut bob, _) = second.joined(room, "bob").await;
+    ann.say("before").await.unwrap();
+    for (name, client) in [("ann", &mut ann), ("bob", &mut bob)] {
+        assert_eq!(next_chat_of(name, client).await.message, "before");
+    }
+    let moving = cluster.begin_move(&channel(room));
+    let from = moving.from;
+    let to = tokio::task::block_in_place(|| {
+        cluster.finish_move_old_owner_first(&moving, Duration::from_secs(1))
+    });
+    eprintln!(
+        "slot {} given to port {to} on its old master {from} first, 1 s before the others",
+        moving.slot
+    );
+    ann.say("after").await.unwrap();
+    for (name, client) in [("ann", &mut ann), ("bob", &mut bob)] {
+        assert_eq!(next_chat_of(name, client).await.message, "after");
     }
 }

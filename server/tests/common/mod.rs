@@ -160,6 +160,22 @@ pub async fn next_chat(client: &mut Client) -> ChatEvent {
     }
 }
 
+/// The next chat event for the client called `name`, skipping presence
+/// and other notices; a failure (an error event, the stream's end, nothing
+/// within [`WITHIN`]) names the client, so a test with several members
+/// says which one missed a message.
+pub async fn next_chat_of(name: &str, client: &mut Client) -> ChatEvent {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        match tokio::time::timeout_at(deadline, client.next()).await {
+            Ok(Some(Ok(ServerEvent::Chat(chat)))) => return chat,
+            Ok(Some(Ok(ServerEvent::Error(error)))) => panic!("{name}: {error:?}"),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{name}: no chat message within {WITHIN:?}: {other:?}"),
+        }
+    }
+}
+
 /// Asserts that no chat message reaches `client` for a short while.
 pub async fn assert_no_chat(client: &mut Client) {
     let deadline = tokio::time::Instant::now() + SILENCE;

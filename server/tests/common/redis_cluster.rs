@@ -292,6 +292,30 @@ impl RedisCluster {
         moving.to
     }
 
+    /// Finishes a move in the order a tool that updates the masters one by
+    /// one may use (redis-cli 7.0's reshard walks its node list): the old
+    /// master first, then, after `pause`, every other. During the pause
+    /// the masters disagree: the old one redirects the slot to the new,
+    /// which, only importing it, redirects back, and a third still names
+    /// the old owner. Returns the new owner's port.
+    pub fn finish_move_old_owner_first(&self, moving: &SlotMove, pause: Duration) -> u16 {
+        self.migrate(moving, |_| true);
+        let give = |port: u16| {
+            cli(
+                port,
+                &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
+            );
+        };
+        give(moving.from);
+        std::thread::sleep(pause);
+        for (port, _) in self.masters() {
+            if port != moving.from {
+                give(port);
+            }
+        }
+        moving.to
+    }
+
     /// Kills the node on `port` with SIGKILL, as a crash would.
     pub fn kill(&mut self, port: u16) {
         for node in &mut self.nodes {

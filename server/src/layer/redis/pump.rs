@@ -673,7 +673,15 @@ impl Pump {
                     Ok(()) => self.retry = true,
                     Err(reason) => {
                         debug!(%room, %reason, "subscription refused; retrying");
-                        if reason.contains("MOVED") || reason.contains("ASK") {
+                        // In a cluster, a refusal (MOVED, ASK, CLUSTERDOWN,
+                        // no answer) means the slot map this pump holds may
+                        // be stale: read it again before the retry, or the
+                        // retry goes to the same wrong master for ever. A
+                        // map read while the masters still disagree (a
+                        // reshard that gave the old owner the slot's new
+                        // master first) is stale too, and is read again
+                        // after the next refusal, until they agree.
+                        if self.mode == Mode::Cluster {
                             self.topology_wanted = true;
                         }
                         self.retry = true;
