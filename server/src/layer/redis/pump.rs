@@ -161,6 +161,11 @@ struct Room {
     /// The connection holding the room's subscription.
     on: Option<u64>,
     subscribing: bool,
+    /// Redis dropped one of the room's subscriptions while another was
+    /// being made: the one being made may be the one dropped (accepted,
+    /// then the slot moved before the pump saw the answer), so it does not
+    /// count; the room subscribes again.
+    dropped_while_subscribing: bool,
     catching_up: bool,
     /// Another catch-up is needed once the running one ends.
     again: bool,
@@ -543,15 +548,15 @@ impl Pump {
                 else {
                     return;
                 };
-                let ours = self
-                    .rooms
-                    .get(&room)
-                    .is_some_and(|state| state.on == Some(serial));
-                if let (true, Some(state)) = (ours, self.rooms.get_mut(&room)) {
-                    info!(%room, "Redis dropped the room's subscription (slot moved?): resubscribing");
-                    state.on = None;
-                    self.topology_wanted = true;
-                    self.retry = true;
+                match self.rooms.get_mut(&room) {
+                    Some(state) if state.on == Some(serial) => {
+                        info!(%room, "Redis dropped the room's subscription (slot moved?): resubscribing");
+                        state.on = None;
+                        self.topology_wanted = true;
+                        self.retry = true;
+                    }
+                    Some(state) if state.subscribing => state.dropped_while_subscribing = true,
+                    _ => {}
                 }
             }
             _ => {}
@@ -665,7 +670,15 @@ impl Pump {
                     return;
                 };
                 state.subscribing = false;
+                let dropped = std::mem::take(&mut state.dropped_while_subscribing);
                 match result {
+                    Ok(()) if dropped => {
+                        debug!(%room, "a subscription was dropped while this one was made; subscribing again");
+                        if self.mode == Mode::Cluster {
+                            self.topology_wanted = true;
+                        }
+                        self.retry = true;
+                    }
                     Ok(()) if live => {
                         state.on = Some(serial);
                         self.start_catch_up(&room);
