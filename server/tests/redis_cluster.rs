@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_protocol::ServerEvent;
+use chat_protocol::{Client, ServerEvent};
 use chat_server::{Config, Limits, RedisConfig};
 use common::redis_cluster::RedisCluster;
 use common::traffic::run;
@@ -250,12 +250,7 @@ async fn fifty_rooms(cluster: &RedisCluster, first: &TestServer, second: &TestSe
 /// side or refuses with TRYAGAIN.
 async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: &TestServer) {
     let room = "halfway";
-    let (mut ann, _) = first.joined(room, "ann").await;
-    let (mut bob, _) = second.joined(room, "bob").await;
-    ann.say("before").await.unwrap();
-    for client in [&mut ann, &mut bob] {
-        assert_eq!(next_chat(client).await.message, "before");
-    }
+    let (mut ann, mut bob) = ann_and_bob(room, first, second).await;
 
     let moving = cluster.begin_move(&channel(room));
     let owners = |key: &str| key.contains(":owner:");
@@ -348,12 +343,7 @@ async fn halfway_moved_slot(cluster: &RedisCluster, first: &TestServer, second: 
 /// masters agree reaches every member.
 async fn reordered_handover(cluster: &RedisCluster, first: &TestServer, second: &TestServer) {
     let room = "handover";
-    let (mut ann, _) = first.joined(room, "ann").await;
-    let (mut bob, _) = second.joined(room, "bob").await;
-    ann.say("before").await.unwrap();
-    for (name, client) in [("ann", &mut ann), ("bob", &mut bob)] {
-        assert_eq!(next_chat_of(name, client).await.message, "before");
-    }
+    let (mut ann, mut bob) = ann_and_bob(room, first, second).await;
     let moving = cluster.begin_move(&channel(room));
     let from = moving.from;
     let to = tokio::task::block_in_place(|| {
@@ -367,4 +357,16 @@ async fn reordered_handover(cluster: &RedisCluster, first: &TestServer, second: 
     for (name, client) in [("ann", &mut ann), ("bob", &mut bob)] {
         assert_eq!(next_chat_of(name, client).await.message, "after");
     }
+}
+
+/// Ann in `room` on the first instance and Bob on the second, both
+/// hearing Ann's "before": the room is live on both.
+async fn ann_and_bob(room: &str, first: &TestServer, second: &TestServer) -> (Client, Client) {
+    let (mut ann, _) = first.joined(room, "ann").await;
+    let (mut bob, _) = second.joined(room, "bob").await;
+    ann.say("before").await.unwrap();
+    for (name, client) in [("ann", &mut ann), ("bob", &mut bob)] {
+        assert_eq!(next_chat_of(name, client).await.message, "before");
+    }
+    (ann, bob)
 }

@@ -284,10 +284,7 @@ impl RedisCluster {
     pub fn finish_move(&self, moving: &SlotMove) -> u16 {
         self.migrate(moving, |_| true);
         for (port, _) in self.masters() {
-            cli(
-                port,
-                &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
-            );
+            give_slot(port, moving);
         }
         moving.to
     }
@@ -300,17 +297,11 @@ impl RedisCluster {
     /// the old owner. Returns the new owner's port.
     pub fn finish_move_old_owner_first(&self, moving: &SlotMove, pause: Duration) -> u16 {
         self.migrate(moving, |_| true);
-        let give = |port: u16| {
-            cli(
-                port,
-                &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
-            );
-        };
-        give(moving.from);
+        give_slot(moving.from, moving);
         std::thread::sleep(pause);
         for (port, _) in self.masters() {
             if port != moving.from {
-                give(port);
+                give_slot(port, moving);
             }
         }
         moving.to
@@ -333,6 +324,14 @@ impl RedisCluster {
     pub fn cli(&self, port: u16, command: &[&str]) -> String {
         cli(port, command)
     }
+}
+
+/// Tells the node on `port` that the moving slot is its new master's.
+fn give_slot(port: u16, moving: &SlotMove) {
+    cli(
+        port,
+        &["CLUSTER", "SETSLOT", &moving.slot, "NODE", &moving.to_id],
+    );
 }
 
 /// A slot being moved from one master to another.

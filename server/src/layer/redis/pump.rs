@@ -428,8 +428,7 @@ impl Pump {
             return;
         }
         let Some(addr) = self.owner(room) else {
-            self.topology_wanted = true;
-            self.retry = true;
+            self.look_again();
             return;
         };
         match self.shards.get(&addr) {
@@ -552,8 +551,7 @@ impl Pump {
                     Some(state) if state.on == Some(serial) => {
                         info!(%room, "Redis dropped the room's subscription (slot moved?): resubscribing");
                         state.on = None;
-                        self.topology_wanted = true;
-                        self.retry = true;
+                        self.look_again();
                     }
                     Some(state) if state.subscribing => state.dropped_while_subscribing = true,
                     _ => {}
@@ -561,6 +559,21 @@ impl Pump {
             }
             _ => {}
         }
+    }
+
+    /// Something may have moved (a connection dropped, a subscription was
+    /// refused or dropped, a room has no known owner): retry what is
+    /// pending at the next tick and, in a cluster, read the slot map again
+    /// first. Any refusal counts (MOVED, ASK, CLUSTERDOWN, no answer):
+    /// with a stale map, a retry would go to the same wrong master for
+    /// ever. A map read while the masters still disagree (a reshard that
+    /// told the old owner first) is stale too, and is read again after
+    /// the next refusal, until they agree.
+    fn look_again(&mut self) {
+        if self.mode == Mode::Cluster {
+            self.topology_wanted = true;
+        }
+        self.retry = true;
     }
 
     /// A shard's connection is gone: its rooms subscribe again (wherever
@@ -585,10 +598,7 @@ impl Pump {
                 state.on = None;
             }
         }
-        if self.mode == Mode::Cluster {
-            self.topology_wanted = true;
-        }
-        self.retry = true;
+        self.look_again();
         self.connect(addr);
     }
 
@@ -642,10 +652,7 @@ impl Pump {
                             delay,
                         },
                     );
-                    if self.mode == Mode::Cluster {
-                        self.topology_wanted = true;
-                    }
-                    self.retry = true;
+                    self.look_again();
                 }
             },
             Done::Subscribed {
@@ -674,10 +681,7 @@ impl Pump {
                 match result {
                     Ok(()) if dropped => {
                         debug!(%room, "a subscription was dropped while this one was made; subscribing again");
-                        if self.mode == Mode::Cluster {
-                            self.topology_wanted = true;
-                        }
-                        self.retry = true;
+                        self.look_again();
                     }
                     Ok(()) if live => {
                         state.on = Some(serial);
@@ -686,18 +690,7 @@ impl Pump {
                     Ok(()) => self.retry = true,
                     Err(reason) => {
                         debug!(%room, %reason, "subscription refused; retrying");
-                        // In a cluster, a refusal (MOVED, ASK, CLUSTERDOWN,
-                        // no answer) means the slot map this pump holds may
-                        // be stale: read it again before the retry, or the
-                        // retry goes to the same wrong master for ever. A
-                        // map read while the masters still disagree (a
-                        // reshard that gave the old owner the slot's new
-                        // master first) is stale too, and is read again
-                        // after the next refusal, until they agree.
-                        if self.mode == Mode::Cluster {
-                            self.topology_wanted = true;
-                        }
-                        self.retry = true;
+                        self.look_again();
                     }
                 }
             }
