@@ -52,6 +52,14 @@ pub enum LayerError {
         #[source]
         source: Option<Cause>,
     },
+    /// The backend accepted a message, but whether it reached every member
+    /// is not known (or it is known that it did not): the sender is told,
+    /// and may send it again.
+    #[error("the message may not have reached every member: {reason}")]
+    Unconfirmed {
+        /// What a client is told.
+        reason: String,
+    },
     /// The backend could not be set up at start: what was being set up
     /// (the cause, such as Redis's answer, is the source).
     #[error("{reason}")]
@@ -82,6 +90,14 @@ impl LayerError {
         Self::Unavailable {
             reason: reason.into(),
             source: Some(source.into()),
+        }
+    }
+
+    /// A message the backend accepted may not have reached every member,
+    /// for `reason` (told to the client).
+    pub(crate) fn unconfirmed(reason: impl Into<String>) -> Self {
+        Self::Unconfirmed {
+            reason: reason.into(),
         }
     }
 

@@ -701,6 +701,20 @@ impl Session {
                     Ok(())
                 }
             },
+            Err(LayerError::Unconfirmed { reason }) => match self.params.format {
+                Format::Events => {
+                    let message = format!(
+                        "your message may not have reached every member: {reason}; \
+                         send it again if it matters"
+                    );
+                    self.send_error(ErrorCode::Unavailable, message).await
+                }
+                Format::Plain => Err(End::close(
+                    close::TRY_AGAIN_LATER,
+                    "unconfirmed",
+                    "message may not have been delivered: server lost its message bus",
+                )),
+            },
             Err(LayerError::Unavailable { reason, .. } | LayerError::Setup { reason, .. }) => {
                 match self.params.format {
                     Format::Events => {

@@ -41,6 +41,8 @@
 //! * `commands`: the command connection, to one Redis or a cluster;
 //! * `history`: paging and search over a room's history;
 //! * `pump`: the pub/sub connections, delivery, and catch-up from history;
+//! * `progress`: where this instance stands in a room's ids, and the
+//!   publishes waiting to see their message delivered here;
 //! * `presence`: presence entries, their heartbeat, the health probe;
 //! * `names`: who holds a display name across instances, and room topics.
 
@@ -49,6 +51,7 @@ mod history;
 mod keys;
 mod names;
 mod presence;
+mod progress;
 mod pump;
 
 use std::collections::HashMap;
@@ -70,6 +73,7 @@ use self::keys::{
     CATCH_UP_LUA, Entry, IdTemplate, Keys, Mode, PUBLISH_LUA, SNAPSHOT_LUA, entry, parse_entry,
     presence_member, unique_names,
 };
+use self::progress::{Fate, Progress};
 use self::pump::SubCommand;
 use super::{
     Cause, Draft, Health, Joined, LayerError, NameCounts, Resume, rename_events, select_history,
@@ -198,9 +202,9 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 struct LocalRoom {
     /// Who they are.
     names: NameCounts,
-    /// The last message id delivered here: ids published from here never
-    /// go below it (see `PUBLISH_LUA`).
-    delivered: u64,
+    /// Its place in the room's ids: ids published from here never go
+    /// below its floor (see `PUBLISH_LUA`).
+    progress: Progress,
 }
 
 #[derive(Debug)]
@@ -488,7 +492,7 @@ impl RedisLayer {
         };
         let floor = lock(&inner.local)
             .get(room)
-            .map_or(0, |state| state.delivered);
+            .map_or(0, |state| state.progress.floor());
         let names = inner.keys.room(room);
         let mut conn = inner.conn.clone();
         let result: Result<i64, _> = inner
@@ -517,12 +521,14 @@ impl RedisLayer {
             .invoke_async(&mut conn)
             .await;
         match result {
-            // -2: a resend of a publish that already ran (its first reply
-            // was lost): delivered once, as it should be.
-            Ok(id) if id >= 0 || id == -2 => {
-                if id == -2 {
-                    info!(%room, "a resent publish had already run: not published twice");
-                }
+            Ok(id) if id >= 0 => {
+                inner.answering.store(true, Ordering::Relaxed);
+                self.delivered_here(room, id.unsigned_abs()).await
+            }
+            // A resend of a publish that already ran (its first reply was
+            // lost): delivered once, as it should be.
+            Ok(-2) => {
+                info!(%room, "a resent publish had already run: not published twice");
                 inner.answering.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -534,6 +540,43 @@ impl RedisLayer {
                 Err(self.failed("publish", &err))
             }
             Err(err) => Err(self.failed("publish", &err)),
+        }
+    }
+
+    /// Waits until the message Redis published as `id` is delivered here
+    /// (so its sender has its echo), at most the command timeout. Refused
+    /// when the pump reports it lost (Redis lost it before sending it to
+    /// this instance) or it does not come back in time (the pub/sub
+    /// connection is down): the sender is told that it may not have reached
+    /// every member, instead of never getting an echo.
+    async fn delivered_here(&self, room: &RoomName, id: u64) -> Result<(), LayerError> {
+        let fate = lock(&self.inner.local)
+            .get_mut(room)
+            .and_then(|state| state.progress.published(id));
+        let Some(fate) = fate else {
+            return Ok(());
+        };
+        let waited = self.timeout();
+        match tokio::time::timeout(waited, fate).await {
+            Ok(Ok(Fate::Delivered)) => Ok(()),
+            Ok(Ok(Fate::Lost)) => {
+                warn!(%room, id, "Redis lost a message it had accepted: its sender is told");
+                Err(LayerError::unconfirmed(
+                    "Redis lost it (Redis restarted without its data) before sending it to \
+                     this server; the room's members were told a message is missing",
+                ))
+            }
+            Ok(Err(_)) | Err(_) => {
+                if let Some(state) = lock(&self.inner.local).get_mut(room) {
+                    state.progress.forget(id);
+                }
+                warn!(%room, id, ?waited, "a published message did not come back from Redis in time: its sender is told");
+                Err(LayerError::unconfirmed(format!(
+                    "Redis accepted it, but this server has not received it back within \
+                     {waited:?} (its connection to Redis is down); members will still get it \
+                     if Redis kept it"
+                )))
+            }
         }
     }
 

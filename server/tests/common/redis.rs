@@ -133,6 +133,49 @@ impl RedisServer {
     }
 }
 
+/// One connection to Redis kept open, for commands a test must be able to
+/// send while Redis refuses new connections (`CONFIG SET maxclients`).
+pub struct Admin {
+    stream: TcpStream,
+}
+
+impl Admin {
+    /// Connects to the Redis on `port`.
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("set a read timeout");
+        Self { stream }
+    }
+
+    /// Sends one inline command and returns the first line of the reply.
+    pub fn command(&mut self, command: &str) -> String {
+        self.stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("write to redis");
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            let n = self.stream.read(&mut byte).expect("read from redis");
+            assert!(n == 1, "redis closed the admin connection");
+            reply.push(byte[0]);
+        }
+        let line = String::from_utf8_lossy(&reply).trim_end().to_owned();
+        // A bulk string: its value is on the next line.
+        if line.starts_with('$') && line != "$-1" {
+            let mut value = Vec::new();
+            while !value.ends_with(b"\r\n") {
+                let n = self.stream.read(&mut byte).expect("read from redis");
+                assert!(n == 1, "redis closed the admin connection");
+                value.push(byte[0]);
+            }
+            return String::from_utf8_lossy(&value).trim_end().to_owned();
+        }
+        line
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -935,7 +935,7 @@ impl Pump {
             state.last = Some(id);
         }
         if let Some(local) = lock(&self.layer.inner.local).get_mut(room) {
-            local.delivered = local.delivered.max(id);
+            local.progress.delivered(id);
         }
     }
 
@@ -965,7 +965,7 @@ impl Pump {
             state.last = Some(after + missed);
         }
         if let Some(local) = lock(&self.layer.inner.local).get_mut(room) {
-            local.delivered = local.delivered.max(after + missed);
+            local.progress.lost_through(after + missed);
         }
     }
 
@@ -1004,12 +1004,21 @@ impl Pump {
             }
         };
         let Some(mut last) = state.last else {
-            // Opening: the room's feed starts after `seq`.
-            state.last = Some(seq);
-            if let Some(local) = lock(&self.layer.inner.local).get_mut(room) {
-                local.delivered = local.delivered.max(seq);
+            // Opening: the room's feed starts after `seq`, or before a
+            // message published from here while the room was opening.
+            let start = lock(&self.layer.inner.local)
+                .get_mut(room)
+                .map_or(seq, |local| {
+                    let start = local.progress.opening_point(seq);
+                    local.progress.opened_after(start);
+                    start
+                });
+            state.last = Some(start);
+            if start < seq {
+                self.start_catch_up(room);
+            } else {
+                self.drain_held(room);
             }
-            self.drain_held(room);
             return;
         };
         let full = entries.len() >= CATCH_UP_BATCH;
@@ -1160,7 +1169,7 @@ impl RedisLayer {
         let names = inner.keys.room(room);
         let floor = lock(&inner.local)
             .get(room)
-            .map_or(0, |state| state.delivered);
+            .map_or(0, |state| state.progress.floor());
         let mut invocation = inner.catch_up_script.prepare_invoke();
         invocation.key(names.seq).key(names.epoch).key(names.log);
         let migrate = inner.mode == Mode::Single;

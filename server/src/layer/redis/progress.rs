@@ -1,0 +1,159 @@
+//! This instance's place in a room's id sequence, and the publishes from
+//! here that wait to see their message come back.
+//!
+//! A publish that Redis ran is answered only once the pump has delivered
+//! its id here, or has told the room that the id is lost (a `gap`). So a
+//! message that Redis accepted and then lost before sending it to this
+//! instance (it crashed in between and came back without its data) is
+//! reported to its sender instead of vanishing, and its id is never given
+//! to another message.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+/// What became of a published message on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Delivered to the room's members here.
+    Delivered,
+    /// Skipped: Redis no longer had it when this instance read the room.
+    Lost,
+}
+
+/// Where this instance stands in one room.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// The last id delivered here (or reported lost).
+    delivered: u64,
+    /// The highest id a publish from here was given.
+    published: u64,
+    /// Publishes waiting for their id to be delivered or reported lost: at
+    /// most one per local member, since a session publishes one message at
+    /// a time.
+    waiting: BTreeMap<u64, oneshot::Sender<Fate>>,
+}
+
+impl Progress {
+    /// The lowest id the next message may take: ids published or
+    /// delivered here are never given again, even when Redis lost them.
+    pub(super) fn floor(&self) -> u64 {
+        self.delivered.max(self.published)
+    }
+
+    /// A publish from here was given `id`: `None` when the pump has
+    /// already delivered it, or the receiver of its fate.
+    pub(super) fn published(&mut self, id: u64) -> Option<oneshot::Receiver<Fate>> {
+        self.published = self.published.max(id);
+        if id <= self.delivered {
+            return None;
+        }
+        let (tell, fate) = oneshot::channel();
+        self.waiting.insert(id, tell);
+        Some(fate)
+    }
+
+    /// The publisher of `id` stopped waiting.
+    pub(super) fn forget(&mut self, id: u64) {
+        self.waiting.remove(&id);
+    }
+
+    /// The pump delivered `id`. Ids are delivered in order, and a skipped
+    /// one is reported lost first, so a publish still waiting below `id`
+    /// cannot be delivered any more: it is told so.
+    pub(super) fn delivered(&mut self, id: u64) {
+        self.delivered = self.delivered.max(id);
+        self.settle_through(id, |waited| {
+            if waited == id {
+                Fate::Delivered
+            } else {
+                Fate::Lost
+            }
+        });
+    }
+
+    /// The pump told the room that every id through `id` it has not
+    /// delivered is lost.
+    pub(super) fn lost_through(&mut self, id: u64) {
+        self.delivered = self.delivered.max(id);
+        self.settle_through(id, |_| Fate::Lost);
+    }
+
+    /// Where the feed of a room being opened starts, the room standing at
+    /// `seq`: after `seq`, or earlier when a publish from here that ran
+    /// before the subscription waits below it (its message is then read
+    /// from history, so that it reaches the members here too).
+    pub(super) fn opening_point(&self, seq: u64) -> u64 {
+        self.waiting
+            .keys()
+            .next()
+            .map_or(seq, |first| seq.min(first - 1))
+    }
+
+    /// Opening: the feed starts after `id`.
+    pub(super) fn opened_after(&mut self, id: u64) {
+        self.delivered = self.delivered.max(id);
+    }
+
+    fn settle_through(&mut self, id: u64, fate: impl Fn(u64) -> Fate) {
+        let later = self.waiting.split_off(&(id + 1));
+        for (waited, tell) in std::mem::replace(&mut self.waiting, later) {
+            let _ = tell.send(fate(waited));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fate(receiver: &mut oneshot::Receiver<Fate>) -> Option<Fate> {
+        receiver.try_recv().ok()
+    }
+
+    #[test]
+    fn a_publish_learns_its_message_was_delivered() {
+        let mut progress = Progress::default();
+        let mut first = progress.published(1).expect("waits");
+        let mut second = progress.published(2).expect("waits");
+        progress.delivered(1);
+        assert_eq!(fate(&mut first), Some(Fate::Delivered));
+        assert_eq!(fate(&mut second), None, "2 still on its way");
+        progress.delivered(2);
+        assert_eq!(fate(&mut second), Some(Fate::Delivered));
+        assert!(progress.published(2).is_none(), "already delivered");
+    }
+
+    #[test]
+    fn a_publish_learns_its_message_was_lost() {
+        let mut progress = Progress::default();
+        progress.delivered(4);
+        let mut lost = progress.published(5).expect("waits");
+        let mut next = progress.published(6).expect("waits");
+        progress.lost_through(5);
+        assert_eq!(fate(&mut lost), Some(Fate::Lost));
+        assert_eq!(fate(&mut next), None);
+        progress.delivered(7);
+        assert_eq!(fate(&mut next), Some(Fate::Lost), "skipped without a gap");
+    }
+
+    #[test]
+    fn ids_published_here_are_never_given_again() {
+        let mut progress = Progress::default();
+        progress.delivered(3);
+        assert_eq!(progress.floor(), 3);
+        let _waiting = progress.published(9);
+        assert_eq!(progress.floor(), 9, "9 ran in Redis, even if Redis lost it");
+    }
+
+    #[test]
+    fn a_room_opens_before_a_publish_from_here_that_it_has_not_delivered() {
+        let mut progress = Progress::default();
+        assert_eq!(progress.opening_point(10), 10);
+        let _waiting = progress.published(8);
+        assert_eq!(progress.opening_point(10), 7);
+        assert_eq!(progress.opening_point(5), 5);
+        progress.forget(8);
+        assert_eq!(progress.opening_point(10), 10);
+    }
+}
