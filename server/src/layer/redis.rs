@@ -32,6 +32,9 @@
 //! the pump reads history after the last id it delivered and fills the
 //! hole before anything newer: live members lose nothing that history
 //! still holds, and are told (a `gap` event) what it no longer holds.
+//! A publish is answered once its own message came back through that
+//! subscription, so a message Redis accepted and then lost is reported to
+//! its sender rather than never echoed.
 //!
 //! The layer in files, one concern each:
 //!

@@ -54,8 +54,9 @@ impl Mode {
 ///
 /// KEYS: seq, epoch, log, channel, bytes, pubs. ARGV: the event before
 /// and after its id, the plain frame, history length, TTL (s), a new epoch
-/// name, the floor (the last id this instance delivered: ids never go below
-/// it, even when a failover lost the last increments), the publish command,
+/// name, the floor (the highest id this instance delivered or was given
+/// for its own publishes: ids never go below it, even when a failover or a
+/// restart lost the last increments), the publish command,
 /// the history's byte budget, a deadline (unix ms on Redis's clock; 0:
 /// none), the publish's own random id.
 ///
@@ -142,7 +143,8 @@ return {seq, epoch, history, members}
 /// room's last id and the history entries after `after` (none when
 /// `after` is empty: a room being opened only learns where it stands).
 /// The id sequence is raised to `floor` if it is below (a failover lost
-/// increments this instance had already delivered), so ids never repeat.
+/// increments this instance had already delivered or published), so ids
+/// never repeat.
 ///
 /// On a single Redis, a room still in the layout of the release before
 /// history became a stream is carried over first (`migrate` = 1: the

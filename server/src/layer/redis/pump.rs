@@ -1159,7 +1159,7 @@ async fn read_slots(conn: &mut super::Commands) -> Result<Vec<(u16, u16, Addr)>,
 impl RedisLayer {
     /// The room's last id and its history entries after `after` (none
     /// when `after` is `None`), raising the id sequence to what this
-    /// instance delivered if a failover lost increments.
+    /// instance delivered or published if a failover lost increments.
     async fn read_after(
         &self,
         room: &RoomName,
