@@ -247,6 +247,61 @@ async fn a_message_redis_lost_after_accepting_it_is_never_silent() {
     assert_eq!(next_chat_of("watcher", &mut watcher).await.id, after.id);
 }
 
+/// A member who joins a room while its instance's pub/sub connection is
+/// down (the join cannot wait for the room's subscription) gets every
+/// message published after its welcome: the room's feed starts where the
+/// welcome left off, not where the room stands once the subscription is
+/// made. (Instance 2's pub/sub connection is killed and new connections
+/// refused while the member joins and two messages are sent.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_joins_while_pubsub_is_down_misses_nothing() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (first, second) = instances(&redis, None, LONG_HISTORY).await;
+    // Instance 2's pub/sub connection is the one with two subscriptions.
+    let _keepers = (
+        second.joined("keep-a", "keeper").await,
+        second.joined("keep-b", "keeper").await,
+    );
+    let (mut sender, _) = first.joined("late", "sender").await;
+    sender.say("m1").await.unwrap();
+    assert_eq!(next_chat_of("sender", &mut sender).await.message, "m1");
+
+    let mut admin = Admin::connect(redis.port());
+    assert_eq!(admin.command("CONFIG SET maxclients 1"), "+OK");
+    let pubsub = admin
+        .client_with("sub", "2")
+        .expect("instance 2's pub/sub connection");
+    assert_eq!(admin.command(&format!("CLIENT KILL ID {pubsub}")), ":1");
+    within(async {
+        while get(second.addr(), "/healthz").await.status == 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (mut joiner, welcome) = second.joined("late", "joiner").await;
+    assert_eq!(
+        welcome.history.last().map(|m| m.message.as_str()),
+        Some("m1")
+    );
+    for text in ["m2", "m3"] {
+        sender.say(text).await.unwrap();
+        assert_eq!(next_chat_of("sender", &mut sender).await.message, text);
+    }
+    assert_eq!(admin.command("CONFIG SET maxclients 10000"), "+OK");
+    sender.say("m4").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next_chat_of("joiner", &mut joiner).await.message);
+    }
+    assert_eq!(
+        got,
+        ["m2", "m3", "m4"],
+        "the joiner missed nothing after its welcome"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hole_longer_than_history_is_reported_to_typed_clients() {
     let Some(redis) = RedisServer::start() else {

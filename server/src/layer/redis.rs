@@ -420,6 +420,9 @@ impl RedisLayer {
         };
         Ok(match snapshot {
             Ok(snapshot) => {
+                if let Some(state) = lock(&inner.local).get_mut(room) {
+                    state.progress.welcomed_at(snapshot.last_id);
+                }
                 let (history, missed) =
                     select_history(snapshot.history, snapshot.last_id, &snapshot.epoch, resume);
                 Joined {
@@ -566,7 +569,7 @@ impl RedisLayer {
                 warn!(%room, id, "Redis lost a message it had accepted: its sender is told");
                 Err(LayerError::unconfirmed(
                     "Redis lost it (Redis restarted without its data) before sending it to \
-                     this server; the room's members were told a message is missing",
+                     this server; members on typed events were told a message is missing",
                 ))
             }
             Ok(Err(_)) | Err(_) => {

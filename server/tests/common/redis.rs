@@ -149,30 +149,45 @@ impl Admin {
         Self { stream }
     }
 
-    /// Sends one inline command and returns the first line of the reply.
+    /// Sends one inline command and returns its reply: a status, error or
+    /// integer line as sent (`+OK`, `:1`), a bulk string's value.
     pub fn command(&mut self, command: &str) -> String {
         self.stream
             .write_all(format!("{command}\r\n").as_bytes())
             .expect("write to redis");
-        let mut reply = Vec::new();
-        let mut byte = [0u8; 1];
-        while !reply.ends_with(b"\r\n") {
-            let n = self.stream.read(&mut byte).expect("read from redis");
-            assert!(n == 1, "redis closed the admin connection");
-            reply.push(byte[0]);
-        }
-        let line = String::from_utf8_lossy(&reply).trim_end().to_owned();
-        // A bulk string: its value is on the next line.
-        if line.starts_with('$') && line != "$-1" {
-            let mut value = Vec::new();
-            while !value.ends_with(b"\r\n") {
-                let n = self.stream.read(&mut byte).expect("read from redis");
-                assert!(n == 1, "redis closed the admin connection");
-                value.push(byte[0]);
+        let line = self.line();
+        match line.strip_prefix('$').map(str::parse::<usize>) {
+            Some(Ok(len)) => {
+                let mut value = vec![0u8; len + 2];
+                self.stream
+                    .read_exact(&mut value)
+                    .expect("read a bulk reply from redis");
+                String::from_utf8_lossy(&value[..len]).into_owned()
             }
-            return String::from_utf8_lossy(&value).trim_end().to_owned();
+            _ => line,
         }
-        line
+    }
+
+    /// The id of the connection `CLIENT LIST` shows with `field=value`.
+    pub fn client_with(&mut self, field: &str, value: &str) -> Option<String> {
+        let wanted = format!("{field}={value}");
+        self.command("CLIENT LIST").lines().find_map(|client| {
+            let mut fields = client.split(' ');
+            let id = fields.next()?.strip_prefix("id=")?.to_owned();
+            fields.any(|f| f == wanted).then_some(id)
+        })
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            self.stream
+                .read_exact(&mut byte)
+                .expect("read a reply from redis");
+            line.push(byte[0]);
+        }
+        String::from_utf8_lossy(&line).trim_end().to_owned()
     }
 }
 

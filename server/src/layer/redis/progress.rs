@@ -32,6 +32,12 @@ pub(super) struct Progress {
     /// most one per local member, since a session publishes one message at
     /// a time.
     waiting: BTreeMap<u64, oneshot::Sender<Fate>>,
+    /// Whether the pump has opened the room (its feed has a start).
+    open: bool,
+    /// The lowest id a member's welcome left off at before the room was
+    /// open (a join that could not wait for the subscription): the feed
+    /// must start there, not where the room stands when it opens.
+    welcomed: Option<u64>,
 }
 
 impl Progress {
@@ -79,20 +85,33 @@ impl Progress {
         self.settle_through(id, |_| Fate::Lost);
     }
 
+    /// A member was welcomed with the room's messages through `id`. Before
+    /// the room is open, the feed must start no later than that.
+    pub(super) fn welcomed_at(&mut self, id: u64) {
+        if !self.open {
+            self.welcomed = Some(self.welcomed.map_or(id, |lowest| lowest.min(id)));
+        }
+    }
+
     /// Where the feed of a room being opened starts, the room standing at
-    /// `seq`: after `seq`, or earlier when a publish from here that ran
-    /// before the subscription waits below it (its message is then read
-    /// from history, so that it reaches the members here too).
+    /// `seq`: after `seq`, or earlier when a member was welcomed before it
+    /// (a join that could not wait for the subscription) or a publish from
+    /// here that ran before the subscription waits below it. What lies in
+    /// between is then read from history, so that the members here get it.
     pub(super) fn opening_point(&self, seq: u64) -> u64 {
-        self.waiting
+        let first_waiting = self
+            .waiting
             .keys()
             .next()
-            .map_or(seq, |first| seq.min(first - 1))
+            .map_or(seq, |first| first.saturating_sub(1));
+        seq.min(first_waiting).min(self.welcomed.unwrap_or(seq))
     }
 
     /// Opening: the feed starts after `id`.
     pub(super) fn opened_after(&mut self, id: u64) {
         self.delivered = self.delivered.max(id);
+        self.open = true;
+        self.welcomed = None;
     }
 
     fn settle_through(&mut self, id: u64, fate: impl Fn(u64) -> Fate) {
@@ -155,5 +174,20 @@ mod tests {
         assert_eq!(progress.opening_point(5), 5);
         progress.forget(8);
         assert_eq!(progress.opening_point(10), 10);
+    }
+
+    #[test]
+    fn a_room_opens_where_its_earliest_member_was_welcomed() {
+        let mut progress = Progress::default();
+        progress.welcomed_at(6);
+        progress.welcomed_at(4);
+        assert_eq!(progress.opening_point(9), 4);
+        progress.opened_after(4);
+        progress.welcomed_at(2);
+        assert_eq!(
+            progress.opening_point(9),
+            9,
+            "once open, a welcome no longer moves the start"
+        );
     }
 }
