@@ -251,27 +251,34 @@ async fn a_message_redis_lost_after_accepting_it_is_never_silent() {
 /// down (the join cannot wait for the room's subscription) gets every
 /// message published after its welcome: the room's feed starts where the
 /// welcome left off, not where the room stands once the subscription is
-/// made. (Instance 2's pub/sub connection is killed and new connections
-/// refused while the member joins and two messages are sent.)
+/// made; a plain client that joins then gets everything published after
+/// it joined. (Instance 2's pub/sub connection is killed and new
+/// connections refused while they join and two messages are sent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_who_joins_while_pubsub_is_down_misses_nothing() {
+async fn members_who_join_while_pubsub_is_down_miss_nothing() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let (first, second) = instances(&redis, None, LONG_HISTORY).await;
-    // Instance 2's pub/sub connection is the one with two subscriptions.
+    // One room for a typed joiner, one for a plain one, each with a sender
+    // on instance 1 (whose pub/sub connection then has two subscriptions);
+    // instance 2's is the one with three.
     let _keepers = (
         second.joined("keep-a", "keeper").await,
         second.joined("keep-b", "keeper").await,
+        second.joined("keep-c", "keeper").await,
     );
-    let (mut sender, _) = first.joined("late", "sender").await;
-    sender.say("m1").await.unwrap();
-    assert_eq!(next_chat_of("sender", &mut sender).await.message, "m1");
+    let (mut typed_sender, _) = first.joined("late-typed", "sender").await;
+    let (mut plain_sender, _) = first.joined("late-plain", "sender").await;
+    for sender in [&mut typed_sender, &mut plain_sender] {
+        sender.say("m1").await.unwrap();
+        assert_eq!(next_chat_of("sender", sender).await.message, "m1");
+    }
 
     let mut admin = Admin::connect(redis.port());
     assert_eq!(admin.command("CONFIG SET maxclients 1"), "+OK");
     let pubsub = admin
-        .client_with("sub", "2")
+        .client_with("sub", "3")
         .expect("instance 2's pub/sub connection");
     assert_eq!(admin.command(&format!("CLIENT KILL ID {pubsub}")), ":1");
     within(async {
@@ -280,17 +287,23 @@ async fn a_member_who_joins_while_pubsub_is_down_misses_nothing() {
         }
     })
     .await;
-    let (mut joiner, welcome) = second.joined("late", "joiner").await;
+    let (mut joiner, welcome) = second.joined("late-typed", "joiner").await;
     assert_eq!(
         welcome.history.last().map(|m| m.message.as_str()),
         Some("m1")
     );
-    for text in ["m2", "m3"] {
-        sender.say(text).await.unwrap();
-        assert_eq!(next_chat_of("sender", &mut sender).await.message, text);
+    // A plain client has no welcome: its place is read at the join.
+    let mut plain = second.plain("late-plain").await;
+    for sender in [&mut typed_sender, &mut plain_sender] {
+        for text in ["m2", "m3"] {
+            sender.say(text).await.unwrap();
+            assert_eq!(next_chat_of("sender", sender).await.message, text);
+        }
     }
     assert_eq!(admin.command("CONFIG SET maxclients 10000"), "+OK");
-    sender.say("m4").await.unwrap();
+    for sender in [&mut typed_sender, &mut plain_sender] {
+        sender.say("m4").await.unwrap();
+    }
     let mut got = Vec::new();
     for _ in 0..3 {
         got.push(next_chat_of("joiner", &mut joiner).await.message);
@@ -298,7 +311,17 @@ async fn a_member_who_joins_while_pubsub_is_down_misses_nothing() {
     assert_eq!(
         got,
         ["m2", "m3", "m4"],
-        "the joiner missed nothing after its welcome"
+        "the typed client missed nothing after its welcome"
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let frame: serde_json::Value = serde_json::from_str(&next_text(&mut plain).await).unwrap();
+        got.push(frame["message"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        got,
+        ["m2", "m3", "m4"],
+        "the plain client missed nothing after it joined"
     );
 }
 

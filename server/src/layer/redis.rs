@@ -398,7 +398,13 @@ impl RedisLayer {
         }
         let answering = self.is_answering();
         if format == Format::Plain {
-            // No welcome: nothing to read.
+            // No welcome; but in a room whose feed has no start yet (the
+            // join could not wait for the subscription), the plain member
+            // must get what is published from now on.
+            if answering {
+                self.within(budget, "join (room position)", self.mark_plain_join(room))
+                    .await;
+            }
             return Ok(Joined {
                 subscription,
                 members: Vec::new(),
@@ -546,6 +552,27 @@ impl RedisLayer {
                 Err(self.failed("publish", &err))
             }
             Err(err) => Err(self.failed("publish", &err)),
+        }
+    }
+
+    /// For a plain joiner of a room the pump has not opened yet: reads where
+    /// the room stands, so that its feed starts no later than that.
+    async fn mark_plain_join(&self, room: &RoomName) {
+        let open = lock(&self.inner.local)
+            .get(room)
+            .is_none_or(|state| state.progress.is_open());
+        if open {
+            return;
+        }
+        let mut conn = self.inner.conn.clone();
+        let seq: Result<Option<u64>, _> = conn.get(self.inner.keys.room(room).seq).await;
+        match seq {
+            Ok(seq) => {
+                if let Some(state) = lock(&self.inner.local).get_mut(room) {
+                    state.progress.welcomed_at(seq.unwrap_or(0));
+                }
+            }
+            Err(err) => self.warn_failed("read where a room stands", &err),
         }
     }
 

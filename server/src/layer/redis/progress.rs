@@ -93,6 +93,11 @@ impl Progress {
         }
     }
 
+    /// Whether the pump has opened the room.
+    pub(super) fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Where the feed of a room being opened starts, the room standing at
     /// `seq`: after `seq`, or earlier when a member was welcomed before it
     /// (a join that could not wait for the subscription) or a publish from
