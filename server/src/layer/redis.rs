@@ -593,10 +593,12 @@ impl RedisLayer {
         match tokio::time::timeout(waited, fate).await {
             Ok(Ok(Fate::Delivered)) => Ok(()),
             Ok(Ok(Fate::Lost)) => {
-                warn!(%room, id, "Redis lost a message it had accepted: its sender is told");
+                warn!(%room, id, "a message Redis accepted never reached this server: its sender is told");
                 Err(LayerError::unconfirmed(
-                    "Redis lost it (Redis restarted without its data) before sending it to \
-                     this server; members on typed events were told a message is missing",
+                    "it never came back to this server from Redis (Redis lost it, e.g. it \
+                     restarted without its data, or the room's history dropped it before this \
+                     server caught up); members here on typed events were told a message is \
+                     missing",
                 ))
             }
             Ok(Err(_)) | Err(_) => {

@@ -32,7 +32,9 @@ pub(super) struct Progress {
     /// most one per local member, since a session publishes one message at
     /// a time.
     waiting: BTreeMap<u64, oneshot::Sender<Fate>>,
-    /// Whether the pump has opened the room (its feed has a start).
+    /// Whether the pump has opened the room (its feed has a start), or
+    /// delivers in it (a room it kept open while its last member left and
+    /// a new one came).
     open: bool,
     /// The lowest id a member's welcome left off at before the room was
     /// open (a join that could not wait for the subscription): the feed
@@ -69,6 +71,7 @@ impl Progress {
     /// cannot be delivered any more: it is told so.
     pub(super) fn delivered(&mut self, id: u64) {
         self.delivered = self.delivered.max(id);
+        self.open = true;
         self.settle_through(id, |waited| {
             if waited == id {
                 Fate::Delivered
@@ -82,6 +85,7 @@ impl Progress {
     /// delivered is lost.
     pub(super) fn lost_through(&mut self, id: u64) {
         self.delivered = self.delivered.max(id);
+        self.open = true;
         self.settle_through(id, |_| Fate::Lost);
     }
 
@@ -194,5 +198,8 @@ mod tests {
             9,
             "once open, a welcome no longer moves the start"
         );
+        let mut delivering = Progress::default();
+        delivering.delivered(5);
+        assert!(delivering.is_open(), "a room the pump delivers in is open");
     }
 }
