@@ -9,6 +9,7 @@
 //! to another message.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use tokio::sync::oneshot;
 
@@ -32,6 +33,9 @@ pub(super) struct Progress {
     /// most one per local member, since a session publishes one message at
     /// a time.
     waiting: BTreeMap<u64, oneshot::Sender<Fate>>,
+    /// The ids the pump last reported lost (a `gap`), for a publish whose
+    /// reply is read only after its id was skipped.
+    last_lost: Option<RangeInclusive<u64>>,
     /// Whether the pump has opened the room (its feed has a start), or
     /// delivers in it (a room it kept open while its last member left and
     /// a new one came).
@@ -53,11 +57,19 @@ impl Progress {
     /// already delivered it, or the receiver of its fate.
     pub(super) fn published(&mut self, id: u64) -> Option<oneshot::Receiver<Fate>> {
         self.published = self.published.max(id);
-        if id <= self.delivered {
-            return None;
-        }
         let (tell, fate) = oneshot::channel();
-        self.waiting.insert(id, tell);
+        if id <= self.delivered {
+            if !self
+                .last_lost
+                .as_ref()
+                .is_some_and(|lost| lost.contains(&id))
+            {
+                return None;
+            }
+            let _ = tell.send(Fate::Lost);
+        } else {
+            self.waiting.insert(id, tell);
+        }
         Some(fate)
     }
 
@@ -81,12 +93,14 @@ impl Progress {
         });
     }
 
-    /// The pump told the room that every id through `id` it has not
-    /// delivered is lost.
-    pub(super) fn lost_through(&mut self, id: u64) {
-        self.delivered = self.delivered.max(id);
+    /// The pump told the room that the ids in `lost` are lost (and
+    /// delivered everything before them it could).
+    pub(super) fn lost(&mut self, lost: RangeInclusive<u64>) {
+        let through = *lost.end();
+        self.delivered = self.delivered.max(through);
         self.open = true;
-        self.settle_through(id, |_| Fate::Lost);
+        self.settle_through(through, |_| Fate::Lost);
+        self.last_lost = Some(lost);
     }
 
     /// A member was welcomed with the room's messages through `id`. Before
@@ -124,7 +138,7 @@ impl Progress {
     }
 
     fn settle_through(&mut self, id: u64, fate: impl Fn(u64) -> Fate) {
-        let later = self.waiting.split_off(&(id + 1));
+        let later = self.waiting.split_off(&id.saturating_add(1));
         for (waited, tell) in std::mem::replace(&mut self.waiting, later) {
             let _ = tell.send(fate(waited));
         }
@@ -158,11 +172,23 @@ mod tests {
         progress.delivered(4);
         let mut lost = progress.published(5).expect("waits");
         let mut next = progress.published(6).expect("waits");
-        progress.lost_through(5);
+        progress.lost(5..=5);
         assert_eq!(fate(&mut lost), Some(Fate::Lost));
         assert_eq!(fate(&mut next), None);
         progress.delivered(7);
         assert_eq!(fate(&mut next), Some(Fate::Lost), "skipped without a gap");
+    }
+
+    #[test]
+    fn a_publish_whose_id_was_skipped_before_its_reply_came_learns_it_was_lost() {
+        let mut progress = Progress::default();
+        progress.delivered(2);
+        progress.lost(3..=4);
+        progress.delivered(5);
+        let mut late = progress.published(4).expect("told");
+        assert_eq!(fate(&mut late), Some(Fate::Lost));
+        assert!(progress.published(5).is_none(), "5 was delivered");
+        assert!(progress.published(2).is_none(), "2 was delivered");
     }
 
     #[test]

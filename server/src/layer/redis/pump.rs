@@ -965,7 +965,7 @@ impl Pump {
             state.last = Some(after + missed);
         }
         if let Some(local) = lock(&self.layer.inner.local).get_mut(room) {
-            local.progress.lost_through(after + missed);
+            local.progress.lost(after + 1..=after + missed);
         }
     }
 
