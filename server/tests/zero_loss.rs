@@ -204,14 +204,9 @@ async fn a_message_redis_lost_after_accepting_it_is_never_silent() {
     assert_eq!(admin.command("FLUSHALL"), "+OK");
     assert_eq!(admin.command("CONFIG SET maxclients 10000"), "+OK");
 
-    let refusal = within(async {
-        loop {
-            match next_event(&mut sender).await {
-                ServerEvent::Error(error) => return error,
-                ServerEvent::Chat(chat) => panic!("the lost message was echoed: {chat:?}"),
-                _ => {}
-            }
-        }
+    let refusal = before_any_chat("sender", &mut sender, |event| match event {
+        ServerEvent::Error(error) => Some(error),
+        _ => None,
     })
     .await;
     eprintln!("the sender was told: {}", refusal.message);
@@ -221,14 +216,9 @@ async fn a_message_redis_lost_after_accepting_it_is_never_silent() {
         "the error says the message may be lost: {}",
         refusal.message
     );
-    let gap = within(async {
-        loop {
-            match next_event(&mut watcher).await {
-                ServerEvent::Gap(gap) => return gap,
-                ServerEvent::Chat(chat) => panic!("the watcher got a chat first: {chat:?}"),
-                _ => {}
-            }
-        }
+    let gap = before_any_chat("watcher", &mut watcher, |event| match event {
+        ServerEvent::Gap(gap) => Some(gap),
+        _ => None,
     })
     .await;
     assert_eq!(
@@ -245,6 +235,28 @@ async fn a_message_redis_lost_after_accepting_it_is_never_silent() {
         "the lost id {lost} is not reused: {after:?}"
     );
     assert_eq!(next_chat_of("watcher", &mut watcher).await.id, after.id);
+}
+
+/// The first event of `client` that `pick` takes, skipping others; a chat
+/// message before it fails the test (it would be the lost one).
+async fn before_any_chat<T>(
+    who: &str,
+    client: &mut chat_protocol::Client,
+    pick: impl Fn(ServerEvent) -> Option<T>,
+) -> T {
+    within(async {
+        loop {
+            match next_event(client).await {
+                ServerEvent::Chat(chat) => panic!("{who} got a chat message first: {chat:?}"),
+                event => {
+                    if let Some(picked) = pick(event) {
+                        return picked;
+                    }
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// A member who joins a room while its instance's pub/sub connection is
