@@ -619,7 +619,10 @@ pub enum ErrorCode {
     /// The client is sending faster than the rate limit allows.
     RateLimited,
     /// The message could not be delivered because the server's message bus
-    /// is unavailable (e.g. Redis is down); it was not sent, send it again later.
+    /// is unavailable (e.g. Redis is down); it was not sent, send it again
+    /// later. Rarely, the bus accepted it and then lost it before it came
+    /// back (the text then says it "may not have reached every member"):
+    /// some members may have it, and no echo will come.
     Unavailable,
     /// The client fell behind and missed messages.
     Lagged,
