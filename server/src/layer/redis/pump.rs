@@ -1004,8 +1004,10 @@ impl Pump {
             }
         };
         let Some(mut last) = state.last else {
-            // Opening: the room's feed starts after `seq`, or before a
-            // message published from here while the room was opening.
+            // Opening: the room's feed starts after `seq`, or earlier
+            // where a member was welcomed or a message was published from
+            // here before the subscription was made (`opening_point`); the
+            // ids in between are read from history first.
             let start = lock(&self.layer.inner.local)
                 .get_mut(room)
                 .map_or(seq, |local| {
