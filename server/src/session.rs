@@ -701,35 +701,39 @@ impl Session {
                     Ok(())
                 }
             },
-            Err(LayerError::Unconfirmed { reason }) => match self.params.format {
-                Format::Events => {
-                    let message = format!(
-                        "your message may not have reached every member: {reason}; \
-                         send it again if it matters"
-                    );
-                    self.send_error(ErrorCode::Unavailable, message).await
-                }
-                Format::Plain => Err(End::close(
-                    close::TRY_AGAIN_LATER,
-                    "unconfirmed",
-                    "message may not have been delivered: server lost its message bus",
-                )),
-            },
-            Err(LayerError::Unavailable { reason, .. } | LayerError::Setup { reason, .. }) => {
-                match self.params.format {
-                    Format::Events => {
-                        let message = format!(
-                            "your message was NOT delivered: {reason}; send it again in a moment"
-                        );
-                        self.send_error(ErrorCode::Unavailable, message).await
-                    }
-                    Format::Plain => Err(End::close(
-                        close::TRY_AGAIN_LATER,
-                        "unavailable",
-                        "message not delivered: server unavailable",
-                    )),
-                }
+            Err(LayerError::Unconfirmed { reason }) => {
+                let message = format!(
+                    "your message may not have reached every member: {reason}; \
+                     send it again if it matters"
+                );
+                let close_reason =
+                    "message may not have been delivered: server lost its message bus";
+                self.refuse_message(message, "unconfirmed", close_reason)
+                    .await
             }
+            Err(LayerError::Unavailable { reason, .. } | LayerError::Setup { reason, .. }) => {
+                let message =
+                    format!("your message was NOT delivered: {reason}; send it again in a moment");
+                let close_reason = "message not delivered: server unavailable";
+                self.refuse_message(message, "unavailable", close_reason)
+                    .await
+            }
+        }
+    }
+
+    /// Tells the sender its message did not reach (or may not have reached) the
+    /// room: an `unavailable` error event saying `message`, or, for a plain
+    /// client, which has no error channel, a close with 1013 (try again
+    /// later) labelled `label` in the metrics.
+    async fn refuse_message(
+        &mut self,
+        message: String,
+        label: &'static str,
+        close_reason: &'static str,
+    ) -> Result<(), End> {
+        match self.params.format {
+            Format::Events => self.send_error(ErrorCode::Unavailable, message).await,
+            Format::Plain => Err(End::close(close::TRY_AGAIN_LATER, label, close_reason)),
         }
     }
 

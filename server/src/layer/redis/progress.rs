@@ -137,9 +137,15 @@ impl Progress {
         self.welcomed = None;
     }
 
+    /// Tells every publish waiting for an id up to `id` its fate. Runs for
+    /// every delivered message: in the usual case it finds nothing, or
+    /// the one publish waiting for `id`, and allocates nothing.
     fn settle_through(&mut self, id: u64, fate: impl Fn(u64) -> Fate) {
-        let later = self.waiting.split_off(&id.saturating_add(1));
-        for (waited, tell) in std::mem::replace(&mut self.waiting, later) {
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > id {
+                break;
+            }
+            let (waited, tell) = entry.remove_entry();
             let _ = tell.send(fate(waited));
         }
     }
